@@ -1,0 +1,97 @@
+package events
+
+import "time"
+
+// Resources are what an environment reserves on its host.
+type Resources struct {
+	CPUs      int `json:"cpus"`
+	MemoryMiB int `json:"memory_mib"`
+	DiskMiB   int `json:"disk_mib,omitempty"`
+}
+
+// Requested is the data of EnvRequested.
+type Requested struct {
+	Runtime    string            `json:"runtime"`
+	Name       string            `json:"name"`
+	Owner      string            `json:"owner"` // tenant id
+	Resources  Resources         `json:"resources"`
+	TTLSeconds int64             `json:"ttl_s"` // idle timeout
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// Placed is the data of EnvPlaced.
+type Placed struct {
+	Host string `json:"host"`
+}
+
+// Reason is the data of EnvRejected, EnvFailed and EnvLost.
+type Reason struct {
+	Reason string `json:"reason"`
+}
+
+// Started is the data of EnvStarted.
+type Started struct {
+	BootMillis int64 `json:"boot_ms"`
+	Warm       bool  `json:"warm,omitempty"` // taken from the warm pool
+}
+
+// Touched is the data of EnvTouched: activity since the last touched event, coalesced.
+type Touched struct {
+	LastActive time.Time `json:"last_active"`
+	Calls      int       `json:"calls"`
+}
+
+// Exec is the data of EnvExec, the audit record of one command run.
+type Exec struct {
+	Language    string `json:"language"`
+	CodeSHA256  string `json:"code_sha256"`
+	CodeSize    int    `json:"code_size"`
+	ExitCode    int    `json:"exit_code"`
+	DurationMS  int64  `json:"duration_ms"`
+	StdoutBytes int    `json:"stdout_bytes"`
+	StderrBytes int    `json:"stderr_bytes"`
+	TimedOut    bool   `json:"timed_out,omitempty"`
+	Truncated   bool   `json:"truncated,omitempty"`
+}
+
+// File is the data of EnvFileWritten and EnvFileRead.
+type File struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Destroy reasons.
+const (
+	ReasonUser       = "user"
+	ReasonTTL        = "ttl"
+	ReasonHostFailed = "host_failed"
+	ReasonHostLeft   = "host_left"
+)
+
+// DestroyRequested is the data of EnvDestroyRequested.
+type DestroyRequested struct {
+	By     string `json:"by"`
+	Reason string `json:"reason"` // ReasonUser, ReasonTTL, ...
+}
+
+// HostInfo is the data of HostJoined: where the host is and what it offers.
+type HostInfo struct {
+	Address         string `json:"address"` // memberlist address
+	CPUs            int    `json:"cpus"`
+	MemoryMiB       int    `json:"memory_mib"`
+	MaxEnvironments int    `json:"max_environments"`
+}
+
+// HostFailure is the data of HostFailed.
+type HostFailure struct {
+	DetectedBy string `json:"detected_by"`
+}
+
+// Digest is the data of AuditDigest: a hash over the stored bytes of a covered sequence range.
+type Digest struct {
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Count    int    `json:"count"`
+	SHA256   string `json:"sha256"`
+}

@@ -1,0 +1,4 @@
+// Package events is waggle's event log: the versioned event envelope and its types, the
+// JetStream stream that stores them, appends with deduplication and optimistic concurrency
+// per aggregate, the per-aggregate hash chain, and the readers (load, follow, replay).
+package events

@@ -1,0 +1,114 @@
+// Package hostrpc is the wire contract between routers and host agents: the NATS request/reply
+// subjects of a host's exec and file service and the JSON bodies they carry.
+package hostrpc
+
+import "time"
+
+// Operation names; the service of host H answers on "waggle.rpc.<H>.<op>".
+const (
+	OpExec            = "exec"
+	OpWriteFile       = "write_file"
+	OpReadFile        = "read_file"
+	OpListFiles       = "list_files"
+	OpInstallPackages = "install_packages"
+)
+
+// Subject is the request subject of one operation on one host.
+func Subject(host, op string) string { return "waggle.rpc." + host + "." + op }
+
+// Header names carried on every request.
+const (
+	HeaderPrincipal   = "Waggle-Principal"   // tenant/key id of the caller, for the audit event
+	HeaderCorrelation = "Waggle-Correlation" // request id, echoed in logs and audit events
+)
+
+// Error codes in an error reply; the router maps them to tool errors.
+const (
+	CodeBadRequest = "bad_request" // the caller's input is invalid
+	CodeNotFound   = "not_found"   // no such environment, file or directory
+	CodeNotRunning = "not_running" // the environment exists but is not running
+	CodeTooLarge   = "too_large"   // payload over a limit
+	CodeInternal   = "internal"    // anything else; the message names the request id
+)
+
+// Error is the body of an error reply (and the micro service's error header carries Code).
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ExecRequest runs code in an environment.
+type ExecRequest struct {
+	Env      string        `json:"env"`
+	Code     string        `json:"code"`
+	Language string        `json:"language"` // python, node or shell
+	Timeout  time.Duration `json:"timeout"`
+}
+
+// ExecResult is the outcome of a command; a non-zero exit code is a normal result.
+type ExecResult struct {
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	ExitCode   int    `json:"exit_code"`
+	DurationMS int64  `json:"duration_ms"`
+	TimedOut   bool   `json:"timed_out"`
+	Truncated  bool   `json:"truncated"`
+}
+
+// InstallRequest installs packages with the runtime's package manager.
+type InstallRequest struct {
+	Env      string        `json:"env"`
+	Packages []string      `json:"packages"`
+	Timeout  time.Duration `json:"timeout"`
+}
+
+// WriteFileRequest writes a file; Content is raw bytes (base64 in JSON).
+type WriteFileRequest struct {
+	Env     string `json:"env"`
+	Path    string `json:"path"`
+	Content []byte `json:"content"`
+	Mode    uint32 `json:"mode,omitempty"` // default 0644
+}
+
+// WriteFileResult reports what was written.
+type WriteFileResult struct {
+	Path         string `json:"path"`
+	BytesWritten int64  `json:"bytes_written"`
+	SHA256       string `json:"sha256"`
+}
+
+// ReadFileRequest reads a file.
+type ReadFileRequest struct {
+	Env  string `json:"env"`
+	Path string `json:"path"`
+}
+
+// ReadFileResult carries the file's bytes (base64 in JSON).
+type ReadFileResult struct {
+	Path    string `json:"path"`
+	Content []byte `json:"content"`
+	Size    int64  `json:"size"`
+}
+
+// ListFilesRequest lists a directory.
+type ListFilesRequest struct {
+	Env       string `json:"env"`
+	Path      string `json:"path"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+// FileInfo is one entry of a listing.
+type FileInfo struct {
+	Name     string    `json:"name"` // relative to the listed path
+	Size     int64     `json:"size"`
+	IsDir    bool      `json:"is_dir"`
+	Mode     string    `json:"mode"` // ls-style, e.g. -rw-r--r--
+	Modified time.Time `json:"modified"`
+}
+
+// ListFilesResult is a directory listing.
+type ListFilesResult struct {
+	Path  string     `json:"path"`
+	Files []FileInfo `json:"files"`
+	Count int        `json:"count"`
+}
