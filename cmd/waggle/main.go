@@ -17,16 +17,22 @@ import (
 var version = "dev"
 
 func main() {
+	os.Exit(run())
+}
+
+// run executes the command line and returns the process exit code.
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := newRootCmd()
-	if err := root.ExecuteContext(ctx); err != nil {
-		code := exitCode(err)
-		if code == 1 {
-			fmt.Fprintln(os.Stderr, "waggle:", err)
-		}
-		os.Exit(code)
+	err := newRootCmd().ExecuteContext(ctx)
+	if err == nil {
+		return 0
 	}
+	code := exitCode(err)
+	if code == 1 {
+		fmt.Fprintln(os.Stderr, "waggle:", err)
+	}
+	return code
 }
 
 func newRootCmd() *cobra.Command {
