@@ -10,7 +10,8 @@ import (
 const (
 	StreamName    = "WAGGLE_EVENTS"
 	SubjectPrefix = "waggle"
-	// AllSubjects is the stream's subject filter.
+	// AllSubjects matches every waggle subject; as a reader filter it selects every event. The
+	// stream itself stores only StreamSubjects (not, e.g., the host RPC subjects).
 	AllSubjects = "waggle.>"
 )
 
@@ -47,6 +48,9 @@ func AuditSubject(kind string) string { return "waggle.audit." + kind }
 
 // SubjectOf is the subject an event is stored under, derived from its kind, ids and type.
 func SubjectOf(ev *Event) (string, error) {
+	if err := ValidID(ev.Type); err != nil {
+		return "", fmt.Errorf("event type: %w", err)
+	}
 	switch {
 	case ev.Env != "":
 		if err := ValidID(ev.Host); err != nil {
@@ -87,11 +91,16 @@ type ParsedSubject struct {
 	Type string
 }
 
-// ParseSubject splits a stored subject into its parts.
+// ParseSubject splits a stored subject into its parts; each id and the type must be a ValidID.
 func ParseSubject(subject string) (ParsedSubject, error) {
 	parts := strings.Split(subject, ".")
 	if len(parts) < 3 || parts[0] != SubjectPrefix {
 		return ParsedSubject{}, fmt.Errorf("not a waggle event subject: %q", subject)
+	}
+	for _, p := range parts[2:] {
+		if ValidID(p) != nil {
+			return ParsedSubject{}, fmt.Errorf("not a waggle event subject: %q: token %q", subject, p)
+		}
 	}
 	switch {
 	case parts[1] == "env" && len(parts) == 5:
