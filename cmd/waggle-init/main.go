@@ -1,0 +1,39 @@
+// Command waggle-init is PID 1 of every waggle guest (see package hostagent/guest). Build it
+// static: CGO_ENABLED=0 go build ./cmd/waggle-init. The initramfs must hold it as /init with mode
+// 0755, because the guest also runs it as the sandbox user: `waggle-init sftp-server` is the
+// SFTP server process of the SSH server's "sftp" subsystem.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/guest"
+	"github.com/waggle-dev/waggle/hostagent/guest/sshd"
+)
+
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == "sftp-server" {
+		wd, err := os.Getwd()
+		if err == nil {
+			err = sshd.ServeSFTP(os.Stdin, os.Stdout, wd)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "waggle-init sftp-server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if os.Getpid() != 1 || len(os.Args) > 1 {
+		fmt.Fprintln(os.Stderr, "usage: waggle-init (as PID 1 of a guest) | waggle-init sftp-server")
+		os.Exit(2)
+	}
+	err := guest.Run(context.Background(), guest.DefaultConfig())
+	// Only reached if powering off failed; PID 1 must not exit.
+	fmt.Fprintln(os.Stderr, "waggle-init:", err)
+	for {
+		time.Sleep(time.Hour)
+	}
+}

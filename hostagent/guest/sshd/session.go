@@ -1,0 +1,208 @@
+//go:build linux
+
+package sshd
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
+)
+
+// session is one SSH session channel: its environment, then at most one process.
+type session struct {
+	srv *Server
+	ch  ssh.Channel
+	log *slog.Logger
+	env []string
+	dir string
+
+	mu      sync.Mutex
+	proc    *process // nil until a command started
+	started bool
+	done    chan struct{} // closed when the command's goroutine finished
+	// launch, set by start, serves the started command; it runs only after the request that
+	// started it was answered, so that its exit status and close always follow the reply.
+	launch func()
+}
+
+func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request, log *slog.Logger) {
+	ss := &session{srv: s, ch: ch, log: log, dir: s.cfg.Home, done: make(chan struct{})}
+	for req := range reqs {
+		ok := ss.handle(req)
+		if req.WantReply {
+			req.Reply(ok, nil)
+		}
+		if ss.launch != nil {
+			go ss.launch()
+			ss.launch = nil
+		}
+	}
+	// The client closed the channel: nothing of this session may keep running.
+	ss.mu.Lock()
+	p, started := ss.proc, ss.started
+	ss.mu.Unlock()
+	if p != nil {
+		p.killGroup()
+	}
+	if started {
+		<-ss.done
+	}
+	ch.Close()
+}
+
+// handle serves one channel request and reports whether it succeeded.
+func (ss *session) handle(req *ssh.Request) bool {
+	switch req.Type {
+	case "env":
+		var kv struct{ Name, Value string }
+		if ssh.Unmarshal(req.Payload, &kv) != nil {
+			return false
+		}
+		return ss.setenv(kv.Name, kv.Value)
+	case "exec":
+		var cmd struct{ Command string }
+		if ssh.Unmarshal(req.Payload, &cmd) != nil {
+			return false
+		}
+		argv, line, isArgv, err := wire.DecodeExec(cmd.Command)
+		if err != nil {
+			ss.log.Warn("bad exec request", "err", err)
+			return false
+		}
+		if !isArgv {
+			argv = []string{ss.srv.cfg.Shell, "-c", line}
+		}
+		return ss.start(argv, true)
+	case "shell":
+		return ss.start([]string{ss.srv.cfg.Shell}, true)
+	case "subsystem":
+		var sub struct{ Name string }
+		if ssh.Unmarshal(req.Payload, &sub) != nil || sub.Name != wire.SFTPSubsystem {
+			return false
+		}
+		return ss.start(ss.srv.cfg.SFTPCommand, false)
+	case "signal":
+		var sig struct{ Signal string }
+		if ssh.Unmarshal(req.Payload, &sig) != nil {
+			return false
+		}
+		return ss.signal(sig.Signal)
+	default: // pty-req, x11-req, agent forwarding, window-change...
+		return false
+	}
+}
+
+func (ss *session) setenv(name, value string) bool {
+	if name == wire.DirEnv {
+		if value != "" {
+			// A relative directory is relative to the home directory, like SFTP paths.
+			ss.dir = filepath.Join(ss.srv.cfg.Home, value)
+			if filepath.IsAbs(value) {
+				ss.dir = value
+			}
+		}
+		return true
+	}
+	if !envAllowed(ss.srv.cfg.EnvAllow, name) {
+		ss.log.Debug("env request refused", "name", name)
+		return false
+	}
+	ss.env = append(ss.env, name+"="+value)
+	return true
+}
+
+// envAllowed reports whether name matches one of the allow-list entries.
+func envAllowed(allow []string, name string) bool {
+	if name == "" || strings.ContainsAny(name, "=\x00") {
+		return false
+	}
+	for _, a := range allow {
+		if p, ok := strings.CutSuffix(a, "*"); ok {
+			if strings.HasPrefix(name, p) {
+				return true
+			}
+		} else if a == name {
+			return true
+		}
+	}
+	return false
+}
+
+// environ is the complete environment of the session's command: fixed variables first, so the
+// client's allowed ones override LANG and friends but never HOME, USER or PATH (not allowed).
+func (ss *session) environ() []string {
+	c := ss.srv.cfg
+	env := []string{"HOME=" + c.Home, "USER=" + c.UserName, "LOGNAME=" + c.UserName, "SHELL=" + c.Shell, "PATH=" + c.Path}
+	env = append(env, c.Env...)
+	return append(env, ss.env...)
+}
+
+// start starts the session's one command. A command that cannot be found or started still gets
+// an accepted request, a message on stderr and exit status 127 or 126, as a shell would do; for
+// the SFTP server (report=false) a failure refuses the request.
+func (ss *session) start(argv []string, report bool) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.started {
+		return false
+	}
+	p, code, err := ss.srv.spawn(argv, ss.environ(), ss.dir)
+	if err != nil {
+		ss.log.Debug("command did not start", "argv0", argv[0], "err", err)
+		if !report {
+			return false
+		}
+		ss.started = true
+		ss.launch = func() {
+			defer close(ss.done)
+			fmt.Fprintf(ss.ch.Stderr(), "waggle: %v\n", err)
+			ss.finish(exitStatus{code: code})
+		}
+		return true
+	}
+	ss.started, ss.proc = true, p
+	ss.log.Debug("command started", "argv0", argv[0], "pid", p.pid())
+	ss.launch = func() {
+		defer close(ss.done)
+		st := p.run(ss.ch, ss.srv.cfg.OutputGrace)
+		ss.log.Debug("command finished", "argv0", argv[0], "pid", p.pid(), "status", st.code, "signal", st.signal)
+		ss.finish(st)
+	}
+	return true
+}
+
+// finish reports the exit status and closes the channel.
+func (ss *session) finish(st exitStatus) {
+	ss.ch.CloseWrite()
+	if st.signal != "" {
+		ss.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Error      string
+			Lang       string
+		}{Signal: st.signal, CoreDumped: st.core}))
+	} else {
+		ss.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(st.code)}))
+	}
+	ss.ch.Close()
+}
+
+func (ss *session) signal(name string) bool {
+	sig, ok := signalByName(name)
+	if !ok {
+		return false
+	}
+	ss.mu.Lock()
+	p := ss.proc
+	ss.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	return p.signalGroup(sig) == nil
+}
