@@ -1,0 +1,73 @@
+package vm
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/vm/cgroup"
+)
+
+// Config configures a Manager. Every field has a usable default except the paths.
+type Config struct {
+	// StateDir holds one directory per VM (StateDir/vms/<id>, mode 0700).
+	StateDir string
+	// CacheDir holds the kernel, initramfs archives and the acceleration verdict.
+	CacheDir string
+	// WaggleBinary is the waggle executable; its hidden `vm shim` command is each VM's shim.
+	WaggleBinary string
+	// InitBinary is the static waggle-init that becomes the guest's /init.
+	InitBinary string
+	// Accel is "auto" (probe KVM once, fall back to TCG), "kvm" or "tcg".
+	Accel string
+	// QEMUBinary and QEMUImgBinary are the QEMU programs.
+	QEMUBinary    string
+	QEMUImgBinary string
+	// QEMUUser, when set and existing, is the unprivileged user QEMU runs as.
+	QEMUUser string
+	// CgroupRoot is the cgroup v2 directory for per-VM limits; empty disables them.
+	CgroupRoot string
+	// KernelPackage is the Debian kernel package to boot.
+	KernelPackage string
+	// ProbeTimeout bounds the KVM probe boot.
+	ProbeTimeout time.Duration
+	// SilenceTimeout kills and retries a boot whose console stays silent this long;
+	// SilenceCPU one whose QEMU used this much CPU time without the guest printing anything
+	// (under load a boot is slow in wall time but not in CPU time).
+	SilenceTimeout time.Duration
+	SilenceCPU     time.Duration
+	// BootTimeout bounds one boot attempt; BootAttempts is the number of attempts.
+	BootTimeout  time.Duration
+	BootAttempts int
+	// Defaults for LaunchSpec fields left 0.
+	CPUs      int
+	MemoryMiB int
+	DiskMiB   int
+	Logger    *slog.Logger
+}
+
+// DefaultConfig returns defaults for everything but StateDir, CacheDir, WaggleBinary and
+// InitBinary.
+func DefaultConfig() Config {
+	return Config{
+		Accel:          "auto",
+		QEMUBinary:     "qemu-system-x86_64",
+		QEMUImgBinary:  "qemu-img",
+		CgroupRoot:     cgroup.DefaultRoot,
+		KernelPackage:  "linux-image-amd64",
+		ProbeTimeout:   3 * time.Second,
+		SilenceTimeout: 30 * time.Second,
+		SilenceCPU:     6 * time.Second,
+		BootTimeout:    60 * time.Second,
+		BootAttempts:   2,
+		CPUs:           1,
+		MemoryMiB:      512,
+		DiskMiB:        2048,
+		Logger:         slog.Default(),
+	}
+}
+
+// Guest contract (see hostagent/guest/wire): kernel command line keys read by waggle-init.
+const (
+	cmdlineKey      = "waggle.key"
+	cmdlineHostname = "waggle.hostname"
+)

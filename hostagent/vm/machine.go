@@ -1,0 +1,101 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/waggle-dev/waggle/hostagent/guestclient"
+	"github.com/waggle-dev/waggle/hostagent/vm/cgroup"
+	"github.com/waggle-dev/waggle/hostagent/vm/shim"
+)
+
+// Machine is a running VM, launched or adopted by a Manager.
+type Machine struct {
+	id, dir    string
+	cgroupRoot string
+	shim       *shim.Client
+	signer     ssh.Signer
+	hostKey    ssh.PublicKey
+	bootTime   time.Duration
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+func (m *Machine) setState(st shim.State) {
+	m.bootTime = time.Duration(st.BootSeconds * float64(time.Second))
+	if st.HostKey != "" {
+		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(st.HostKey)); err == nil {
+			m.hostKey = k
+		}
+	}
+}
+
+// ID is the VM's id (also its guest hostname).
+func (m *Machine) ID() string { return m.id }
+
+// Dir is the VM's private directory.
+func (m *Machine) Dir() string { return m.dir }
+
+// Signer is the VM's SSH private key (the guest accepts only its public half).
+func (m *Machine) Signer() ssh.Signer { return m.signer }
+
+// HostKey is the guest's SSH host key as announced on its console, or nil.
+func (m *Machine) HostKey() ssh.PublicKey { return m.hostKey }
+
+// BootTime is the time from QEMU's start to the guest's ready marker (all attempts).
+func (m *Machine) BootTime() time.Duration { return m.bootTime }
+
+// IsAlive reports whether the VM's shim is running.
+func (m *Machine) IsAlive() bool { return m.shim != nil && m.shim.Alive() }
+
+// DialSSH opens a byte stream to the guest's SSH server.
+func (m *Machine) DialSSH(ctx context.Context) (net.Conn, error) {
+	if m.shim == nil {
+		return nil, fmt.Errorf("vm %s: not running", m.id)
+	}
+	return m.shim.DialSSH(ctx)
+}
+
+// Connect opens an SSH client to the guest, pinned to its host key when one was announced.
+func (m *Machine) Connect(ctx context.Context) (*guestclient.Client, error) {
+	conn, err := m.DialSSH(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var opts []guestclient.Option
+	if m.hostKey != nil {
+		opts = append(opts, guestclient.WithHostKey(m.hostKey))
+	}
+	return guestclient.Dial(ctx, conn, m.signer, opts...)
+}
+
+// Stop stops the VM and its shim and removes its directory (disk, key, logs). It is
+// idempotent.
+func (m *Machine) Stop(ctx context.Context) error {
+	m.stopOnce.Do(func() {
+		var errs []error
+		if m.shim != nil {
+			errs = append(errs, m.shim.Stop(ctx))
+		}
+		// A shim that died without cleaning up may leave its cgroup behind.
+		if m.cgroupRoot != "" {
+			errs = append(errs, cgroup.RemovePath(filepath.Join(m.cgroupRoot, m.id)))
+		}
+		if err := os.RemoveAll(m.dir); err != nil {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			m.stopErr = fmt.Errorf("vm %s: stop: %w", m.id, err)
+		}
+	})
+	return m.stopErr
+}

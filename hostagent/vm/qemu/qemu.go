@@ -1,0 +1,256 @@
+// Package qemu is the QEMU `-M microvm` backend: it prepares qcow2 overlay disks and runs
+// qemu-system-x86_64 with a PVH kernel, an initramfs, virtio-mmio devices, QEMU's seccomp
+// sandbox, and optionally as an unprivileged user inside a cgroup.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/vm/cgroup"
+	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
+)
+
+// Config configures the backend.
+type Config struct {
+	// Binary is the QEMU system emulator.
+	Binary string
+	// ImgBinary is qemu-img.
+	ImgBinary string
+	// CgroupRoot is the cgroup v2 directory for per-VM groups; empty disables cgroups.
+	CgroupRoot string
+	// MemoryOverheadMiB is added to the guest memory for the cgroup's memory.max (QEMU
+	// itself, the TCG translation cache and the mmapped kernel).
+	MemoryOverheadMiB int
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL.
+	StopTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// DefaultConfig returns the backend's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Binary:            "qemu-system-x86_64",
+		ImgBinary:         "qemu-img",
+		CgroupRoot:        cgroup.DefaultRoot,
+		MemoryOverheadMiB: 384,
+		StopTimeout:       2 * time.Second,
+		Logger:            slog.Default(),
+	}
+}
+
+// Backend runs VMs with QEMU.
+type Backend struct{ cfg Config }
+
+// New returns a QEMU backend.
+func New(cfg Config) *Backend {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Backend{cfg: cfg}
+}
+
+var _ hypervisor.Backend = (*Backend)(nil)
+
+// Name implements hypervisor.Backend.
+func (b *Backend) Name() string { return "qemu" }
+
+// PrepareDisk creates dir/disk.qcow2 backed by the raw base image, with a virtual size of
+// sizeMiB (the guest cannot write more), but never smaller than the base image: the guest's
+// file system has the base image's size, and a smaller disk would not mount.
+func (b *Backend) PrepareDisk(ctx context.Context, base, dir string, sizeMiB int) (string, error) {
+	disk := filepath.Join(dir, "disk.qcow2")
+	st, err := os.Stat(base)
+	if err != nil {
+		return "", fmt.Errorf("prepare disk: %w", err)
+	}
+	sizeMiB = max(sizeMiB, int((st.Size()+1<<20-1)>>20))
+	cmd := exec.CommandContext(ctx, b.cfg.ImgBinary, "create", "-q", "-f", "qcow2", "-F", "raw",
+		"-b", base, disk, strconv.Itoa(sizeMiB)+"M")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("prepare disk: qemu-img: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return disk, nil
+}
+
+// Args returns QEMU's command line for spec (without the binary).
+func Args(spec hypervisor.Spec) []string {
+	cmdline := []string{"console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t", "quiet"}
+	if spec.TSCKHz > 0 {
+		cmdline = append(cmdline, "tsc_early_khz="+strconv.Itoa(spec.TSCKHz))
+	}
+	if spec.Cmdline != "" {
+		cmdline = append(cmdline, spec.Cmdline)
+	}
+	cpu := "max"
+	if spec.Accel == "kvm" {
+		cpu = "host"
+	}
+	return []string{
+		"-M", "microvm", "-accel", spec.Accel, "-cpu", cpu,
+		"-m", strconv.Itoa(spec.MemoryMiB), "-smp", strconv.Itoa(spec.CPUs),
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-kernel", spec.Kernel, "-initrd", spec.Initrd, "-append", strings.Join(cmdline, " "),
+		"-serial", "stdio",
+		"-qmp", "unix:" + filepath.Join(spec.Dir, runDir, "qmp.sock") + ",server=on,wait=off",
+		"-drive", "id=root,file=" + spec.Disk + ",format=qcow2,if=none,discard=unmap",
+		"-device", "virtio-blk-device,drive=root",
+		"-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path=" + spec.NetSocket,
+		"-device", "virtio-net-device,netdev=net0,mac=" + guestMAC,
+	}
+}
+
+// LogName is the file in the VM directory that receives QEMU's own messages.
+const LogName = "qemu.log"
+
+// runDir is the subdirectory of the VM directory where QEMU may create files (its QMP socket).
+const runDir = "qemu"
+
+// guestMAC is the MAC address of every guest's NIC (each VM has its own network).
+const guestMAC = "5a:94:ef:e4:0c:dd"
+
+// Start implements hypervisor.Backend. QEMU's serial console goes to spec.Console, its own
+// messages to dir/qemu.log.
+func (b *Backend) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Handle, error) {
+	logFile, err := os.OpenFile(filepath.Join(spec.Dir, LogName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(b.cfg.Binary, Args(spec)...)
+	cmd.Stdout = spec.Console
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := b.runAs(cmd, spec); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	group := b.cgroup(spec)
+	if group != nil {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = group.FD()
+	}
+	if err := cmd.Start(); err != nil {
+		if group != nil {
+			_ = group.Remove()
+		}
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	p := &Process{cmd: cmd, group: group, stopTimeout: b.cfg.StopTimeout, done: make(chan struct{})}
+	go p.wait()
+	b.cfg.Logger.Info("qemu started", "vm", spec.Name, "pid", cmd.Process.Pid, "accel", spec.Accel,
+		"user", spec.User, "cgroup", group != nil)
+	return p, nil
+}
+
+// runAs makes QEMU run as spec.User when that user exists. QEMU then owns only what it must
+// open (the disk, the network socket) and its run directory; the VM directory stays the
+// shim's, made traversable (0711) so QEMU reaches those files without seeing the rest.
+func (b *Backend) runAs(cmd *exec.Cmd, spec hypervisor.Spec) error {
+	run := filepath.Join(spec.Dir, runDir)
+	if err := os.Mkdir(run, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if spec.User == "" {
+		return nil
+	}
+	u, err := user.Lookup(spec.User)
+	if err != nil {
+		b.cfg.Logger.Warn("qemu user not found; running qemu as the current user", "user", spec.User, "err", err)
+		return nil
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for _, p := range []string{run, spec.Disk, spec.NetSocket} {
+		if err := os.Chown(p, uid, gid); err != nil {
+			return fmt.Errorf("hand %s to %s: %w", p, spec.User, err)
+		}
+	}
+	if err := os.Chmod(spec.Disk, 0o600); err != nil {
+		return err
+	}
+	if err := os.Chmod(spec.Dir, 0o711); err != nil {
+		return err
+	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	return nil
+}
+
+func (b *Backend) cgroup(spec hypervisor.Spec) *cgroup.Group {
+	if b.cfg.CgroupRoot == "" {
+		return nil
+	}
+	g, err := cgroup.Create(b.cfg.CgroupRoot, spec.Name, cgroup.Limits{
+		CPUs:        spec.CPUs,
+		MemoryBytes: int64(spec.MemoryMiB+b.cfg.MemoryOverheadMiB) << 20,
+	})
+	if err != nil {
+		b.cfg.Logger.Info("running qemu without cgroup limits", "vm", spec.Name, "err", err)
+		return nil
+	}
+	return g
+}
+
+// Process is a running QEMU.
+type Process struct {
+	cmd         *exec.Cmd
+	group       *cgroup.Group
+	stopTimeout time.Duration
+	done        chan struct{}
+	stopOnce    sync.Once
+	err         error
+}
+
+func (p *Process) wait() {
+	p.err = p.cmd.Wait()
+	if p.group != nil {
+		_ = p.group.Remove()
+	}
+	close(p.done)
+}
+
+// ID returns QEMU's pid.
+func (p *Process) ID() string { return strconv.Itoa(p.cmd.Process.Pid) }
+
+// Done is closed when QEMU has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// IsAlive reports whether QEMU is still running.
+func (p *Process) IsAlive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends SIGTERM, then SIGKILL after the stop timeout or when ctx ends, and waits for
+// QEMU to exit.
+func (p *Process) Stop(ctx context.Context) error {
+	p.stopOnce.Do(func() { _ = p.cmd.Process.Signal(syscall.SIGTERM) })
+	t := time.NewTimer(p.stopTimeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop qemu: %w", err)
+	}
+	<-p.done
+	return nil
+}

@@ -1,0 +1,110 @@
+package shim
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
+	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
+)
+
+// Names of the files in a VM's directory.
+const (
+	SpecFile    = "spec.json"    // written by the launcher before the shim starts
+	StateFile   = "state.json"   // written by the shim
+	ControlSock = "control.sock" // control protocol
+	SSHSock     = "ssh.sock"     // stream to the guest's SSH port
+	NetSock     = "net.sock"     // QEMU's -netdev stream connects here
+	ConsoleLog  = "console.log"  // the guest's serial console
+	ShimLog     = "shim.log"     // the shim's own log
+)
+
+// Spec is what the shim needs to run one VM.
+type Spec struct {
+	// VM is the hypervisor spec. Its Dir and NetSocket are set by the shim.
+	VM hypervisor.Spec `json:"vm"`
+	// QEMU configures the QEMU backend.
+	QEMUBinary string `json:"qemu_binary"`
+	CgroupRoot string `json:"cgroup_root,omitempty"`
+	// ReadyMarker is the console line that says the guest's SSH server is up.
+	ReadyMarker string `json:"ready_marker"`
+	// FailedMarker starts the console line the guest prints when its boot fails.
+	FailedMarker string `json:"failed_marker"`
+	// HostKeyMarker precedes the guest's SSH host key on the console.
+	HostKeyMarker string `json:"host_key_marker"`
+	// SilenceTimeout kills a booting VM that printed nothing for this long, SilenceCPU one that
+	// used this much CPU time without printing (0: no CPU limit); the boot is then retried, up
+	// to Attempts boots in all.
+	SilenceTimeout time.Duration `json:"silence_timeout"`
+	SilenceCPU     time.Duration `json:"silence_cpu"`
+	// BootTimeout bounds one boot attempt.
+	BootTimeout time.Duration `json:"boot_timeout"`
+	Attempts    int           `json:"attempts"`
+}
+
+// Phases of a VM, as reported in State.
+const (
+	PhaseBooting = "booting"
+	PhaseReady   = "ready"
+	PhaseFailed  = "failed"
+	PhaseStopped = "stopped"
+)
+
+// State is the shim's state file and its status reply.
+type State struct {
+	ShimPID  int    `json:"shim_pid"`
+	QEMUPID  int    `json:"qemu_pid,omitempty"`
+	Phase    string `json:"phase"`
+	Error    string `json:"error,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
+	// HostKey is the guest's SSH host key (authorized_keys format) from its console.
+	HostKey string `json:"host_key,omitempty"`
+	// BootSeconds is the time from the first QEMU start to the ready marker.
+	BootSeconds float64 `json:"boot_seconds,omitempty"`
+}
+
+// WriteSpec writes spec to dir/spec.json (0600).
+func WriteSpec(dir string, spec Spec) error {
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write shim spec: %w", err)
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, SpecFile), data, 0o600)
+}
+
+// ReadSpec reads dir/spec.json.
+func ReadSpec(dir string) (Spec, error) {
+	var s Spec
+	data, err := os.ReadFile(filepath.Join(dir, SpecFile))
+	if err != nil {
+		return s, fmt.Errorf("read shim spec: %w", err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("read shim spec: %w", err)
+	}
+	return s, nil
+}
+
+// ReadState reads dir/state.json.
+func ReadState(dir string) (State, error) {
+	var s State
+	data, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		return s, fmt.Errorf("read shim state: %w", err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("read shim state: %w", err)
+	}
+	return s, nil
+}
+
+func writeState(dir string, s State) error {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, StateFile), data, 0o600)
+}

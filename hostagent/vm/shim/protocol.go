@@ -1,0 +1,47 @@
+package shim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Control operations.
+const (
+	OpStatus = "status" // reply with the State at once
+	OpWait   = "wait"   // reply with the State once the boot is over (ready or failed)
+	OpStop   = "stop"   // stop the VM, reply, and exit
+)
+
+// Request is one control request: a JSON object on one line.
+type Request struct {
+	Op string `json:"op"`
+}
+
+// Response is the reply: the State, or an error.
+type Response struct {
+	State State  `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// maxRequest bounds a request line.
+const maxRequest = 4096
+
+// ErrBadRequest is returned for a request the shim does not understand.
+var ErrBadRequest = errors.New("bad control request")
+
+// DecodeRequest parses one request line.
+func DecodeRequest(line []byte) (Request, error) {
+	var r Request
+	if len(line) > maxRequest {
+		return r, fmt.Errorf("%w: %d bytes", ErrBadRequest, len(line))
+	}
+	if err := json.Unmarshal(line, &r); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	switch r.Op {
+	case OpStatus, OpWait, OpStop:
+		return r, nil
+	}
+	return r, fmt.Errorf("%w: unknown op %q", ErrBadRequest, r.Op)
+}

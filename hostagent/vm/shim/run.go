@@ -1,0 +1,354 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
+	"github.com/waggle-dev/waggle/hostagent/vm/qemu"
+	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
+)
+
+// Inherited descriptors: the launcher creates the listening sockets and passes them, so they
+// exist (and queue connections) before the shim runs.
+const (
+	controlFD = 3
+	sshFD     = 4
+)
+
+// server is a running shim.
+type server struct {
+	dir     string
+	spec    Spec
+	logger  *slog.Logger
+	backend hypervisor.Backend
+	network *vnet.Network
+	console *console
+
+	mu      sync.Mutex
+	state   State
+	booted  chan struct{} // closed when the boot is over (ready or failed)
+	stop    chan struct{} // closed on a stop request
+	stopped chan struct{} // closed when the VM is down
+	once    sync.Once
+
+	handlers sync.WaitGroup // control connections
+}
+
+// Run is the shim's main loop for the VM in dir, as run by `waggle vm shim`: it takes the
+// control and SSH listeners Launch passed as descriptors 3 and 4 and calls Serve.
+func Run(ctx context.Context, dir string, logger *slog.Logger) error {
+	ctl, err := inheritedListener(controlFD, ControlSock)
+	if err != nil {
+		return err
+	}
+	sshLn, err := inheritedListener(sshFD, SSHSock)
+	if err != nil {
+		ctl.Close()
+		return err
+	}
+	return Serve(ctx, dir, ctl, sshLn, logger)
+}
+
+// Serve boots the VM whose spec is in dir, serves the control protocol on ctl and the guest's
+// SSH port on sshLn, and returns once the VM is stopped (by a stop request, ctx, or the VM
+// exiting). It closes both listeners.
+func Serve(ctx context.Context, dir string, ctl, sshLn net.Listener, logger *slog.Logger) error {
+	defer ctl.Close()
+	defer sshLn.Close()
+	spec, err := ReadSpec(dir)
+	if err != nil {
+		return err
+	}
+	spec.VM.Dir = dir
+	spec.VM.NetSocket = filepath.Join(dir, NetSock)
+	netLn, err := net.Listen("unix", spec.VM.NetSocket)
+	if err != nil {
+		return fmt.Errorf("shim: %w", err)
+	}
+	defer netLn.Close()
+	network, err := vnet.New(logger)
+	if err != nil {
+		return err
+	}
+	con, err := newConsole(filepath.Join(dir, ConsoleLog), spec)
+	if err != nil {
+		return fmt.Errorf("shim: %w", err)
+	}
+	defer con.Close()
+	qcfg := qemu.DefaultConfig()
+	qcfg.Binary = spec.QEMUBinary
+	qcfg.CgroupRoot = spec.CgroupRoot
+	qcfg.Logger = logger
+	s := &server{
+		dir: dir, spec: spec, logger: logger, backend: qemu.New(qcfg), network: network, console: con,
+		state:   State{ShimPID: os.Getpid(), Phase: PhaseBooting},
+		booted:  make(chan struct{}),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if err := writeState(dir, s.state); err != nil {
+		return fmt.Errorf("shim: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.serveNet(ctx, netLn) })
+	ctlDone := make(chan struct{})
+	go func() { s.serveControl(ctx, ctl); close(ctlDone) }()
+	wg.Go(func() { s.serveSSH(ctx, sshLn) })
+
+	err = s.run(ctx)
+	close(s.stopped)
+	ctl.Close()
+	sshLn.Close()
+	netLn.Close()
+	// Control connections waiting for the stop get their reply before the shim exits.
+	<-ctlDone
+	s.handlers.Wait()
+	cancel()
+	wg.Wait()
+	os.Remove(spec.VM.NetSocket)
+	return err
+}
+
+func inheritedListener(fd uintptr, name string) (net.Listener, error) {
+	f := os.NewFile(fd, name)
+	if f == nil {
+		return nil, fmt.Errorf("shim: descriptor %d (%s) not inherited", fd, name)
+	}
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("shim: %s: %w", name, err)
+	}
+	return ln, nil
+}
+
+// run boots the VM and supervises it until it should stop.
+func (s *server) run(ctx context.Context) error {
+	vm, err := s.boot(ctx)
+	if err != nil {
+		s.setState(func(st *State) { st.Phase, st.Error = PhaseFailed, err.Error() })
+		close(s.booted)
+		// Stay reachable so the launcher can read why, until told to stop.
+		select {
+		case <-s.stop:
+		case <-ctx.Done():
+		}
+		return err
+	}
+	close(s.booted)
+	var reason string
+	select {
+	case <-s.stop:
+		reason = "stop request"
+	case <-ctx.Done():
+		reason = "signal"
+	case <-vm.Done():
+		reason = "vm exited"
+	}
+	s.logger.Info("stopping vm", "reason", reason)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := vm.Stop(stopCtx); err != nil {
+		return err
+	}
+	s.setState(func(st *State) { st.Phase = PhaseStopped })
+	return nil
+}
+
+// boot starts the VM and waits for the ready marker, retrying a boot that goes silent.
+func (s *server) boot(ctx context.Context) (hypervisor.Handle, error) {
+	start := time.Now()
+	var lastErr error
+	for attempt := 1; attempt <= max(s.spec.Attempts, 1); attempt++ {
+		s.console.reset()
+		vmSpec := s.spec.VM
+		vmSpec.Console = s.console
+		vm, err := s.backend.Start(ctx, vmSpec)
+		if err != nil {
+			return nil, err
+		}
+		pid, _ := strconv.Atoi(vm.ID())
+		s.setState(func(st *State) { st.QEMUPID, st.Attempts = pid, attempt })
+		err = s.waitReady(ctx, vm)
+		if err == nil {
+			s.setState(func(st *State) { st.Phase, st.BootSeconds = PhaseReady, time.Since(start).Seconds() })
+			s.logger.Info("vm ready", "attempt", attempt, "seconds", time.Since(start).Seconds(),
+				"qemu_cpu", processCPU(vm.ID()))
+			return vm, nil
+		}
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		stopErr := vm.Stop(stopCtx)
+		cancel()
+		if stopErr != nil {
+			return nil, errors.Join(err, stopErr)
+		}
+		lastErr = fmt.Errorf("boot attempt %d: %w", attempt, err)
+		s.logger.Warn("boot failed", "attempt", attempt, "err", err)
+		if !errors.Is(err, errSilent) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+var errSilent = errors.New("guest console silent")
+
+// waitReady waits for the ready marker on the console.
+func (s *server) waitReady(ctx context.Context, vm hypervisor.Handle) error {
+	timeout := time.NewTimer(s.spec.BootTimeout)
+	defer timeout.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-s.console.events:
+			switch ev.kind {
+			case PhaseReady:
+				return nil
+			case PhaseFailed:
+				return fmt.Errorf("guest: %s", ev.line)
+			case "hostkey":
+				key := strings.TrimSpace(strings.TrimPrefix(ev.line, s.spec.HostKeyMarker))
+				s.setState(func(st *State) { st.HostKey = key })
+			}
+		case <-tick.C:
+			wall, cpu := s.console.silentFor(processCPU(vm.ID()))
+			if wall > s.spec.SilenceTimeout || (s.spec.SilenceCPU > 0 && cpu > s.spec.SilenceCPU) {
+				return fmt.Errorf("%w for %s (%s of CPU time)", errSilent, wall.Round(time.Millisecond), cpu)
+			}
+		case <-vm.Done():
+			return fmt.Errorf("qemu exited during boot (see %s and qemu.log)", ConsoleLog)
+		case <-timeout.C:
+			return fmt.Errorf("not ready after %s", s.spec.BootTimeout)
+		case <-s.stop:
+			return errors.New("stopped during boot")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *server) setState(f func(*State)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.state)
+	if err := writeState(s.dir, s.state); err != nil {
+		s.logger.Error("write state", "err", err)
+	}
+}
+
+func (s *server) currentState() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// serveNet hands each QEMU connection (one per boot attempt) to the virtual network.
+func (s *server) serveNet(ctx context.Context, ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			if err := s.network.ServeQEMU(ctx, conn); err != nil {
+				s.logger.Warn("network", "err", err)
+			}
+		}()
+	}
+}
+
+func (s *server) serveControl(ctx context.Context, ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s.handlers.Go(func() { s.handleControl(ctx, conn) })
+	}
+}
+
+func (s *server) handleControl(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	dec := json.NewDecoder(io.LimitReader(conn, maxRequest))
+	var raw json.RawMessage
+	var resp Response
+	req, err := Request{}, dec.Decode(&raw)
+	if err == nil {
+		req, err = DecodeRequest(raw)
+	}
+	if err != nil {
+		resp.Error = err.Error()
+	} else {
+		switch req.Op {
+		case OpWait:
+			select {
+			case <-s.booted:
+			case <-ctx.Done():
+			}
+		case OpStop:
+			s.once.Do(func() { close(s.stop) })
+			select {
+			case <-s.stopped:
+			case <-ctx.Done():
+			}
+		}
+	}
+	resp.State = s.currentState()
+	_ = json.NewEncoder(conn).Encode(resp)
+}
+
+// serveSSH relays each connection on ssh.sock to the guest's SSH port.
+func (s *server) serveSSH(ctx context.Context, ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			guest, err := s.network.DialGuest(dctx, vnet.SSHPort)
+			cancel()
+			if err != nil {
+				s.logger.Warn("ssh relay", "err", err)
+				return
+			}
+			defer guest.Close()
+			stop := context.AfterFunc(ctx, func() { conn.Close(); guest.Close() })
+			defer stop()
+			splice(conn, guest)
+		}()
+	}
+}
+
+// splice copies both ways until both directions are done, passing half-closes on.
+func splice(a, b net.Conn) {
+	var wg sync.WaitGroup
+	half := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	}
+	wg.Go(func() { half(a, b) })
+	wg.Go(func() { half(b, a) })
+	wg.Wait()
+}

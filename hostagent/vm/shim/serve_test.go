@@ -1,0 +1,149 @@
+package shim_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
+	"github.com/waggle-dev/waggle/hostagent/guestclient"
+	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
+	"github.com/waggle-dev/waggle/hostagent/vm/initramfs"
+	"github.com/waggle-dev/waggle/hostagent/vm/qemu"
+	"github.com/waggle-dev/waggle/hostagent/vm/shim"
+	"github.com/waggle-dev/waggle/hostagent/vm/vmtest"
+)
+
+// control sends one request line on dir/control.sock and decodes the reply.
+func control(t *testing.T, dir, op string) shim.Response {
+	t.Helper()
+	conn, err := net.Dial("unix", filepath.Join(dir, shim.ControlSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	if _, err := conn.Write([]byte(`{"op":"` + op + `"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	var resp shim.Response
+	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&resp); err != nil {
+		t.Fatalf("%s: %v", op, err)
+	}
+	return resp
+}
+
+// TestServeInProcess runs the shim's Serve in the test process (so the race detector sees
+// it) with a real QEMU and guest: boot, the control protocol, the SSH stream, and stop.
+func TestServeInProcess(t *testing.T) {
+	bins := vmtest.Build(t)
+	k := vmtest.Kernel(t)
+	image := vmtest.BusyboxImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	initrd, err := initramfs.Build(ctx, vmtest.CacheDir(t), bins.Init, k.Modules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "wsh") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	disk, err := qemu.New(qemu.DefaultConfig()).PrepareDisk(ctx, image, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	sshPub, _ := ssh.NewPublicKey(pub)
+	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
+	spec := shim.Spec{
+		VM: hypervisor.Spec{Name: "inproc", Kernel: k.Vmlinux, Initrd: initrd, Disk: disk, CPUs: 1, MemoryMiB: 256,
+			Accel: "tcg", TSCKHz: qemu.HostTSCKHz(), Cmdline: "waggle.key=" + base64.StdEncoding.EncodeToString([]byte(authorized)) + " waggle.hostname=inproc"},
+		QEMUBinary:  "qemu-system-x86_64",
+		ReadyMarker: wire.ReadyMarker, FailedMarker: wire.FailedMarker, HostKeyMarker: wire.HostKeyMarker,
+		SilenceTimeout: 30 * time.Second, SilenceCPU: 6 * time.Second, BootTimeout: time.Minute, Attempts: 2,
+	}
+	if err := shim.WriteSpec(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := net.Listen("unix", filepath.Join(dir, shim.ControlSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshLn, err := net.Listen("unix", filepath.Join(dir, shim.SSHSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() {
+		served <- shim.Serve(ctx, dir, ctl, sshLn, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+
+	if resp := control(t, dir, "bogus"); !strings.Contains(resp.Error, "unknown op") {
+		t.Errorf("bogus op: %+v", resp)
+	}
+	resp := control(t, dir, shim.OpWait)
+	if resp.Error != "" || resp.State.Phase != shim.PhaseReady || resp.State.HostKey == "" || resp.State.QEMUPID == 0 {
+		t.Fatalf("wait: %+v", resp)
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(resp.State.HostKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two SSH streams at once through the relay.
+	for range 2 {
+		conn, err := net.Dial("unix", filepath.Join(dir, shim.SSHSock))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := guestclient.Dial(ctx, conn, signer, guestclient.WithHostKey(hostKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		res, err := c.Exec(ctx, guestclient.ExecRequest{Command: "hostname"})
+		if err != nil || string(res.Stdout) != "inproc\n" {
+			t.Errorf("hostname: %q %v", res.Stdout, err)
+		}
+	}
+	if st, err := shim.ReadState(dir); err != nil || st.Phase != shim.PhaseReady {
+		t.Errorf("state file: %+v %v", st, err)
+	}
+	if resp := control(t, dir, shim.OpStop); resp.State.Phase != shim.PhaseStopped {
+		t.Errorf("stop: %+v", resp)
+	}
+	select {
+	case err := <-served:
+		served <- err // for the cleanup
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return after stop")
+	}
+	if _, err := os.Stat(filepath.Join(dir, shim.NetSock)); !os.IsNotExist(err) {
+		t.Errorf("net.sock left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(resp.State.QEMUPID))); !os.IsNotExist(err) {
+		t.Errorf("qemu %d still running", resp.State.QEMUPID)
+	}
+}

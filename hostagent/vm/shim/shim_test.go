@@ -1,0 +1,82 @@
+package shim
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	tests := []struct {
+		in   string
+		op   string
+		fail bool
+	}{
+		{`{"op":"status"}`, OpStatus, false},
+		{`{"op":"wait"}`, OpWait, false},
+		{`{"op":"stop"}`, OpStop, false},
+		{`{"op":"reboot"}`, "", true},
+		{`{}`, "", true},
+		{`not json`, "", true},
+		{`{"op":"status"` + string(make([]byte, maxRequest)) + `}`, "", true},
+	}
+	for _, tt := range tests {
+		r, err := DecodeRequest([]byte(tt.in))
+		if tt.fail {
+			if !errors.Is(err, ErrBadRequest) {
+				t.Errorf("%.40q: err %v, want ErrBadRequest", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || r.Op != tt.op {
+			t.Errorf("%q: %+v %v", tt.in, r, err)
+		}
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add([]byte(`{"op":"status"}`))
+	f.Add([]byte(`{"op":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeRequest(b)
+		if err == nil && r.Op != OpStatus && r.Op != OpWait && r.Op != OpStop {
+			t.Fatalf("accepted op %q", r.Op)
+		}
+	})
+}
+
+func TestConsoleMarkers(t *testing.T) {
+	spec := Spec{ReadyMarker: "WAGGLE-READY", FailedMarker: "WAGGLE-FAILED", HostKeyMarker: "WAGGLE-HOSTKEY"}
+	c, err := newConsole(filepath.Join(t.TempDir(), "console.log"), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Markers split across writes, with serial CRs, among other output.
+	for _, chunk := range []string{"[ 1.0] boot\r\nWAGGLE-HOST", "KEY ssh-ed25519 AAAA\r\n", "not WAGGLE-READY\nWAGGLE-RE", "ADY\r\n"} {
+		if n, err := c.Write([]byte(chunk)); n != len(chunk) || err != nil {
+			t.Fatalf("Write: %d %v", n, err)
+		}
+	}
+	var got []consoleEvent
+	for len(c.events) > 0 {
+		got = append(got, <-c.events)
+	}
+	want := []consoleEvent{{"hostkey", "WAGGLE-HOSTKEY ssh-ed25519 AAAA"}, {PhaseReady, "WAGGLE-READY"}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("events %+v, want %+v", got, want)
+	}
+	data, _ := os.ReadFile(filepath.Join(filepath.Dir(c.file.Name()), "console.log"))
+	if len(data) == 0 {
+		t.Error("console.log empty")
+	}
+	wall, cpu := c.silentFor(3 * time.Second)
+	if wall > time.Second || cpu != 0 {
+		t.Errorf("silentFor right after output: %s %s", wall, cpu)
+	}
+	if _, cpu := c.silentFor(5 * time.Second); cpu != 2*time.Second {
+		t.Errorf("cpu silence %s, want 2s", cpu)
+	}
+}
