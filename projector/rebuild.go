@@ -1,0 +1,159 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/waggle-dev/waggle/events"
+)
+
+// Fold reads the log from the beginning up to its last sequence and folds every event into a
+// fresh view, stopping early at the first event for which stop returns true (nil: never).
+// Events the fold refuses are skipped as Apply leaves them; they are counted in the result.
+func Fold(ctx context.Context, log *events.Log, stop func(*events.Event) bool) (*View, int, error) {
+	v := NewView()
+	refused := 0
+	err := log.Replay(ctx, events.Position{}, nil, func(ev *events.Event) error {
+		if stop != nil && stop(ev) {
+			return errStop
+		}
+		if err := Apply(v, ev); err != nil {
+			if !errors.Is(err, ErrNotApplicable) {
+				return err
+			}
+			refused++
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, refused, fmt.Errorf("projector: fold: %w", err)
+	}
+	return v, refused, nil
+}
+
+// ReplayAt is the view as it was at t: the fold of every event the server stored at or before t.
+func ReplayAt(ctx context.Context, log *events.Log, t time.Time) (*View, error) {
+	v, _, err := Fold(ctx, log, func(ev *events.Event) bool { return ev.Stored.After(t) })
+	return v, err
+}
+
+// RebuildResult describes a finished rebuild.
+type RebuildResult struct {
+	Generation Generation `json:"generation"`
+	Seq        uint64     `json:"seq"` // the last sequence folded in
+	Envs       int        `json:"envs"`
+	Hosts      int        `json:"hosts"`
+	Refused    int        `json:"refused"` // events the fold could not apply
+	Hash       string     `json:"hash"`
+	Took       string     `json:"took"`
+}
+
+// Rebuild folds the whole log in memory, writes the result into the buckets of a new
+// generation, and makes it the live one (a revision-checked swap of the pointer, so of two
+// concurrent rebuilds one fails). Live projectors then continue in the new generation from its
+// sequence. Generations older than the previous one are deleted.
+func Rebuild(ctx context.Context, log *events.Log, sc StoreConfig) (RebuildResult, error) {
+	start := time.Now()
+	js := log.JetStream()
+	meta, err := openMeta(ctx, js, sc)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	cur, rev, err := readOrStartGeneration(ctx, js, meta, sc)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	view, refused, err := Fold(ctx, log, nil)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	next := generation(cur.Gen + 1)
+	next.BuiltAt = view.Seq
+	for _, b := range []string{next.Envs, next.Hosts} { // left over from a rebuild that failed
+		if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return RebuildResult{}, fmt.Errorf("projector: rebuild: clear %s: %w", b, err)
+		}
+	}
+	envs, hosts, err := openGeneration(ctx, js, next, sc)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	if err := writeAll(ctx, envs, view.Envs); err != nil {
+		return RebuildResult{}, err
+	}
+	if err := writeAll(ctx, hosts, view.Hosts); err != nil {
+		return RebuildResult{}, err
+	}
+	if _, _, err := raiseApplied(ctx, meta, next.Gen, view.Seq, 0); err != nil {
+		return RebuildResult{}, err
+	}
+	raw, _ := json.Marshal(next)
+	if _, err := meta.Update(ctx, keyCurrent, raw, rev); err != nil {
+		return RebuildResult{}, fmt.Errorf("projector: rebuild: swap to generation %d (another rebuild finished first?): %w", next.Gen, err)
+	}
+	if err := dropGenerationsBefore(ctx, js, meta, next.Gen-1); err != nil {
+		return RebuildResult{}, err
+	}
+	return RebuildResult{Generation: next, Seq: view.Seq, Envs: len(view.Envs), Hosts: len(view.Hosts),
+		Refused: refused, Hash: view.Hash(), Took: time.Since(start).Round(time.Millisecond).String()}, nil
+}
+
+func writeAll[T any](ctx context.Context, kv jetstream.KeyValue, vals map[string]*T) error {
+	for id, v := range vals {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("projector: rebuild: encode %s: %w", id, err)
+		}
+		if _, err := kv.Put(ctx, id, raw); err != nil {
+			return fmt.Errorf("projector: rebuild: write %s/%s: %w", kv.Bucket(), id, err)
+		}
+	}
+	return nil
+}
+
+// dropGenerationsBefore deletes the buckets and applied sequences of generations below keep.
+func dropGenerationsBefore(ctx context.Context, js jetstream.JetStream, meta jetstream.KeyValue, keep uint64) error {
+	names := js.KeyValueStoreNames(ctx)
+	var doomed []string
+	for name := range names.Name() {
+		if g, ok := generationOf(name); ok && g < keep {
+			doomed = append(doomed, name)
+		}
+	}
+	if err := names.Error(); err != nil {
+		return fmt.Errorf("projector: list buckets: %w", err)
+	}
+	for _, name := range doomed {
+		if err := js.DeleteKeyValue(ctx, name); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("projector: delete old bucket %s: %w", name, err)
+		}
+	}
+	for g := uint64(1); g < keep; g++ {
+		if err := meta.Purge(ctx, appliedKey(g)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("projector: forget generation %d: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// generationOf is the generation whose bucket is name, if it is one of the view's buckets.
+func generationOf(name string) (uint64, bool) {
+	for _, base := range []string{EnvsBucket, HostsBucket} {
+		if name == base {
+			return 1, true
+		}
+		if rest, ok := strings.CutPrefix(name, base+"_"); ok {
+			if g, err := strconv.ParseUint(rest, 10, 64); err == nil {
+				return g, true
+			}
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,263 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket and key names of the view.
+const (
+	MetaBucket  = "waggle_view"  // pointer to the live generation, applied sequences
+	EnvsBucket  = "waggle_envs"  // environments, generation 1 (later: waggle_envs_<gen>)
+	HostsBucket = "waggle_hosts" // hosts, generation 1 (later: waggle_hosts_<gen>)
+	keyCurrent  = "current"
+)
+
+// Generation is one complete copy of the view: its number and buckets, and the stream
+// sequence a rebuild wrote it at (0 for the generation the live projector started).
+type Generation struct {
+	Gen     uint64    `json:"gen"`
+	Envs    string    `json:"envs"`
+	Hosts   string    `json:"hosts"`
+	BuiltAt uint64    `json:"built_at_seq,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// generation is the bucket layout of generation gen.
+func generation(gen uint64) Generation {
+	g := Generation{Gen: gen, Envs: EnvsBucket, Hosts: HostsBucket, Created: time.Now().UTC()}
+	if gen > 1 {
+		suffix := "_" + strconv.FormatUint(gen, 10)
+		g.Envs, g.Hosts = EnvsBucket+suffix, HostsBucket+suffix
+	}
+	return g
+}
+
+func appliedKey(gen uint64) string { return "applied." + strconv.FormatUint(gen, 10) }
+
+// applied is the value under appliedKey: every event up to Seq is in the generation.
+type applied struct {
+	Seq uint64    `json:"seq"`
+	At  time.Time `json:"at"`
+}
+
+// errRace means a revision-checked write lost against another writer: re-read and retry.
+var errRace = errors.New("projector: concurrent write")
+
+// StoreConfig is how the view's buckets are created.
+type StoreConfig struct {
+	Replicas int                   // KV replicas (1 standalone, 3 in a cluster)
+	Storage  jetstream.StorageType // FileStorage by default
+}
+
+func bucketConfig(name, desc string, sc StoreConfig) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1,
+		Storage: sc.Storage, Replicas: max(sc.Replicas, 1)}
+}
+
+func openMeta(ctx context.Context, js jetstream.JetStream, sc StoreConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(MetaBucket, "waggle view: live generation and applied sequences", sc))
+	if err != nil {
+		return nil, fmt.Errorf("projector: open bucket %s: %w", MetaBucket, err)
+	}
+	return kv, nil
+}
+
+// openGeneration creates (or opens) the buckets of g.
+func openGeneration(ctx context.Context, js jetstream.JetStream, g Generation, sc StoreConfig) (envs, hosts jetstream.KeyValue, err error) {
+	envs, err = js.CreateOrUpdateKeyValue(ctx, bucketConfig(g.Envs, "waggle view: environments", sc))
+	if err != nil {
+		return nil, nil, fmt.Errorf("projector: open bucket %s: %w", g.Envs, err)
+	}
+	hosts, err = js.CreateOrUpdateKeyValue(ctx, bucketConfig(g.Hosts, "waggle view: hosts", sc))
+	if err != nil {
+		return nil, nil, fmt.Errorf("projector: open bucket %s: %w", g.Hosts, err)
+	}
+	return envs, hosts, nil
+}
+
+// currentGeneration reads the live generation. A missing pointer gives jetstream.ErrKeyNotFound.
+func currentGeneration(ctx context.Context, meta jetstream.KeyValue) (Generation, uint64, error) {
+	return readOrStartGeneration(ctx, nil, meta, StoreConfig{})
+}
+
+// readOrStartGeneration reads the live generation; when there is none and js is not nil, it
+// creates generation 1's buckets and then points at them.
+func readOrStartGeneration(ctx context.Context, js jetstream.JetStream, meta jetstream.KeyValue, sc StoreConfig) (Generation, uint64, error) {
+	create := js != nil
+	for {
+		e, err := meta.Get(ctx, keyCurrent)
+		if err == nil {
+			var g Generation
+			if err := json.Unmarshal(e.Value(), &g); err != nil {
+				return Generation{}, 0, fmt.Errorf("projector: decode %s/%s: %w", MetaBucket, keyCurrent, err)
+			}
+			return g, e.Revision(), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || !create {
+			return Generation{}, 0, fmt.Errorf("projector: read %s/%s: %w", MetaBucket, keyCurrent, err)
+		}
+		g := generation(1)
+		if _, _, err := openGeneration(ctx, js, g, sc); err != nil {
+			return Generation{}, 0, err
+		}
+		raw, _ := json.Marshal(g)
+		rev, err := meta.Create(ctx, keyCurrent, raw)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			continue // another projector started it first
+		}
+		if err != nil {
+			return Generation{}, 0, fmt.Errorf("projector: start generation 1: %w", err)
+		}
+		return g, rev, nil
+	}
+}
+
+// table is one KV bucket of JSON values that carry their own stream sequence, with a cache of
+// the values and revisions this process wrote or read (invalidated when a write loses).
+type table[T any] struct {
+	kv    jetstream.KeyValue
+	cache map[string]cached[T]
+}
+
+type cached[T any] struct {
+	val *T
+	rev uint64
+}
+
+// maxCache bounds a table's cache; it is dropped whole when it grows past this.
+const maxCache = 200_000
+
+func newTable[T any](kv jetstream.KeyValue) *table[T] {
+	return &table[T]{kv: kv, cache: map[string]cached[T]{}}
+}
+
+// get is the value under key and its revision; nil and 0 when absent.
+func (t *table[T]) get(ctx context.Context, key string) (*T, uint64, error) {
+	if c, ok := t.cache[key]; ok {
+		return c.val, c.rev, nil
+	}
+	e, err := t.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("projector: get %s/%s: %w", t.kv.Bucket(), key, err)
+	}
+	var v T
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return nil, 0, fmt.Errorf("projector: decode %s/%s: %w", t.kv.Bucket(), key, err)
+	}
+	t.remember(key, &v, e.Revision())
+	return &v, e.Revision(), nil
+}
+
+// put writes val over revision rev (0: the key must not exist). A lost race gives errRace.
+func (t *table[T]) put(ctx context.Context, key string, val *T, rev uint64) error {
+	raw, err := json.Marshal(val)
+	if err != nil {
+		return fmt.Errorf("projector: encode %s/%s: %w", t.kv.Bucket(), key, err)
+	}
+	var next uint64
+	if rev == 0 {
+		next, err = t.kv.Create(ctx, key, raw)
+	} else {
+		next, err = t.kv.Update(ctx, key, raw, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		delete(t.cache, key)
+		return fmt.Errorf("%w: %s/%s", errRace, t.kv.Bucket(), key)
+	}
+	if err != nil {
+		delete(t.cache, key)
+		return fmt.Errorf("projector: write %s/%s: %w", t.kv.Bucket(), key, err)
+	}
+	t.remember(key, val, next)
+	return nil
+}
+
+func (t *table[T]) remember(key string, val *T, rev uint64) {
+	if len(t.cache) >= maxCache {
+		clear(t.cache)
+	}
+	t.cache[key] = cached[T]{val: val, rev: rev}
+}
+
+// readAll reads every value of a bucket (one watcher, latest values only).
+func readAll[T any](ctx context.Context, kv jetstream.KeyValue) ([]*T, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("projector: read %s: %w", kv.Bucket(), err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []*T
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("projector: read %s: watcher closed", kv.Bucket())
+			}
+			if e == nil {
+				return out, nil
+			}
+			var v T
+			if err := json.Unmarshal(e.Value(), &v); err != nil {
+				return nil, fmt.Errorf("projector: decode %s/%s: %w", kv.Bucket(), e.Key(), err)
+			}
+			out = append(out, &v)
+		}
+	}
+}
+
+// readApplied is the sequence generation gen reflects and the key's revision (0, 0 if unset).
+func readApplied(ctx context.Context, meta jetstream.KeyValue, gen uint64) (uint64, uint64, error) {
+	e, err := meta.Get(ctx, appliedKey(gen))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("projector: read applied sequence: %w", err)
+	}
+	var a applied
+	if err := json.Unmarshal(e.Value(), &a); err != nil {
+		return 0, 0, fmt.Errorf("projector: decode applied sequence: %w", err)
+	}
+	return a.Seq, e.Revision(), nil
+}
+
+// raiseApplied moves generation gen's applied sequence up to seq (never down), revision-checked
+// against other replicas. It returns the sequence now stored and its revision.
+func raiseApplied(ctx context.Context, meta jetstream.KeyValue, gen, seq, rev uint64) (uint64, uint64, error) {
+	for {
+		raw, _ := json.Marshal(applied{Seq: seq, At: time.Now().UTC()})
+		var next uint64
+		var err error
+		if rev == 0 {
+			next, err = meta.Create(ctx, appliedKey(gen), raw)
+		} else {
+			next, err = meta.Update(ctx, appliedKey(gen), raw, rev)
+		}
+		if err == nil {
+			return seq, next, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return 0, 0, fmt.Errorf("projector: write applied sequence: %w", err)
+		}
+		stored, storedRev, err := readApplied(ctx, meta, gen)
+		if err != nil {
+			return 0, 0, err
+		}
+		if stored >= seq {
+			return stored, storedRev, nil
+		}
+		rev = storedRev
+	}
+}
