@@ -1,0 +1,130 @@
+package mcp
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/waggle-dev/waggle/router"
+)
+
+func TestDecodeCreate(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want createArgs
+		err  string
+	}{
+		{`{"runtime":"python"}`, createArgs{Runtime: "python"}, ""},
+		{`{"runtime":"node","name":"n","timeout_minutes":5,"cpus":2,"memory_mib":1024}`,
+			createArgs{Runtime: "node", Name: "n", TimeoutMinutes: 5, CPUs: 2, MemoryMiB: 1024}, ""},
+		{`{"runtime":"shell","timeout_minutes":"7"}`, createArgs{Runtime: "shell", TimeoutMinutes: 7}, ""},
+		{`{}`, createArgs{}, "runtime is required"},
+		{`{"runtime":"ruby"}`, createArgs{}, `runtime "ruby" is not allowed: use one of python, node, shell`},
+		{`{"runtime":3}`, createArgs{}, "runtime must be a string, not a number"},
+		{`{"runtime":"python","timeout_minutes":1.5}`, createArgs{}, "timeout_minutes must be a whole number"},
+		{`{"runtime":"python","timeout_minutes":1e300}`, createArgs{}, "out of range"},
+		{`{"runtime":"python","memory":512}`, createArgs{}, `unknown argument "memory"`},
+		{`[1]`, createArgs{}, "arguments must be a JSON object"},
+	} {
+		var raw any
+		if err := json.Unmarshal([]byte(tc.args), &raw); err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeCreate(raw, router.Runtimes())
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %+v, %v; want %+v", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+func TestDecodeOthers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dec  func(any) error
+		args string
+		err  string
+	}{
+		{"exec ok", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"environment_id":"e","code":"print(1)","language":"python","timeout_seconds":10}`, ""},
+		{"exec no code", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"environment_id":"e"}`, "code is required"},
+		{"exec bad lang", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"environment_id":"e","code":"x","language":"go"}`, `language "go" is not allowed`},
+		{"exec no env", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"code":"x"}`, "environment_id is required"},
+		{"install string", func(a any) error { _, err := decodeInstall(a); return err }, `{"environment_id":"e","packages":"a b"}`, ""},
+		{"install array", func(a any) error { _, err := decodeInstall(a); return err }, `{"environment_id":"e","packages":["a","b"]}`, ""},
+		{"install empty", func(a any) error { _, err := decodeInstall(a); return err }, `{"environment_id":"e","packages":"  "}`, "packages is required"},
+		{"write base64", func(a any) error { _, err := decodeWrite(a); return err }, `{"environment_id":"e","path":"/a","content":"aGk=","encoding":"base64"}`, ""},
+		{"write bad enc", func(a any) error { _, err := decodeWrite(a); return err }, `{"environment_id":"e","path":"/a","content":"x","encoding":"latin1"}`, "encoding"},
+		{"read no path", func(a any) error { _, err := decodeRead(a); return err }, `{"environment_id":"e"}`, "path is required"},
+		{"list recursive", func(a any) error { _, err := decodeListFiles(a); return err }, `{"environment_id":"e","recursive":true}`, ""},
+		{"list bad recursive", func(a any) error { _, err := decodeListFiles(a); return err }, `{"environment_id":"e","recursive":"maybe"}`, "recursive must be true or false"},
+		{"none extra", func(a any) error { return decodeNone(toolList, a) }, `{"x":1}`, "takes no arguments"},
+		{"none null", func(a any) error { return decodeNone(toolList, a) }, `null`, ""},
+	} {
+		var raw any
+		if err := json.Unmarshal([]byte(tc.args), &raw); err != nil {
+			t.Fatal(err)
+		}
+		err := tc.dec(raw)
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.err)
+		}
+	}
+	f, err := decodeListFiles(map[string]any{"environment_id": "e"})
+	if err != nil || f.Path != defaultDir {
+		t.Fatalf("list_files default path: %+v %v", f, err)
+	}
+}
+
+// FuzzDecoders feeds arbitrary JSON to every tool-argument decoder: none may panic, and what a
+// decoder accepts must respect the types and bounds it promises.
+func FuzzDecoders(f *testing.F) {
+	for _, s := range []string{
+		`{"runtime":"python","timeout_minutes":30}`, `{"environment_id":"x","code":"1","timeout_seconds":"5"}`,
+		`{"environment_id":"x","packages":["a",1]}`, `{"environment_id":"x","path":"/","recursive":"true"}`,
+		`{"runtime":"node","cpus":-1e10}`, `null`, `[]`, `"s"`, `{"environment_id":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var raw any
+		if json.Unmarshal(data, &raw) != nil {
+			return
+		}
+		if c, err := decodeCreate(raw, router.Runtimes()); err == nil {
+			if c.Runtime == "" || abs(c.TimeoutMinutes) > maxArgInt || abs(c.CPUs) > maxArgInt || abs(c.MemoryMiB) > maxArgInt {
+				t.Fatalf("create accepted %+v", c)
+			}
+		}
+		if e, err := decodeExec(raw, router.Runtimes()); err == nil && (e.Env == "" || e.Code == "") {
+			t.Fatalf("exec accepted %+v", e)
+		}
+		if i, err := decodeInstall(raw); err == nil && (i.Env == "" || strings.TrimSpace(i.Packages) == "") {
+			t.Fatalf("install accepted %+v", i)
+		}
+		if w, err := decodeWrite(raw); err == nil && (w.Env == "" || w.Path == "") {
+			t.Fatalf("write accepted %+v", w)
+		}
+		if r, err := decodeRead(raw); err == nil && (r.Env == "" || r.Path == "") {
+			t.Fatalf("read accepted %+v", r)
+		}
+		if l, err := decodeListFiles(raw); err == nil && (l.Env == "" || l.Path == "") {
+			t.Fatalf("list_files accepted %+v", l)
+		}
+		if id, err := decodeEnvID(toolGet, raw); err == nil && id == "" {
+			t.Fatal("get accepted an empty id")
+		}
+		_ = decodeNone(toolList, raw)
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

@@ -1,0 +1,234 @@
+package mcp
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"time"
+	"unicode/utf8"
+
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/waggle-dev/waggle/router"
+)
+
+// Handler is the router's MCP endpoint: stateless Streamable HTTP, so that any router replica
+// can serve any call. It has the type router.Frontend.
+func Handler(r *router.Router) http.Handler {
+	return server.NewStreamableHTTPServer(NewServer(r),
+		server.WithStateLess(true),
+		server.WithDisableStreaming(true),
+		server.WithStreamableHTTPLogger(r.Logger()),
+	)
+}
+
+// NewServer is the MCP server with waggle's tools bound to r.
+func NewServer(r *router.Router) *server.MCPServer {
+	s := server.NewMCPServer("waggle", buildVersion(),
+		server.WithToolCapabilities(false),
+		server.WithRecovery(),
+		server.WithInstructions("waggle runs code in disposable microVM environments. "+
+			"Call create_environment first, then execute, write_file, read_file, list_files and install_packages "+
+			"with its environment_id, and destroy_environment when done."),
+	)
+	h := &handlers{r: r}
+	defs := tools(r.Config(), r.MaxFileBytes())
+	for name, fn := range map[string]func(context.Context, router.Principal, any) (any, error){
+		toolCreate: h.create, toolDestroy: h.destroy, toolList: h.list, toolGet: h.get,
+		toolExecute: h.execute, toolInstall: h.install, toolWrite: h.write, toolRead: h.read,
+		toolListFile: h.listFiles,
+	} {
+		s.AddTool(defs[name], h.wrap(name, fn))
+	}
+	return s
+}
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+type handlers struct{ r *router.Router }
+
+// wrap gives a tool call its request id and metrics, and turns errors into results: a
+// caller's mistake is a tool error with its explanation; anything else is logged under the
+// request id and returned as an internal error naming it.
+func (h *handlers) wrap(tool string, fn func(context.Context, router.Principal, any) (any, error)) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		id := router.NewRequestID()
+		ctx = router.WithRequestID(ctx, id)
+		done := h.r.Metrics().Begin(tool)
+		p, ok := router.PrincipalFrom(ctx)
+		if !ok {
+			done("error")
+			return nil, fmt.Errorf("internal error (request id %s): no authenticated caller", id)
+		}
+		out, err := fn(ctx, p, req.Params.Arguments)
+		var ae *argError
+		switch {
+		case err == nil:
+			done("ok")
+			return result(out)
+		case errors.As(err, &ae):
+			done(router.KindBadRequest)
+			return mcpgo.NewToolResultError(ae.msg), nil
+		}
+		if ue, ok := router.AsUserError(err); ok {
+			done(ue.Kind)
+			return mcpgo.NewToolResultError(ue.Msg), nil
+		}
+		if ctx.Err() != nil {
+			done("canceled")
+			return nil, fmt.Errorf("%s canceled (request id %s): %w", tool, id, ctx.Err())
+		}
+		done("error")
+		h.r.Logger().Error("tool failed", "tool", tool, "request", id, "principal", p.String(), "err", err)
+		return nil, fmt.Errorf("internal error in %s (request id %s): %w", tool, id, err)
+	}
+}
+
+// result carries out as structured content and the same JSON as text.
+func result(out any) (*mcpgo.CallToolResult, error) {
+	text, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	return mcpgo.NewToolResultStructured(out, string(text)), nil
+}
+
+func (h *handlers) create(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeCreate(raw, router.Runtimes())
+	if err != nil {
+		return nil, err
+	}
+	if a.TimeoutMinutes < 0 {
+		return nil, argErrorf("timeout_minutes %d is out of range: use 1 to %d", a.TimeoutMinutes, int(h.r.Config().MaxTTL.Minutes()))
+	}
+	return h.r.Create(ctx, p, router.CreateRequest{Runtime: a.Runtime, Name: a.Name,
+		TTL: time.Duration(a.TimeoutMinutes) * time.Minute, CPUs: a.CPUs, MemoryMiB: a.MemoryMiB})
+}
+
+func (h *handlers) destroy(ctx context.Context, p router.Principal, raw any) (any, error) {
+	env, err := decodeEnvID(toolDestroy, raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.Destroy(ctx, p, env)
+}
+
+// envList is the result of list_environments.
+type envList struct {
+	Environments []router.EnvInfo `json:"environments"`
+	Count        int              `json:"count"`
+}
+
+func (h *handlers) list(ctx context.Context, p router.Principal, raw any) (any, error) {
+	if err := decodeNone(toolList, raw); err != nil {
+		return nil, err
+	}
+	envs, err := h.r.List(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return envList{Environments: envs, Count: len(envs)}, nil
+}
+
+func (h *handlers) get(ctx context.Context, p router.Principal, raw any) (any, error) {
+	env, err := decodeEnvID(toolGet, raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.Get(ctx, p, env)
+}
+
+func (h *handlers) execute(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeExec(raw, router.Runtimes())
+	if err != nil {
+		return nil, err
+	}
+	if a.TimeoutSeconds < 0 {
+		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(h.r.Config().MaxExecTimeout.Seconds()))
+	}
+	return h.r.Exec(ctx, p, a.Env, router.ExecRequest{Code: a.Code, Language: a.Language,
+		Timeout: time.Duration(a.TimeoutSeconds) * time.Second})
+}
+
+func (h *handlers) install(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeInstall(raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.Install(ctx, p, a.Env, a.Packages)
+}
+
+// written is the result of write_file.
+type written struct {
+	Status       string `json:"status"`
+	Path         string `json:"path"`
+	BytesWritten int64  `json:"bytes_written"`
+	SHA256       string `json:"sha256,omitempty"`
+}
+
+func (h *handlers) write(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeWrite(raw)
+	if err != nil {
+		return nil, err
+	}
+	content := []byte(a.Content)
+	if a.Encoding == encBase64 {
+		if content, err = base64.StdEncoding.DecodeString(a.Content); err != nil {
+			return nil, argErrorf("content is not valid base64 (%v); send text with encoding utf-8 or fix the base64", err)
+		}
+	}
+	res, err := h.r.WriteFile(ctx, p, a.Env, a.Path, content)
+	if err != nil {
+		return nil, err
+	}
+	return written{Status: "written", Path: orPath(res.Path, a.Path), BytesWritten: res.BytesWritten, SHA256: res.SHA256}, nil
+}
+
+// fileContent is the result of read_file.
+type fileContent struct {
+	Path     string `json:"path"`
+	Size     int64  `json:"size"`
+	Encoding string `json:"encoding"`
+	Content  string `json:"content"`
+}
+
+func (h *handlers) read(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeRead(raw)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.r.ReadFile(ctx, p, a.Env, a.Path)
+	if err != nil {
+		return nil, err
+	}
+	out := fileContent{Path: orPath(res.Path, a.Path), Size: res.Size, Encoding: encUTF8, Content: string(res.Content)}
+	if a.Encoding == encBase64 || !utf8.Valid(res.Content) {
+		out.Encoding, out.Content = encBase64, base64.StdEncoding.EncodeToString(res.Content)
+	}
+	return out, nil
+}
+
+func (h *handlers) listFiles(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeListFiles(raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.ListFiles(ctx, p, a.Env, a.Path, a.Recursive)
+}
+
+func orPath(got, asked string) string {
+	if got == "" {
+		return asked
+	}
+	return got
+}

@@ -1,0 +1,126 @@
+package router
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config configures one router replica. DefaultConfig gives every field a working value.
+type Config struct {
+	// ID names this replica in logs and metrics.
+	ID string
+	// Listen is the HTTP listen address (host:port; port 0 picks a free one).
+	Listen string
+	// NoAuth serves every caller as tenant DefaultTenant without an API key. Refused unless
+	// Listen is a loopback address.
+	NoAuth bool
+
+	// BootTimeout bounds the wait for a placed environment to start (or fail).
+	BootTimeout time.Duration
+	// DestroyTimeout bounds the wait for a destroy request to be carried out.
+	DestroyTimeout time.Duration
+	// PlaceAttempts is how many hosts a create tries when hosts reject the placement.
+	PlaceAttempts int
+	// RPCMargin is added to an operation's own timeout when waiting for a host's answer.
+	RPCMargin time.Duration
+	// FileRPCTimeout bounds file operations on a host.
+	FileRPCTimeout time.Duration
+	// InstallTimeout bounds install_packages.
+	InstallTimeout time.Duration
+	// OwnerCacheTTL is how long an environment's (host, owner) pair is cached; both never change.
+	OwnerCacheTTL time.Duration
+
+	// Environment sizes: defaults when the caller gives none, and the allowed range.
+	DefaultCPUs, MaxCPUs           int
+	DefaultMemoryMiB, MinMemoryMiB int
+	MaxMemoryMiB                   int
+	// Idle timeout of an environment (timeout_minutes).
+	DefaultTTL, MaxTTL time.Duration
+	// Exec timeouts (timeout_seconds).
+	DefaultExecTimeout, MaxExecTimeout time.Duration
+
+	// Payload limits. MaxFileBytes is further capped by what fits in one NATS message.
+	MaxCodeBytes int
+	MaxFileBytes int
+	// MaxPackages is the most packages one install_packages call may name.
+	MaxPackages int
+
+	// Per-tenant limits over the tenant's live environments (0 = unlimited).
+	MaxEnvsPerTenant      int
+	MaxMemoryMiBPerTenant int
+
+	// Logger receives the router's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultTenant is the tenant of every caller when authentication is off.
+const DefaultTenant = "default"
+
+// DefaultConfig is a router listening on 127.0.0.1:8080 with authentication on.
+func DefaultConfig() Config {
+	return Config{
+		ID:                    "router",
+		Listen:                "127.0.0.1:8080",
+		BootTimeout:           120 * time.Second,
+		DestroyTimeout:        30 * time.Second,
+		PlaceAttempts:         3,
+		RPCMargin:             10 * time.Second,
+		FileRPCTimeout:        60 * time.Second,
+		InstallTimeout:        300 * time.Second,
+		OwnerCacheTTL:         5 * time.Minute,
+		DefaultCPUs:           1,
+		MaxCPUs:               4,
+		DefaultMemoryMiB:      512,
+		MinMemoryMiB:          128,
+		MaxMemoryMiB:          4096,
+		DefaultTTL:            30 * time.Minute,
+		MaxTTL:                60 * time.Minute,
+		DefaultExecTimeout:    30 * time.Second,
+		MaxExecTimeout:        300 * time.Second,
+		MaxCodeBytes:          512000,
+		MaxFileBytes:          4 << 20,
+		MaxPackages:           50,
+		MaxEnvsPerTenant:      20,
+		MaxMemoryMiBPerTenant: 16384,
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return fmt.Errorf("router config: listen address is empty")
+	case c.NoAuth && !loopback(c.Listen):
+		return fmt.Errorf("router config: --no-auth is only allowed on a loopback address, not %q", c.Listen)
+	case c.BootTimeout <= 0 || c.DestroyTimeout <= 0 || c.FileRPCTimeout <= 0 || c.InstallTimeout <= 0:
+		return fmt.Errorf("router config: timeouts must be positive")
+	case c.PlaceAttempts < 1:
+		return fmt.Errorf("router config: place attempts %d < 1", c.PlaceAttempts)
+	case c.DefaultCPUs < 1 || c.MaxCPUs < c.DefaultCPUs:
+		return fmt.Errorf("router config: cpus: default %d, max %d", c.DefaultCPUs, c.MaxCPUs)
+	case c.MinMemoryMiB < 1 || c.DefaultMemoryMiB < c.MinMemoryMiB || c.MaxMemoryMiB < c.DefaultMemoryMiB:
+		return fmt.Errorf("router config: memory: min %d, default %d, max %d MiB", c.MinMemoryMiB, c.DefaultMemoryMiB, c.MaxMemoryMiB)
+	case c.DefaultTTL < time.Minute || c.MaxTTL < c.DefaultTTL:
+		return fmt.Errorf("router config: ttl: default %s, max %s", c.DefaultTTL, c.MaxTTL)
+	case c.DefaultExecTimeout < time.Second || c.MaxExecTimeout < c.DefaultExecTimeout:
+		return fmt.Errorf("router config: exec timeout: default %s, max %s", c.DefaultExecTimeout, c.MaxExecTimeout)
+	case c.MaxCodeBytes < 1 || c.MaxFileBytes < 1 || c.MaxPackages < 1:
+		return fmt.Errorf("router config: payload limits must be positive")
+	}
+	return nil
+}
+
+// loopback reports whether a listen address binds only a loopback interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

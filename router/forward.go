@@ -1,0 +1,250 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
+)
+
+// rpcEnvelope is room left in a NATS message for the JSON around a file's base64 bytes.
+const rpcEnvelope = 64 << 10
+
+// MaxFileBytes is the largest file write_file and read_file move: the configured limit, or
+// less when a file would not fit in one NATS message as base64.
+func (r *Router) MaxFileBytes() int {
+	fit := int(r.nc.MaxPayload()-rpcEnvelope) / 4 * 3
+	return max(min(r.cfg.MaxFileBytes, fit), 1)
+}
+
+// ExecRequest is what execute asks for; zero fields take defaults (the environment's runtime,
+// the configured timeout).
+type ExecRequest struct {
+	Code     string
+	Language string
+	Timeout  time.Duration
+}
+
+// Exec runs code in one of the caller's environments. A non-zero exit code is a result.
+func (r *Router) Exec(ctx context.Context, p Principal, env string, req ExecRequest) (*hostrpc.ExecResult, error) {
+	if req.Code == "" {
+		return nil, userErr(KindBadRequest, "code is empty: give the program to run")
+	}
+	if len(req.Code) > r.cfg.MaxCodeBytes {
+		return nil, userErr(KindTooLarge, "code is %d bytes; the limit is %d bytes: write it to a file with write_file and run that", len(req.Code), r.cfg.MaxCodeBytes)
+	}
+	if req.Language != "" && !knownRuntime(req.Language) {
+		return nil, userErr(KindBadRequest, "unknown language %q: use one of %s", req.Language, strings.Join(Runtimes(), ", "))
+	}
+	if req.Timeout == 0 {
+		req.Timeout = r.cfg.DefaultExecTimeout
+	}
+	if req.Timeout < time.Second || req.Timeout > r.cfg.MaxExecTimeout {
+		return nil, userErr(KindBadRequest, "timeout_seconds %g is out of range: use 1 to %d", req.Timeout.Seconds(), int(r.cfg.MaxExecTimeout.Seconds()))
+	}
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
+	}
+	lang := req.Language
+	if lang == "" {
+		lang = own.runtime
+	}
+	var res hostrpc.ExecResult
+	err = r.call(ctx, p, env, own.host, hostrpc.OpExec, req.Timeout+r.cfg.RPCMargin,
+		hostrpc.ExecRequest{Env: env, Code: req.Code, Language: lang, Timeout: req.Timeout}, &res)
+	return &res, err
+}
+
+// packagePattern is one package spec: a name (npm scope allowed), optional pip extras and an
+// optional version constraint. No spaces, quotes, URLs or paths.
+var packagePattern = regexp.MustCompile(`^(@[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?((==|>=|<=|~=|!=|===|>|<|=|@|\^|~)[A-Za-z0-9._*+!,<>=~^-]+)?$`)
+
+// Install installs packages (space-separated specs) with the environment's package manager.
+func (r *Router) Install(ctx context.Context, p Principal, env, packages string) (*hostrpc.ExecResult, error) {
+	specs := strings.Fields(packages)
+	if len(specs) == 0 {
+		return nil, userErr(KindBadRequest, "packages is empty: give space-separated package names, e.g. \"requests numpy==2.1.0\"")
+	}
+	if len(specs) > r.cfg.MaxPackages {
+		return nil, userErr(KindTooLarge, "%d packages named; at most %d per call", len(specs), r.cfg.MaxPackages)
+	}
+	for _, s := range specs {
+		if len(s) > 200 || !packagePattern.MatchString(s) {
+			return nil, userErr(KindBadRequest, "invalid package spec %q: use a name with an optional version, e.g. requests, numpy==2.1.0, pkg[extra]>=1, @types/node@20", s)
+		}
+	}
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
+	}
+	var res hostrpc.ExecResult
+	err = r.call(ctx, p, env, own.host, hostrpc.OpInstallPackages, r.cfg.InstallTimeout+r.cfg.RPCMargin,
+		hostrpc.InstallRequest{Env: env, Packages: specs, Timeout: r.cfg.InstallTimeout}, &res)
+	return &res, err
+}
+
+// maxPathLen bounds a path argument.
+const maxPathLen = 4096
+
+func checkPath(path string) error {
+	switch {
+	case path == "":
+		return userErr(KindBadRequest, "path is empty: give an absolute path such as /home/sandbox/main.py")
+	case !strings.HasPrefix(path, "/"):
+		return userErr(KindBadRequest, "path %q is not absolute: start it with /, e.g. /home/sandbox/%s", path, path)
+	case len(path) > maxPathLen || strings.ContainsRune(path, 0):
+		return userErr(KindBadRequest, "path is longer than %d bytes or contains a NUL byte", maxPathLen)
+	}
+	return nil
+}
+
+// WriteFile writes content to path in one of the caller's environments.
+func (r *Router) WriteFile(ctx context.Context, p Principal, env, path string, content []byte) (*hostrpc.WriteFileResult, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	if limit := r.MaxFileBytes(); len(content) > limit {
+		return nil, userErr(KindTooLarge, "content is %d bytes; the limit is %d bytes per file", len(content), limit)
+	}
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
+	}
+	var res hostrpc.WriteFileResult
+	err = r.call(ctx, p, env, own.host, hostrpc.OpWriteFile, r.cfg.FileRPCTimeout,
+		hostrpc.WriteFileRequest{Env: env, Path: path, Content: content}, &res)
+	return &res, err
+}
+
+// ReadFile reads a file from one of the caller's environments.
+func (r *Router) ReadFile(ctx context.Context, p Principal, env, path string) (*hostrpc.ReadFileResult, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
+	}
+	var res hostrpc.ReadFileResult
+	err = r.call(ctx, p, env, own.host, hostrpc.OpReadFile, r.cfg.FileRPCTimeout,
+		hostrpc.ReadFileRequest{Env: env, Path: path}, &res)
+	return &res, err
+}
+
+// ListFiles lists a directory (recursively if asked) in one of the caller's environments.
+func (r *Router) ListFiles(ctx context.Context, p Principal, env, path string, recursive bool) (*hostrpc.ListFilesResult, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
+	}
+	var res hostrpc.ListFilesResult
+	err = r.call(ctx, p, env, own.host, hostrpc.OpListFiles, r.cfg.FileRPCTimeout,
+		hostrpc.ListFilesRequest{Env: env, Path: path, Recursive: recursive}, &res)
+	return &res, err
+}
+
+// call sends one host RPC with the caller's principal and the request id, and decodes the
+// answer into resp; the host's error codes become caller-facing errors.
+func (r *Router) call(ctx context.Context, p Principal, env, host, op string, timeout time.Duration, req, resp any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode %s request: %w", op, err)
+	}
+	msg := nats.NewMsg(hostrpc.Subject(host, op))
+	msg.Data = data
+	msg.Header.Set(hostrpc.HeaderPrincipal, p.String())
+	msg.Header.Set(hostrpc.HeaderCorrelation, RequestID(ctx))
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	reply, err := r.nc.RequestMsgWithContext(rctx, msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		if state := r.envState(ctx, host, env); state != events.StateRunning {
+			return notRunning(env, state)
+		}
+		return userErr(KindFailed, "host %s of environment %s is not answering (%s); the environment cannot be reached, create a new one",
+			host, env, r.hostState(ctx, host))
+	case err != nil && ctx.Err() == nil && rctx.Err() != nil:
+		return userErr(KindTimeout, "host %s did not answer %s for environment %s within %s", host, op, env, timeout)
+	case err != nil:
+		return fmt.Errorf("%s on host %s: %w", op, host, err)
+	}
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		he := hostrpc.Error{Code: code, Message: reply.Header.Get(micro.ErrorHeader)}
+		if len(reply.Data) > 0 {
+			_ = json.Unmarshal(reply.Data, &he)
+		}
+		return r.hostError(ctx, env, host, op, he)
+	}
+	if err := json.Unmarshal(reply.Data, resp); err != nil {
+		return fmt.Errorf("decode %s answer from host %s: %w", op, host, err)
+	}
+	return nil
+}
+
+// hostError turns a host's error reply into what the caller sees.
+func (r *Router) hostError(ctx context.Context, env, host, op string, he hostrpc.Error) error {
+	msg := orDefault(he.Message, he.Code)
+	switch he.Code {
+	case hostrpc.CodeBadRequest:
+		return userErr(KindBadRequest, "%s", msg)
+	case hostrpc.CodeNotFound:
+		if state := r.envState(ctx, host, env); state != events.StateRunning {
+			return notRunning(env, state)
+		}
+		return userErr(KindNotFound, "%s", msg)
+	case hostrpc.CodeTooLarge:
+		return userErr(KindTooLarge, "%s", msg)
+	case hostrpc.CodeNotRunning:
+		return notRunning(env, r.envState(ctx, host, env))
+	}
+	return fmt.Errorf("%s on host %s: %s: %s", op, host, he.Code, msg)
+}
+
+func notRunning(env, state string) error {
+	hint := "wait until create_environment returns"
+	if events.Terminal(state) || state == events.StateDestroying {
+		hint = "create a new environment"
+	}
+	return userErr(KindNotRunning, "environment %s is not running (state: %s): %s", env, state, hint)
+}
+
+// envState is an environment's state from its events, for error messages.
+func (r *Router) envState(ctx context.Context, host, env string) string {
+	evs, _, err := r.log.Load(ctx, events.EnvAggregate(host, env))
+	if err != nil {
+		return "unknown"
+	}
+	state, err := events.EnvState(evs)
+	if err != nil || state == events.StateNone {
+		return "unknown"
+	}
+	return state
+}
+
+// hostState describes a host's state in the view, for error messages.
+func (r *Router) hostState(ctx context.Context, host string) string {
+	hosts, err := r.view.Hosts(ctx)
+	if err != nil {
+		return "host state unknown"
+	}
+	for _, h := range hosts {
+		if h.ID == host {
+			return "host state: " + orDefault(h.State, "unknown")
+		}
+	}
+	return "host unknown to the view"
+}

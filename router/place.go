@@ -1,0 +1,306 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/projector"
+)
+
+// Destroy reasons of environments the router gives up on: one that did not start in time, and
+// one whose caller went away before learning its id.
+const (
+	reasonBootTimeout = "boot_timeout"
+	reasonCallerGone  = "caller_gone"
+)
+
+// maxNameLen bounds an environment's name.
+const maxNameLen = 64
+
+// CreateRequest is what create_environment asks for; zero fields take the configured defaults.
+type CreateRequest struct {
+	Runtime   string
+	Name      string
+	TTL       time.Duration
+	CPUs      int
+	MemoryMiB int
+}
+
+// normalize fills defaults and checks ranges, naming the allowed values in its errors.
+func (r *Router) normalize(req CreateRequest) (CreateRequest, error) {
+	c := r.cfg
+	if !knownRuntime(req.Runtime) {
+		return req, userErr(KindBadRequest, "unknown runtime %q: use one of %s", req.Runtime, strings.Join(Runtimes(), ", "))
+	}
+	if req.TTL == 0 {
+		req.TTL = c.DefaultTTL
+	}
+	if req.TTL < time.Minute || req.TTL > c.MaxTTL {
+		return req, userErr(KindBadRequest, "timeout_minutes %g is out of range: use 1 to %d", req.TTL.Minutes(), int(c.MaxTTL.Minutes()))
+	}
+	if req.CPUs == 0 {
+		req.CPUs = c.DefaultCPUs
+	}
+	if req.CPUs < 1 || req.CPUs > c.MaxCPUs {
+		return req, userErr(KindBadRequest, "cpus %d is out of range: use 1 to %d", req.CPUs, c.MaxCPUs)
+	}
+	if req.MemoryMiB == 0 {
+		req.MemoryMiB = c.DefaultMemoryMiB
+	}
+	if req.MemoryMiB < c.MinMemoryMiB || req.MemoryMiB > c.MaxMemoryMiB {
+		return req, userErr(KindBadRequest, "memory_mib %d is out of range: use %d to %d", req.MemoryMiB, c.MinMemoryMiB, c.MaxMemoryMiB)
+	}
+	if len(req.Name) > maxNameLen || strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return req, userErr(KindBadRequest, "name must be at most %d printable characters", maxNameLen)
+	}
+	return req, nil
+}
+
+// Create places a new environment for the caller on a live host with room, and waits until the
+// host started it. A host that rejects the placement is left out and another one tried.
+func (r *Router) Create(ctx context.Context, p Principal, req CreateRequest) (*EnvInfo, error) {
+	req, err := r.normalize(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkTenantLimits(ctx, p, req.MemoryMiB); err != nil {
+		return nil, err
+	}
+	tried := map[string]string{} // host -> why it rejected
+	for attempt := 0; attempt < r.cfg.PlaceAttempts; attempt++ {
+		hosts, err := r.view.Hosts(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read hosts: %w", err)
+		}
+		host, release, err := r.chooseHost(hosts, req, tried)
+		if err != nil {
+			return nil, err
+		}
+		info, rejected, err := r.placeOn(ctx, p, host, req)
+		release()
+		if err != nil {
+			return nil, err
+		}
+		if rejected == "" {
+			return info, nil
+		}
+		r.logger.Info("placement rejected, trying another host", "env", info.ID, "host", host, "reason", rejected,
+			"request", RequestID(ctx))
+		tried[host] = rejected
+	}
+	return nil, userErr(KindNoCapacity, "no host accepted the environment: %s", describeRejections(tried))
+}
+
+func describeRejections(tried map[string]string) string {
+	hosts := make([]string, 0, len(tried))
+	for h := range tried {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	parts := make([]string, len(hosts))
+	for i, h := range hosts {
+		parts[i] = fmt.Sprintf("host %s rejected it (%s)", h, tried[h])
+	}
+	return strings.Join(parts, "; ")
+}
+
+// checkTenantLimits refuses a create that would take the tenant over its limits.
+func (r *Router) checkTenantLimits(ctx context.Context, p Principal, memoryMiB int) error {
+	if r.cfg.MaxEnvsPerTenant <= 0 && r.cfg.MaxMemoryMiBPerTenant <= 0 {
+		return nil
+	}
+	envs, err := r.view.EnvsByTenant(ctx, p.Tenant)
+	if err != nil {
+		return fmt.Errorf("read environments of %s: %w", p.Tenant, err)
+	}
+	count, mem := 0, 0
+	for _, e := range envs {
+		if e.Owner == p.Tenant && !events.Terminal(e.State) {
+			count++
+			mem += e.Resources.MemoryMiB
+		}
+	}
+	if r.cfg.MaxEnvsPerTenant > 0 && count >= r.cfg.MaxEnvsPerTenant {
+		return userErr(KindLimit, "tenant %s has %d environments, the most allowed is %d: destroy one first", p.Tenant, count, r.cfg.MaxEnvsPerTenant)
+	}
+	if r.cfg.MaxMemoryMiBPerTenant > 0 && mem+memoryMiB > r.cfg.MaxMemoryMiBPerTenant {
+		return userErr(KindLimit, "tenant %s uses %d MiB of memory; %d MiB more would exceed its limit of %d MiB: destroy an environment or ask for less memory_mib",
+			p.Tenant, mem, memoryMiB, r.cfg.MaxMemoryMiBPerTenant)
+	}
+	return nil
+}
+
+// chooseHost picks the live host with room that has the least memory allocated (counting the
+// placements this replica has in flight), skipping hosts that already rejected this create,
+// and counts the placement as in flight until release is called. Ties are broken at random so
+// that replicas spread their placements.
+func (r *Router) chooseHost(hosts []*projector.Host, req CreateRequest, skip map[string]string) (host string, release func(), err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var live []*projector.Host
+	for _, h := range hosts {
+		if h.State == projector.HostLive {
+			live = append(live, h)
+		}
+	}
+	if len(live) == 0 {
+		return "", nil, userErr(KindNoHost, "no live host: no host agent has joined the cluster or all of them failed, left or were drained; start one (waggle hostagent) and try again")
+	}
+	rand.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+	sort.SliceStable(live, func(i, j int) bool {
+		ai, aj := live[i].Allocated.MemoryMiB+r.pending[live[i].ID], live[j].Allocated.MemoryMiB+r.pending[live[j].ID]
+		if ai != aj {
+			return ai < aj
+		}
+		return live[i].EnvCount < live[j].EnvCount
+	})
+	bestFree, bestHost := -1, ""
+	for _, h := range live {
+		if _, done := skip[h.ID]; done {
+			continue
+		}
+		free := h.Capacity.MemoryMiB - h.Allocated.MemoryMiB - r.pending[h.ID]
+		if free > bestFree {
+			bestFree, bestHost = free, h.ID
+		}
+		full := h.Capacity.MaxEnvironments > 0 && h.EnvCount >= h.Capacity.MaxEnvironments
+		if free >= req.MemoryMiB && h.Capacity.CPUs >= req.CPUs && !full {
+			return h.ID, r.reserveLocked(h.ID, req.MemoryMiB), nil
+		}
+	}
+	if len(skip) > 0 && bestHost == "" {
+		return "", nil, userErr(KindNoCapacity, "no host accepted the environment: %s", describeRejections(skip))
+	}
+	return "", nil, userErr(KindNoCapacity, "no capacity: the environment needs %d MiB and %d cpus; the most free memory on a live host is %d MiB (host %s) across %d live hosts; ask for less memory_mib, destroy environments or add hosts",
+		req.MemoryMiB, req.CPUs, max(bestFree, 0), bestHost, len(live))
+}
+
+// reserveLocked counts memory this replica is placing on host until the returned func is
+// called. r.mu must be held.
+func (r *Router) reserveLocked(host string, mib int) func() {
+	r.pending[host] += mib
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.pending[host] -= mib; r.pending[host] <= 0 {
+			delete(r.pending, host)
+		}
+	}
+}
+
+// placeOn appends requested+placed for a new environment on host and waits for the host's
+// answer. A rejection is returned as its reason (the caller tries elsewhere).
+func (r *Router) placeOn(ctx context.Context, p Principal, host string, req CreateRequest) (*EnvInfo, string, error) {
+	env := strings.ToLower(ulid.Make().String())
+	name := req.Name
+	if name == "" {
+		name = req.Runtime + "-" + env[len(env)-8:]
+	}
+	corr := RequestID(ctx)
+	requested, err := events.NewEnvEvent(host, env, events.EnvRequested, p.String(), events.Requested{
+		Runtime: req.Runtime, Name: name, Owner: p.Tenant,
+		Resources:  events.Resources{CPUs: req.CPUs, MemoryMiB: req.MemoryMiB},
+		TTLSeconds: int64(req.TTL / time.Second),
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	requested.Correlation = corr
+	head, err := r.log.Append(ctx, requested, events.Head{})
+	if err != nil {
+		return nil, "", fmt.Errorf("append requested for %s: %w", env, err)
+	}
+	placed, err := events.NewEnvEvent(host, env, events.EnvPlaced, p.String(), events.Placed{Host: host})
+	if err != nil {
+		return nil, "", err
+	}
+	placed.Correlation, placed.Causation = corr, requested.ID
+	if _, err := r.log.Append(ctx, placed, head); err != nil {
+		return nil, "", fmt.Errorf("append placed for %s on %s: %w", env, host, err)
+	}
+	r.owners.put(env, ownerEntry{host: host, owner: p.Tenant, runtime: req.Runtime})
+	r.logger.Info("placed", "env", env, "host", host, "principal", p.String(), "request", corr)
+
+	end, err := r.await(ctx, host, env, head.Seq, r.cfg.BootTimeout,
+		events.EnvStarted, events.EnvFailed, events.EnvRejected, events.EnvLost, events.EnvDestroyRequested)
+	if err != nil {
+		if ctx.Err() != nil {
+			r.abandon(ctx, p, host, env, reasonCallerGone)
+		}
+		return nil, "", err
+	}
+	info := &EnvInfo{ID: env, Name: name, Runtime: req.Runtime, Host: host, CPUs: req.CPUs, MemoryMiB: req.MemoryMiB,
+		TimeoutMinutes: int64(req.TTL / time.Minute), CreatedAt: eventTime(requested)}
+	if end == nil {
+		state := r.abandon(ctx, p, host, env, reasonBootTimeout)
+		return nil, "", userErr(KindTimeout, "host %s did not start environment %s within %s (it was %s); it has been asked to destroy it; try again",
+			host, env, r.cfg.BootTimeout, state)
+	}
+	var reason events.Reason
+	switch end.Type {
+	case events.EnvStarted:
+		var st events.Started
+		if err := end.DecodeData(&st); err != nil {
+			return nil, "", err
+		}
+		at := eventTime(end)
+		info.Status, info.StartedAt, info.BootMS = events.StateRunning, &at, st.BootMillis
+		return info, "", nil
+	case events.EnvRejected:
+		if err := end.DecodeData(&reason); err != nil {
+			return nil, "", err
+		}
+		return info, orDefault(reason.Reason, "no reason given"), nil
+	case events.EnvDestroyRequested:
+		return nil, "", userErr(KindFailed, "environment %s was destroyed while host %s was starting it", env, host)
+	}
+	if err := end.DecodeData(&reason); err != nil {
+		return nil, "", err
+	}
+	return nil, "", userErr(KindFailed, "environment %s %s on host %s while starting: %s", env, end.Type, host, orDefault(reason.Reason, "no reason given"))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// abandon asks the host to destroy an environment nobody will use (it did not start in time, or
+// its caller went away), so that it does not run on unseen; it returns the state it was in.
+func (r *Router) abandon(ctx context.Context, p Principal, host, env, reason string) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	evs, head, err := r.log.Load(ctx, events.EnvAggregate(host, env))
+	if err != nil {
+		r.logger.Error("abandon: load", "env", env, "host", host, "err", err)
+		return "unknown"
+	}
+	state, err := events.EnvState(evs)
+	if err != nil {
+		r.logger.Error("abandon: fold", "env", env, "host", host, "err", err)
+		return "unknown"
+	}
+	if _, err := events.Next(state, events.EnvDestroyRequested); err != nil {
+		return state
+	}
+	ev, err := events.NewEnvEvent(host, env, events.EnvDestroyRequested, p.String(),
+		events.DestroyRequested{By: "router:" + r.cfg.ID, Reason: reason})
+	if err != nil {
+		return state
+	}
+	ev.Correlation = RequestID(ctx)
+	if _, err := r.log.Append(ctx, ev, head); err != nil {
+		r.logger.Error("abandon: append destroy_requested", "env", env, "host", host, "err", err)
+	}
+	return state
+}

@@ -1,0 +1,204 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/projector"
+)
+
+// EventLog is what the router needs of the event log (*events.Log implements it).
+type EventLog interface {
+	Append(ctx context.Context, ev *events.Event, head events.Head) (events.Head, error)
+	Load(ctx context.Context, aggregate string) ([]*events.Event, events.Head, error)
+	Follow(ctx context.Context, from events.Position, filters []string, fn func(*events.Event) error) error
+}
+
+// View is what the router reads of the projected view (*projector.Reader implements it).
+type View interface {
+	Env(ctx context.Context, id string) (*projector.Env, error)
+	EnvsByTenant(ctx context.Context, tenant string) ([]*projector.Env, error)
+	Hosts(ctx context.Context) ([]*projector.Host, error)
+	Freshness(ctx context.Context) (uint64, error)
+}
+
+// Frontend builds the MCP endpoint's handler over a router (package mcp provides one). The
+// handler sees each call's Principal in its request context.
+type Frontend func(r *Router) http.Handler
+
+// Deps are what a router talks to.
+type Deps struct {
+	NC     *nats.Conn // host RPC
+	Log    EventLog
+	View   View
+	Tokens *Tokens // API keys; may be nil only with Config.NoAuth
+	MCP    Frontend
+}
+
+// Router is one stateless router replica.
+type Router struct {
+	cfg     Config
+	nc      *nats.Conn
+	log     EventLog
+	view    View
+	tokens  *Tokens
+	logger  *slog.Logger
+	metrics *Metrics
+	owners  ownerCache
+	handler http.Handler
+
+	mu      sync.Mutex
+	pending map[string]int // host -> MiB this replica is placing right now (spreads bursts)
+	addr    net.Addr
+	ready   chan struct{}
+}
+
+// New builds a router; Run serves it.
+func New(cfg Config, deps Deps) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.NC == nil || deps.Log == nil || deps.View == nil || deps.MCP == nil:
+		return nil, errors.New("router: NC, Log, View and MCP are required")
+	case deps.Tokens == nil && !cfg.NoAuth:
+		return nil, errors.New("router: Tokens are required unless authentication is off")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	r := &Router{
+		cfg: cfg, nc: deps.NC, log: deps.Log, view: deps.View, tokens: deps.Tokens,
+		logger:  logger.With("router", cfg.ID),
+		metrics: newMetrics(),
+		owners:  ownerCache{ttl: cfg.OwnerCacheTTL, m: map[string]ownerEntry{}},
+		pending: map[string]int{},
+		ready:   make(chan struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", r.authenticate(deps.MCP(r)))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", r.serveReady)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = r.metrics.WriteTo(w)
+	})
+	r.handler = mux
+	return r, nil
+}
+
+// Config is the router's configuration.
+func (r *Router) Config() Config { return r.cfg }
+
+// Logger is the router's logger.
+func (r *Router) Logger() *slog.Logger { return r.logger }
+
+// Metrics are the router's call metrics (the MCP frontend records into them).
+func (r *Router) Metrics() *Metrics { return r.metrics }
+
+// Handler serves /mcp, /healthz, /readyz and /metrics.
+func (r *Router) Handler() http.Handler { return r.handler }
+
+// Addr is the address Run listens on; it blocks until Run has bound it or ctx ends.
+func (r *Router) Addr(ctx context.Context) (net.Addr, error) {
+	select {
+	case <-r.ready:
+		return r.addr, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Run serves HTTP on Config.Listen until ctx ends, then shuts down gracefully.
+func (r *Router) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("router %s: listen: %w", r.cfg.ID, err)
+	}
+	r.addr = ln.Addr()
+	close(r.ready)
+	if r.cfg.NoAuth {
+		r.logger.Warn("authentication is OFF: every caller is tenant "+DefaultTenant, "listen", r.addr.String())
+	}
+	srv := &http.Server{Handler: r.handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	r.logger.Info("router serving", "mcp", "http://"+r.addr.String()+"/mcp")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("router %s: serve: %w", r.cfg.ID, err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("router %s: serve: %w", r.cfg.ID, err)
+	}
+	return nil
+}
+
+func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
+	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+	defer cancel()
+	if !r.nc.IsConnected() {
+		http.Error(w, "not ready: NATS is not connected", http.StatusServiceUnavailable)
+		return
+	}
+	seq, err := r.view.Freshness(ctx)
+	if err != nil {
+		http.Error(w, "not ready: view unreadable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "ready (view at seq %d)\n", seq)
+}
+
+// maxRequestBytes bounds an MCP request body: a largest file as base64 in JSON fits easily.
+const maxRequestBytes = 32 << 20
+
+// authenticate resolves the bearer API key to a Principal, or answers 401.
+func (r *Router) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		req.Body = http.MaxBytesReader(w, req.Body, maxRequestBytes)
+		if r.cfg.NoAuth {
+			next.ServeHTTP(w, req.WithContext(WithPrincipal(req.Context(), Principal{Tenant: DefaultTenant, KeyID: "noauth"})))
+			return
+		}
+		key, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+		if !ok || key == "" {
+			r.unauthorized(w, "missing API key: send the header Authorization: Bearer <key> (create one with `waggle token create --tenant T`)")
+			return
+		}
+		tok, err := r.tokens.Authenticate(req.Context(), strings.TrimSpace(key))
+		if errors.Is(err, ErrBadKey) {
+			r.unauthorized(w, "invalid or revoked API key")
+			return
+		}
+		if err != nil {
+			id := NewRequestID()
+			r.logger.Error("authenticate", "request", id, "err", err)
+			http.Error(w, "cannot check the API key now (request id "+id+")", http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, req.WithContext(WithPrincipal(req.Context(), Principal{Tenant: tok.Tenant, KeyID: tok.ID})))
+	})
+}
+
+func (r *Router) unauthorized(w http.ResponseWriter, msg string) {
+	r.metrics.unauthorized()
+	w.Header().Set("WWW-Authenticate", `Bearer realm="waggle"`)
+	http.Error(w, msg, http.StatusUnauthorized)
+}
