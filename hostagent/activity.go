@@ -1,0 +1,116 @@
+package hostagent
+
+import (
+	"context"
+	"time"
+
+	"github.com/waggle-dev/waggle/events"
+)
+
+// markActive records activity on e; call counts it as an RPC call for the next touched event.
+func (a *Agent) markActive(e *envEntry, t time.Time, call bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.After(e.active) {
+		e.active = t
+	}
+	if call {
+		e.calls++
+	}
+}
+
+// ttl is e's idle timeout.
+func (a *Agent) ttl(req events.Requested) time.Duration {
+	if req.TTLSeconds > 0 {
+		return time.Duration(req.TTLSeconds) * time.Second
+	}
+	return a.cfg.DefaultTTL
+}
+
+// runActivity appends the coalesced touched events every TouchInterval and stops environments
+// idle past their TTL, until ctx ends. It needs no router or projector.
+func (a *Agent) runActivity(ctx context.Context) {
+	touch := time.NewTicker(a.cfg.TouchInterval)
+	defer touch.Stop()
+	check := time.NewTicker(a.cfg.TTLCheckInterval)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-touch.C:
+			a.flushTouches(ctx)
+		case <-check.C:
+			a.expireIdle(ctx)
+		}
+	}
+}
+
+// flushTouches appends one touched event per environment that had calls since the last one.
+func (a *Agent) flushTouches(ctx context.Context) {
+	type touch struct {
+		env   string
+		calls int
+		at    time.Time
+	}
+	var due []touch
+	a.mu.Lock()
+	for id, e := range a.envs {
+		if e.calls > 0 {
+			due = append(due, touch{id, e.calls, e.active})
+			e.calls = 0
+		}
+	}
+	a.mu.Unlock()
+	for _, t := range due {
+		e := a.lockEntry(t.env)
+		_, err := e.agg.appendEvent(ctx, a.log, events.EnvTouched, a.principal, "",
+			events.Touched{LastActive: t.at.UTC(), Calls: t.calls})
+		a.unlockEntry(e)
+		if err != nil {
+			a.logger.Warn("touched", "env", t.env, "err", err)
+		}
+	}
+}
+
+// expireIdle destroys every running environment idle past its TTL.
+func (a *Agent) expireIdle(ctx context.Context) {
+	now := time.Now()
+	var idle []string
+	a.mu.Lock()
+	for id, e := range a.envs {
+		if e.machine != nil && !e.active.IsZero() && now.Sub(e.active) > e.ttl {
+			idle = append(idle, id)
+		}
+	}
+	a.mu.Unlock()
+	for _, env := range idle {
+		if err := a.expire(ctx, env, now); err != nil {
+			a.logger.Warn("ttl: destroy failed, will retry", "env", env, "err", err)
+		}
+	}
+}
+
+// expire appends destroy_requested (reason ttl) and destroys env, if it is still running and
+// still idle.
+func (a *Agent) expire(ctx context.Context, env string, now time.Time) error {
+	e := a.lockEntry(env)
+	defer a.unlockEntry(e)
+	a.mu.Lock()
+	idle := e.machine != nil && now.Sub(e.active) > e.ttl
+	idleSince := e.active
+	a.mu.Unlock()
+	if !idle {
+		return nil
+	}
+	ok, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyRequested, a.principal, "",
+		events.DestroyRequested{By: a.principal, Reason: events.ReasonTTL})
+	if err != nil {
+		return err
+	}
+	if !ok && e.agg.state != events.StateDestroying {
+		return nil
+	}
+	a.logger.Info("ttl: environment idle past its timeout", "env", env, "ttl", a.ttl(e.agg.req), "idle_since", idleSince)
+	return a.finishDestroy(ctx, e, "")
+}

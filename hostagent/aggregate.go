@@ -1,0 +1,132 @@
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/waggle-dev/waggle/events"
+)
+
+// EventLog is the part of *events.Log the agent uses.
+type EventLog interface {
+	JetStream() jetstream.JetStream
+	Head(ctx context.Context, aggregate string) (events.Head, error)
+	Append(ctx context.Context, ev *events.Event, head events.Head) (events.Head, error)
+	Load(ctx context.Context, aggregate string) ([]*events.Event, events.Head, error)
+	Replay(ctx context.Context, from events.Position, filters []string, fn func(*events.Event) error) error
+}
+
+// maxAppendAttempts bounds the re-read-and-retry loop of one append under contention.
+const maxAppendAttempts = 8
+
+// aggregate is the folded state of one environment, as far as the agent needs it.
+type aggregate struct {
+	host, env  string
+	loaded     bool
+	head       events.Head
+	state      string
+	req        events.Requested
+	lastActive time.Time
+}
+
+// apply folds one event; an illegal event (which writers refuse) is skipped.
+func (g *aggregate) apply(ev *events.Event) error {
+	next, err := events.Next(g.state, ev.Type)
+	if err != nil {
+		return err
+	}
+	g.state = next
+	switch ev.Type {
+	case events.EnvRequested:
+		if err := ev.DecodeData(&g.req); err != nil {
+			return err
+		}
+	case events.EnvStarted, events.EnvExec, events.EnvFileWritten, events.EnvFileRead:
+		g.active(ev.Time)
+	case events.EnvTouched:
+		var t events.Touched
+		if err := ev.DecodeData(&t); err == nil {
+			g.active(t.LastActive)
+		}
+	}
+	return nil
+}
+
+func (g *aggregate) active(t time.Time) {
+	if t.After(g.lastActive) {
+		g.lastActive = t
+	}
+}
+
+// load reads the aggregate from the log.
+func (g *aggregate) load(ctx context.Context, log EventLog) error {
+	evs, head, err := log.Load(ctx, events.EnvAggregate(g.host, g.env))
+	if err != nil {
+		return fmt.Errorf("load environment %s: %w", g.env, err)
+	}
+	fresh := aggregate{host: g.host, env: g.env, head: head, loaded: true}
+	for _, ev := range evs {
+		// The writers refuse illegal transitions; skipping one here keeps a damaged
+		// history readable (audit verify reports it).
+		_ = fresh.apply(ev)
+	}
+	*g = fresh
+	return nil
+}
+
+// appendEvent appends an event of type typ if the state machine allows it from the aggregate's
+// current state, re-reading the aggregate after a conflict (someone else moved it). It reports
+// false, without error, when the current state does not take typ.
+func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principal, correlation string, data any) (bool, error) {
+	for range maxAppendAttempts {
+		if !g.loaded {
+			if err := g.load(ctx, log); err != nil {
+				return false, err
+			}
+		}
+		if _, err := events.Next(g.state, typ); err != nil {
+			return false, nil
+		}
+		ev, err := events.NewEnvEvent(g.host, g.env, typ, principal, data)
+		if err != nil {
+			return false, err
+		}
+		ev.Correlation = correlation
+		head, err := log.Append(ctx, ev, g.head)
+		if errors.Is(err, events.ErrConflict) {
+			g.loaded = false
+			continue
+		}
+		if err != nil {
+			g.loaded = false
+			return false, fmt.Errorf("append %s to environment %s: %w", typ, g.env, err)
+		}
+		g.head = head
+		_ = g.apply(ev) // allowed: checked with Next above
+		return true, nil
+	}
+	return false, fmt.Errorf("append %s to environment %s: still conflicting after %d attempts", typ, g.env, maxAppendAttempts)
+}
+
+// foldHost replays every environment of host and returns their folded aggregates.
+func foldHost(ctx context.Context, log EventLog, host string) (map[string]*aggregate, error) {
+	aggs := map[string]*aggregate{}
+	err := log.Replay(ctx, events.Position{}, []string{events.HostEnvs(host)}, func(ev *events.Event) error {
+		g := aggs[ev.Env]
+		if g == nil {
+			g = &aggregate{host: host, env: ev.Env}
+			aggs[ev.Env] = g
+		}
+		_ = g.apply(ev)
+		g.head = events.Head{Seq: ev.Seq, Hash: events.Hash(ev.Raw)}
+		g.loaded = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay environments of host %s: %w", host, err)
+	}
+	return aggs, nil
+}

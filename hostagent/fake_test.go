@@ -1,0 +1,144 @@
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/waggle-dev/waggle/events/hostrpc"
+)
+
+// fakeMachines is an in-memory VM layer: VMs are maps of files, exec echoes its input.
+type fakeMachines struct {
+	mu        sync.Mutex
+	vms       map[string]*fakeVM
+	launches  atomic.Int32
+	bootDelay time.Duration
+	bootErr   error
+}
+
+func newFakeMachines() *fakeMachines { return &fakeMachines{vms: map[string]*fakeVM{}} }
+
+func (f *fakeMachines) Launch(ctx context.Context, spec LaunchSpec) (Machine, error) {
+	f.launches.Add(1)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(f.bootDelay):
+	}
+	if f.bootErr != nil {
+		return nil, f.bootErr
+	}
+	return f.add(spec.ID, spec.Runtime), nil
+}
+
+func (f *fakeMachines) add(id, runtime string) *fakeVM {
+	vm := &fakeVM{id: id, runtime: runtime, owner: f, files: map[string][]byte{}}
+	vm.alive.Store(true)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.vms[id]; dup {
+		panic("fake: two VMs with id " + id)
+	}
+	f.vms[id] = vm
+	return vm
+}
+
+func (f *fakeMachines) Scan(context.Context) ([]Machine, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Machine
+	for _, vm := range f.vms {
+		out = append(out, vm)
+	}
+	return out, nil
+}
+
+// running lists the ids of the VMs still running, sorted.
+func (f *fakeMachines) running() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id := range f.vms {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+type fakeVM struct {
+	id, runtime string
+	owner       *fakeMachines
+	alive       atomic.Bool
+	mu          sync.Mutex
+	files       map[string][]byte
+	execs       []ExecSpec
+}
+
+func (v *fakeVM) ID() string    { return v.id }
+func (v *fakeVM) IsAlive() bool { return v.alive.Load() }
+
+func (v *fakeVM) Stop(context.Context) error {
+	v.alive.Store(false)
+	v.owner.mu.Lock()
+	delete(v.owner.vms, v.id)
+	v.owner.mu.Unlock()
+	return nil
+}
+
+// Exec echoes stdin to stdout and argv to stderr; code "exit N" exits with N.
+func (v *fakeVM) Exec(_ context.Context, spec ExecSpec) (ExecResult, error) {
+	if !v.IsAlive() {
+		return ExecResult{}, errors.New("fake: VM stopped")
+	}
+	v.mu.Lock()
+	v.execs = append(v.execs, spec)
+	v.mu.Unlock()
+	res := ExecResult{Stdout: spec.Stdin, Stderr: []byte(strings.Join(spec.Argv, " ")), Duration: time.Millisecond}
+	var code int
+	if _, err := fmt.Sscanf(string(spec.Stdin), "exit %d", &code); err == nil {
+		res.ExitCode = code
+	}
+	if len(res.Stdout) > spec.MaxOutput {
+		res.Stdout, res.Truncated = res.Stdout[:spec.MaxOutput], true
+	}
+	return res, nil
+}
+
+func (v *fakeVM) WriteFile(_ context.Context, path string, data []byte, _ uint32) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.files[path] = append([]byte(nil), data...)
+	return nil
+}
+
+func (v *fakeVM) ReadFile(_ context.Context, path string, max int64) ([]byte, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	data, ok := v.files[path]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if int64(len(data)) > max {
+		return nil, ErrTooLarge
+	}
+	return data, nil
+}
+
+func (v *fakeVM) ListFiles(_ context.Context, dir string, _ bool, max int) ([]hostrpc.FileInfo, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []hostrpc.FileInfo
+	for p, data := range v.files {
+		if rel, ok := strings.CutPrefix(p, dir+"/"); ok && len(out) < max {
+			out = append(out, hostrpc.FileInfo{Name: rel, Size: int64(len(data)), Mode: "-rw-r--r--"})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

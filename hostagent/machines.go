@@ -1,0 +1,66 @@
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
+)
+
+// Machines is what the agent needs from the microVM layer: boot a VM and find the VMs that
+// still run (they survive an agent restart). A VM's id is its environment's id.
+type Machines interface {
+	// Launch boots a VM and returns once its guest accepts commands.
+	Launch(ctx context.Context, spec LaunchSpec) (Machine, error)
+	// Scan lists the VMs of this host that are still running, including ones an earlier agent
+	// process started.
+	Scan(ctx context.Context) ([]Machine, error)
+}
+
+// LaunchSpec describes the VM of one environment.
+type LaunchSpec struct {
+	ID        string // environment id; also the VM id
+	Runtime   string // guest image: python, node, shell, ...
+	Resources events.Resources
+}
+
+// Machine is one running VM and the guest inside it.
+type Machine interface {
+	ID() string
+	// Stop powers the VM off and removes its disk and network.
+	Stop(ctx context.Context) error
+	IsAlive() bool
+	Exec(ctx context.Context, spec ExecSpec) (ExecResult, error)
+	WriteFile(ctx context.Context, path string, data []byte, mode uint32) error
+	// ReadFile returns ErrTooLarge when the file is bigger than max bytes.
+	ReadFile(ctx context.Context, path string, max int64) ([]byte, error)
+	// ListFiles lists path (recursively when asked), at most max entries.
+	ListFiles(ctx context.Context, path string, recursive bool, max int) ([]hostrpc.FileInfo, error)
+}
+
+// ExecSpec is one command run in a guest as the unprivileged sandbox user.
+type ExecSpec struct {
+	Argv      []string
+	Env       map[string]string
+	Stdin     []byte
+	Timeout   time.Duration
+	MaxOutput int // cap per stream, in bytes
+}
+
+// ExecResult is a finished command; a non-zero exit code is not an error.
+type ExecResult struct {
+	Stdout, Stderr []byte
+	ExitCode       int
+	Duration       time.Duration
+	TimedOut       bool
+	Truncated      bool
+}
+
+// Typed errors a Machine returns for the caller's mistakes; anything else is internal.
+var (
+	ErrNotFound    = errors.New("no such file or directory")
+	ErrTooLarge    = errors.New("file too large")
+	ErrInvalidPath = errors.New("invalid path")
+)

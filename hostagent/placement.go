@@ -1,0 +1,233 @@
+package hostagent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/waggle-dev/waggle/events"
+)
+
+// consumerName is the durable placement consumer of a host.
+func consumerName(host string) string { return "hostagent_" + host }
+
+// placementBatch bounds how many placements one host works on at once.
+const placementBatch = 64
+
+// startConsumer subscribes to the host's placements and destroy requests. Each message is
+// handled in its own task; handling is idempotent per environment, so redeliveries are safe.
+func (a *Agent) startConsumer(ctx context.Context) (jetstream.ConsumeContext, error) {
+	h := a.cfg.HostID
+	cons, err := a.log.JetStream().CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+		Durable:        consumerName(h),
+		Description:    "placements of host " + h,
+		FilterSubjects: []string{events.EnvSubject(h, "*", events.EnvPlaced), events.EnvSubject(h, "*", events.EnvDestroyRequested)},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        a.cfg.AckWait,
+		MaxAckPending:  placementBatch,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("placement consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		a.handlers.Add(1)
+		go func() {
+			defer a.handlers.Done()
+			a.handleMsg(ctx, msg)
+		}()
+	}, jetstream.PullMaxMessages(placementBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		a.logger.Debug("placement consumer", "err", err)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("placement consumer: consume: %w", err)
+	}
+	return cc, nil
+}
+
+// handleMsg handles one delivery and acks it; a failure to reach the log naks it for a retry.
+func (a *Agent) handleMsg(ctx context.Context, msg jetstream.Msg) {
+	ev, err := events.Decode(msg.Data())
+	if err != nil {
+		a.logger.Error("placement consumer: undecodable event, dropped", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	stop := a.keepInProgress(msg)
+	defer stop()
+	switch ev.Type {
+	case events.EnvPlaced:
+		err = a.place(ctx, ev.Env, ev.Correlation)
+	case events.EnvDestroyRequested:
+		err = a.destroy(ctx, ev.Env, ev.Correlation)
+	}
+	if err != nil {
+		a.logger.Warn("placement consumer: handling failed, will retry", "env", ev.Env, "type", ev.Type, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		a.logger.Debug("placement consumer: ack", "env", ev.Env, "err", err)
+	}
+}
+
+// keepInProgress tells the server the message is still being worked on (a boot can outlast the
+// ack wait when many run at once) until the returned stop is called.
+func (a *Agent) keepInProgress(msg jetstream.Msg) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(a.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// place admits, boots and reports one placed environment. It does nothing unless the
+// environment is still in state placed, so a duplicate delivery never starts a second VM.
+func (a *Agent) place(ctx context.Context, env, correlation string) error {
+	e := a.lockEntry(env)
+	defer a.unlockEntry(e)
+	if err := e.agg.load(ctx, a.log); err != nil {
+		return err
+	}
+	if e.agg.state != events.StatePlaced || e.machine != nil {
+		return nil // handled before (or moved on by someone else)
+	}
+	res := a.resources(e.agg.req)
+	warm, reason := a.admit(e, e.agg.req.Runtime, res)
+	if reason != "" {
+		a.logger.Info("placement rejected", "env", env, "reason", reason)
+		_, err := e.agg.appendEvent(ctx, a.log, events.EnvRejected, a.principal, correlation, events.Reason{Reason: reason})
+		return err
+	}
+	ok, err := e.agg.appendEvent(ctx, a.log, events.EnvStarting, a.principal, correlation, nil)
+	if err != nil || !ok {
+		a.undoAdmit(ctx, e, warm)
+		return err
+	}
+	start := time.Now()
+	m := warm
+	if m == nil {
+		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.req.Runtime, Resources: res})
+	} else {
+		err = a.pool.claim(env, m)
+	}
+	if err != nil {
+		if warm != nil {
+			a.stopQuietly(ctx, warm)
+		}
+		a.setMachine(e, nil)
+		a.logger.Warn("boot failed", "env", env, "err", err)
+		_, aerr := e.agg.appendEvent(ctx, a.log, events.EnvFailed, a.principal, correlation, events.Reason{Reason: err.Error()})
+		return aerr
+	}
+	a.setMachine(e, m)
+	a.markActive(e, time.Now(), false)
+	ok, err = e.agg.appendEvent(ctx, a.log, events.EnvStarted, a.principal, correlation,
+		events.Started{BootMillis: time.Since(start).Milliseconds(), Warm: warm != nil})
+	if err != nil {
+		return err // the VM stays in the table; the redelivery finds it and the TTL reaps it
+	}
+	a.updateServing(e)
+	if !ok {
+		// Destroyed while booting: finish what the destroy request asked.
+		return a.finishDestroy(ctx, e, correlation)
+	}
+	a.logger.Info("environment started", "env", env, "runtime", e.agg.req.Runtime, "warm", warm != nil,
+		"boot_ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// admit reserves capacity for an environment: a matching warm pool VM if there is one (its
+// reservation passes to the environment), else free capacity, evicting idle pool VMs to make
+// room. It returns the pool VM (nil for a cold boot), or the reason for a rejection.
+func (a *Agent) admit(e *envEntry, runtime string, res events.Resources) (Machine, string) {
+	if m := a.pool.take(e, runtime, res); m != nil {
+		return m, ""
+	}
+	reason := a.reserve(e, res)
+	for reason != "" && a.pool.evictOne() {
+		reason = a.reserve(e, res)
+	}
+	return nil, reason
+}
+
+// undoAdmit gives back what admit took when the environment did not get to starting.
+func (a *Agent) undoAdmit(ctx context.Context, e *envEntry, warm Machine) {
+	if warm != nil {
+		a.stopQuietly(ctx, warm)
+	}
+	a.setMachine(e, nil)
+}
+
+// launch cold-boots a VM once a boot slot is free (placements queue in arrival order; the
+// queue is bounded by the capacity they reserved), bounded by the boot timeout.
+func (a *Agent) launch(ctx context.Context, spec LaunchSpec) (Machine, error) {
+	select {
+	case a.boots <- struct{}{}:
+		defer func() { <-a.boots }()
+	case <-a.stopping:
+		return nil, fmt.Errorf("boot %s VM: host %s is stopping", spec.Runtime, a.cfg.HostID)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("boot %s VM: waiting for a boot slot (%d in progress): %w", spec.Runtime, cap(a.boots), ctx.Err())
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.BootTimeout)
+	defer cancel()
+	m, err := a.machines.Launch(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s VM: %w", spec.Runtime, err)
+	}
+	return m, nil
+}
+
+// destroy handles a destroy request: stop the VM and append destroyed.
+func (a *Agent) destroy(ctx context.Context, env, correlation string) error {
+	e := a.lockEntry(env)
+	defer a.unlockEntry(e)
+	if err := e.agg.load(ctx, a.log); err != nil {
+		return err
+	}
+	if e.agg.state != events.StateDestroying {
+		return nil
+	}
+	return a.finishDestroy(ctx, e, correlation)
+}
+
+// finishDestroy stops e's VM (if any) and appends destroyed when the state allows it. The caller
+// holds e.mu.
+func (a *Agent) finishDestroy(ctx context.Context, e *envEntry, correlation string) error {
+	a.mu.Lock()
+	m := e.machine
+	e.serving = false
+	a.mu.Unlock()
+	if m != nil {
+		if err := a.stopMachine(ctx, m); err != nil {
+			return err
+		}
+		a.setMachine(e, nil)
+		a.pool.unclaim(e.id)
+	}
+	if e.agg.state == events.StateDestroying {
+		if _, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyed, a.principal, correlation, nil); err != nil {
+			return err
+		}
+		a.logger.Info("environment destroyed", "env", e.id)
+	}
+	return nil
+}
+
+// stopQuietly stops a VM nobody records any more, logging a failure.
+func (a *Agent) stopQuietly(ctx context.Context, m Machine) {
+	if err := a.stopMachine(ctx, m); err != nil {
+		a.logger.Error("stop VM", "vm", m.ID(), "err", err)
+	}
+}

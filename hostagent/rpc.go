@@ -1,0 +1,385 @@
+package hostagent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
+)
+
+// Guest conventions of the exec and file service.
+const (
+	HomeDir    = "/home/sandbox" // relative paths resolve here
+	PythonPath = "/opt/venv/bin/python"
+	// fileOpTimeout bounds one file operation.
+	fileOpTimeout = time.Minute
+	// replyOverhead is what a reply's JSON needs beyond its payload bytes.
+	replyOverhead = 4 << 10
+	maxPathLen    = 4096
+)
+
+// rpcError is a reply error with its hostrpc code.
+type rpcError struct{ code, msg string }
+
+func (e *rpcError) Error() string { return e.code + ": " + e.msg }
+
+func rpcErrorf(code, format string, args ...any) error {
+	return &rpcError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// rpcCall is one request with the caller's identity.
+type rpcCall struct {
+	op          string
+	data        []byte
+	reply       string
+	principal   string
+	correlation string
+}
+
+type rpcHandler func(ctx context.Context, c *rpcCall) (any, error)
+
+// startRPC starts the micro service of this host on waggle.rpc.<host>.<op>.
+func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
+	svc, err := micro.AddService(a.nc, micro.Config{
+		Name:        "waggle-hostagent",
+		Version:     "1.0.0",
+		Description: "exec and file service of waggle host " + a.cfg.HostID,
+		Metadata:    map[string]string{"host": a.cfg.HostID},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rpc service: %w", err)
+	}
+	group := svc.AddGroup("waggle.rpc." + a.cfg.HostID)
+	sem := make(chan struct{}, a.cfg.MaxConcurrentRPCs)
+	handlers := map[string]rpcHandler{
+		hostrpc.OpExec:            a.rpcExec,
+		hostrpc.OpInstallPackages: a.rpcInstall,
+		hostrpc.OpWriteFile:       a.rpcWriteFile,
+		hostrpc.OpReadFile:        a.rpcReadFile,
+		hostrpc.OpListFiles:       a.rpcListFiles,
+	}
+	for op, h := range handlers {
+		err := group.AddEndpoint(op, micro.HandlerFunc(func(req micro.Request) {
+			// micro calls a handler on the endpoint's subscription goroutine: long execs run
+			// in their own task so one call never blocks the next. The task answers on the
+			// reply subject itself (micro's Request must not be used after the handler returns).
+			c := &rpcCall{op: op, data: req.Data(), reply: req.Reply(),
+				principal: req.Headers().Get(hostrpc.HeaderPrincipal), correlation: req.Headers().Get(hostrpc.HeaderCorrelation)}
+			if c.principal == "" {
+				c.principal = "unknown"
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				a.respond(c, nil, rpcErrorf(hostrpc.CodeInternal, "host %s is busy: %d calls in progress", a.cfg.HostID, cap(sem)))
+				return
+			}
+			a.goTask(func() {
+				defer func() { <-sem }()
+				res, err := h(ctx, c)
+				a.respond(c, res, err)
+			})
+		}))
+		if err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("rpc service: endpoint %s: %w", op, err)
+		}
+	}
+	return svc, nil
+}
+
+// respond sends a call's result, or its error as a micro service error (code and message in
+// the Nats-Service-Error-Code / Nats-Service-Error headers, hostrpc.Error in the body).
+func (a *Agent) respond(c *rpcCall, res any, err error) {
+	msg := nats.NewMsg(c.reply)
+	if err == nil {
+		msg.Data, err = json.Marshal(res)
+		if err == nil && len(msg.Data) > a.maxPayload() {
+			err = rpcErrorf(hostrpc.CodeTooLarge, "reply of %d bytes exceeds the %d-byte NATS max payload", len(msg.Data), a.maxPayload())
+		}
+	}
+	if err != nil {
+		var re *rpcError
+		if !errors.As(err, &re) {
+			re = &rpcError{code: hostrpc.CodeInternal, msg: err.Error()}
+			a.logger.Error("rpc: internal error", "op", c.op, "correlation", c.correlation, "err", err)
+		}
+		msg.Data, _ = json.Marshal(hostrpc.Error{Code: re.code, Message: re.msg})
+		msg.Header.Set(micro.ErrorCodeHeader, re.code)
+		msg.Header.Set(micro.ErrorHeader, re.msg)
+	}
+	if err := a.nc.PublishMsg(msg); err != nil {
+		a.logger.Warn("rpc: respond", "op", c.op, "err", err)
+	}
+}
+
+// maxPayload is the largest message the NATS server takes.
+func (a *Agent) maxPayload() int { return int(a.nc.MaxPayload()) }
+
+// decode parses a request body into v and checks its environment id.
+func decode(c *rpcCall, v any, env func() string) error {
+	if err := json.Unmarshal(c.data, v); err != nil {
+		return rpcErrorf(hostrpc.CodeBadRequest, "%s: invalid request: %v", c.op, err)
+	}
+	if err := events.ValidID(env()); err != nil {
+		return rpcErrorf(hostrpc.CodeBadRequest, "%s: environment: %v", c.op, err)
+	}
+	return nil
+}
+
+// target is a running environment a call works on.
+type target struct {
+	e       *envEntry
+	m       Machine
+	runtime string
+}
+
+// running finds env's VM if env runs on this host, or a not_found / not_running error.
+func (a *Agent) running(ctx context.Context, env string) (target, error) {
+	a.mu.Lock()
+	e := a.envs[env]
+	if e != nil && e.serving {
+		t := target{e: e, m: e.machine, runtime: e.runtime}
+		a.mu.Unlock()
+		return t, nil
+	}
+	a.mu.Unlock()
+	g := aggregate{host: a.cfg.HostID, env: env}
+	if err := g.load(ctx, a.log); err != nil {
+		return target{}, err
+	}
+	if g.state == events.StateNone {
+		return target{}, rpcErrorf(hostrpc.CodeNotFound, "environment %s not found on host %s", env, a.cfg.HostID)
+	}
+	return target{}, rpcErrorf(hostrpc.CodeNotRunning, "environment %s is %s, not running", env, g.state)
+}
+
+// audit appends an audit event for a call and counts the call as activity.
+func (a *Agent) audit(ctx context.Context, t target, c *rpcCall, typ string, data any) {
+	a.markActive(t.e, time.Now(), true)
+	if typ == "" {
+		return
+	}
+	e := a.lockEntry(t.e.id)
+	ok, err := e.agg.appendEvent(ctx, a.log, typ, c.principal, c.correlation, data)
+	a.unlockEntry(e)
+	switch {
+	case err != nil:
+		a.logger.Error("rpc: audit event not appended", "env", t.e.id, "type", typ, "err", err)
+	case !ok:
+		a.logger.Info("rpc: environment left running during the call; audit event skipped", "env", t.e.id, "type", typ)
+	}
+}
+
+// machineError maps a guest error to a reply error.
+func machineError(op, p string, err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return rpcErrorf(hostrpc.CodeNotFound, "%s %s: no such file or directory", op, p)
+	case errors.Is(err, ErrTooLarge):
+		return rpcErrorf(hostrpc.CodeTooLarge, "%s %s: %v", op, p, err)
+	case errors.Is(err, ErrInvalidPath):
+		return rpcErrorf(hostrpc.CodeBadRequest, "%s %s: %v", op, p, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, p, err)
+}
+
+// guestPath cleans a user path; relative paths resolve in the sandbox user's home.
+func guestPath(p string) (string, error) {
+	if p == "" || len(p) > maxPathLen || strings.ContainsRune(p, 0) {
+		return "", rpcErrorf(hostrpc.CodeBadRequest, "invalid path %q: give 1-%d bytes without NUL", p, maxPathLen)
+	}
+	if !path.IsAbs(p) {
+		p = path.Join(HomeDir, p)
+	}
+	return path.Clean(p), nil
+}
+
+// clampTimeout applies the default and the maximum to a requested timeout.
+func clampTimeout(d, def, max time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return min(d, max)
+}
+
+// execCommand is how code of a language runs: the interpreter reads the whole program from
+// stdin before it starts (bash is given a file, since it would read its stdin as it goes).
+func execCommand(language string) (ExecSpec, error) {
+	switch language {
+	case "python":
+		return ExecSpec{Argv: []string{PythonPath, "-"}}, nil
+	case "node":
+		return ExecSpec{Argv: []string{"node", "-"}, Env: map[string]string{"NODE_PATH": NpmPrefix + "/lib/node_modules"}}, nil
+	case "shell":
+		return ExecSpec{Argv: []string{"bash", "-c", `f=$(mktemp) && cat >"$f" && bash "$f" </dev/null; rc=$?; rm -f "$f"; exit $rc`}}, nil
+	}
+	return ExecSpec{}, rpcErrorf(hostrpc.CodeBadRequest, "unknown language %q: use python, node or shell", language)
+}
+
+func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
+	var req hostrpc.ExecRequest
+	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+		return nil, err
+	}
+	if len(req.Code) > a.cfg.MaxCodeBytes {
+		return nil, rpcErrorf(hostrpc.CodeTooLarge, "code is %d bytes, the limit is %d", len(req.Code), a.cfg.MaxCodeBytes)
+	}
+	t, err := a.running(ctx, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	lang := req.Language
+	if lang == "" {
+		lang = t.runtime
+	}
+	spec, err := execCommand(lang)
+	if err != nil {
+		return nil, err
+	}
+	spec.Stdin = []byte(req.Code)
+	sum := sha256.Sum256(spec.Stdin)
+	return a.run(ctx, t, c, spec, clampTimeout(req.Timeout, a.cfg.DefaultExecTimeout, a.cfg.MaxExecTimeout), lang, hex.EncodeToString(sum[:]), len(req.Code))
+}
+
+func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
+	var req hostrpc.InstallRequest
+	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+		return nil, err
+	}
+	t, err := a.running(ctx, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	argv, err := installCommand(t.runtime, req.Packages)
+	if err != nil {
+		return nil, rpcErrorf(hostrpc.CodeBadRequest, "%v", err)
+	}
+	cmd := strings.Join(argv, " ")
+	sum := sha256.Sum256([]byte(cmd))
+	return a.run(ctx, t, c, ExecSpec{Argv: argv}, clampTimeout(req.Timeout, a.cfg.InstallTimeout, a.cfg.InstallTimeout),
+		"install:"+t.runtime, hex.EncodeToString(sum[:]), len(cmd))
+}
+
+// run executes spec in t's guest, audits it as an exec event and shapes the reply to fit one
+// NATS message (output beyond the caps is cut and flagged truncated).
+func (a *Agent) run(ctx context.Context, t target, c *rpcCall, spec ExecSpec, timeout time.Duration, lang, codeSHA string, codeSize int) (any, error) {
+	spec.Timeout = timeout
+	spec.MaxOutput = min(a.cfg.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
+	// The guest enforces the timeout (and kills the process group); the margin covers SSH.
+	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
+	defer cancel()
+	res, err := t.m.Exec(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s in environment %s: %w", c.op, t.e.id, err)
+	}
+	a.audit(ctx, t, c, events.EnvExec, events.Exec{Language: lang, CodeSHA256: codeSHA, CodeSize: codeSize,
+		ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), StdoutBytes: len(res.Stdout),
+		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated})
+	out := hostrpc.ExecResult{Stdout: string(res.Stdout), Stderr: string(res.Stderr), ExitCode: res.ExitCode,
+		DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated}
+	// JSON escaping can grow binary output up to six times: cut until the reply fits.
+	for limit := a.maxPayload() - replyOverhead; ; {
+		body, err := json.Marshal(out)
+		if err != nil || len(body) <= limit {
+			break
+		}
+		out.Stdout, out.Stderr, out.Truncated = out.Stdout[:len(out.Stdout)/2], out.Stderr[:len(out.Stderr)/2], true
+	}
+	return out, nil
+}
+
+func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
+	var req hostrpc.WriteFileRequest
+	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+		return nil, err
+	}
+	p, err := guestPath(req.Path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.running(ctx, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	mode := req.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	ctx, cancel := context.WithTimeout(ctx, fileOpTimeout)
+	defer cancel()
+	if err := t.m.WriteFile(ctx, p, req.Content, mode&0o7777); err != nil {
+		return nil, machineError("write", p, err)
+	}
+	sum := sha256.Sum256(req.Content)
+	digest := hex.EncodeToString(sum[:])
+	a.audit(ctx, t, c, events.EnvFileWritten, events.File{Path: p, Size: int64(len(req.Content)), SHA256: digest})
+	return hostrpc.WriteFileResult{Path: p, BytesWritten: int64(len(req.Content)), SHA256: digest}, nil
+}
+
+// maxReadBytes is the largest file one reply carries (base64 in JSON).
+func (a *Agent) maxReadBytes() int64 { return int64(a.maxPayload()-replyOverhead) / 4 * 3 }
+
+func (a *Agent) rpcReadFile(ctx context.Context, c *rpcCall) (any, error) {
+	var req hostrpc.ReadFileRequest
+	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+		return nil, err
+	}
+	p, err := guestPath(req.Path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.running(ctx, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, fileOpTimeout)
+	defer cancel()
+	max := a.maxReadBytes()
+	data, err := t.m.ReadFile(ctx, p, max)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, rpcErrorf(hostrpc.CodeTooLarge, "read %s: file is larger than %d bytes, the most one reply carries (NATS max payload %d)", p, max, a.maxPayload())
+	}
+	if err != nil {
+		return nil, machineError("read", p, err)
+	}
+	sum := sha256.Sum256(data)
+	a.audit(ctx, t, c, events.EnvFileRead, events.File{Path: p, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	return hostrpc.ReadFileResult{Path: p, Content: data, Size: int64(len(data))}, nil
+}
+
+func (a *Agent) rpcListFiles(ctx context.Context, c *rpcCall) (any, error) {
+	var req hostrpc.ListFilesRequest
+	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+		return nil, err
+	}
+	if req.Path == "" {
+		req.Path = HomeDir
+	}
+	p, err := guestPath(req.Path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.running(ctx, req.Env)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, fileOpTimeout)
+	defer cancel()
+	files, err := t.m.ListFiles(ctx, p, req.Recursive, a.cfg.MaxListEntries)
+	if err != nil {
+		return nil, machineError("list", p, err)
+	}
+	a.audit(ctx, t, c, "", nil)
+	return hostrpc.ListFilesResult{Path: p, Files: files, Count: len(files)}, nil
+}

@@ -1,0 +1,183 @@
+package hostagent
+
+import (
+	"bytes"
+	"encoding/json"
+	"path"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/eventstest"
+	"github.com/waggle-dev/waggle/events/hostrpc"
+)
+
+func TestRPC(t *testing.T) {
+	c := eventstest.Start(t)
+	fm := newFakeMachines()
+	cfg := testConfig(t, "h1")
+	cfg.MaxCodeBytes = 64
+	runAgent(t, c, cfg, fm)
+	py, node, sh, pending := newEnvID(), newEnvID(), newEnvID(), newEnvID()
+	place(t, c, "h1", py, events.Requested{Runtime: "python"})
+	place(t, c, "h1", node, events.Requested{Runtime: "node"})
+	place(t, c, "h1", sh, events.Requested{Runtime: "shell"})
+	for _, env := range []string{py, node, sh} {
+		waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
+	}
+	appendEnv(t, c, "h1", pending, mustEvent(t, "h1", pending, events.EnvRequested, events.Requested{Runtime: "python"}))
+	big := bytes.Repeat([]byte("x"), int(c.NC.MaxPayload())) // larger than one reply can carry
+	fm.vms[py].files["/home/sandbox/big.bin"] = big
+
+	tests := []struct {
+		name     string
+		op       string
+		req      any
+		wantCode string
+		wantMsg  string
+		check    func(t *testing.T, reply []byte)
+	}{
+		{name: "exec python", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "exit 3"},
+			check: wantExec(3, "exit 3", PythonPath+" -")},
+		{name: "exec node by language", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "1", Language: "node"},
+			check: wantExec(0, "1", "node -")},
+		{name: "exec shell", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: sh, Code: "echo hi"}, check: wantExec(0, "echo hi", "bash -c")},
+		{name: "code too large", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: strings.Repeat("x", 65)},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: "limit is 64"},
+		{name: "unknown language", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "1", Language: "cobol"},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "unknown language"},
+		{name: "not found", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: "nope", Code: "1"},
+			wantCode: hostrpc.CodeNotFound, wantMsg: "environment nope not found on host h1"},
+		{name: "not running", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: pending, Code: "1"},
+			wantCode: hostrpc.CodeNotRunning, wantMsg: "is requested, not running"},
+		{name: "bad env id", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: "../x", Code: "1"}, wantCode: hostrpc.CodeBadRequest},
+		{name: "write relative", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "a/b.txt", Content: []byte("hello")},
+			check: func(t *testing.T, reply []byte) {
+				if !strings.Contains(string(reply), `"path":"/home/sandbox/a/b.txt"`) || !strings.Contains(string(reply), `"bytes_written":5`) {
+					t.Fatalf("reply %s", reply)
+				}
+			}},
+		{name: "read back", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "/home/sandbox/a/b.txt"},
+			check: func(t *testing.T, reply []byte) {
+				if !strings.Contains(string(reply), `"content":"aGVsbG8="`) {
+					t.Fatalf("reply %s", reply)
+				}
+			}},
+		{name: "read missing", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "nope"}, wantCode: hostrpc.CodeNotFound},
+		{name: "read too large", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "big.bin"},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: "the most one reply carries"},
+		{name: "path with NUL", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "a\x00b"}, wantCode: hostrpc.CodeBadRequest},
+		{name: "list home", op: hostrpc.OpListFiles, req: hostrpc.ListFilesRequest{Env: py},
+			check: func(t *testing.T, reply []byte) {
+				if !strings.Contains(string(reply), `"name":"a/b.txt"`) || !strings.Contains(string(reply), `"count":2`) {
+					t.Fatalf("reply %s", reply)
+				}
+			}},
+		{name: "install pip", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: py, Packages: []string{"requests[socks]==2.32.3"}},
+			check: wantExec(0, "", PipPath+" install --no-input --disable-pip-version-check requests[socks]==2.32.3")},
+		{name: "install npm", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: node, Packages: []string{"@types/node"}},
+			check: wantExec(0, "", "npm install -g --prefix "+NpmPrefix+" --no-fund --no-audit @types/node")},
+		{name: "install shell refused", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: sh, Packages: []string{"curl"}},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "apt needs root"},
+		{name: "install option injection", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: py, Packages: []string{"--index-url=http://x"}},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid python package name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var raw rawReply
+			e := call(t, c.NC, "h1", tt.op, tt.req, &raw)
+			if tt.wantCode != "" {
+				if e == nil || e.Code != tt.wantCode || !strings.Contains(e.Message, tt.wantMsg) {
+					t.Fatalf("error %+v, want %s containing %q", e, tt.wantCode, tt.wantMsg)
+				}
+				return
+			}
+			if e != nil {
+				t.Fatalf("error %+v", e)
+			}
+			tt.check(t, raw)
+		})
+	}
+
+	// Audit: one exec event per run with the caller as principal; file events with digests.
+	evs := history(t, c, "h1", py)
+	execs := 0
+	for _, ev := range evs {
+		if ev.Type == events.EnvExec {
+			execs++
+			if ev.Principal != "tenant-1/key-1" || ev.Correlation != "req-1" {
+				t.Fatalf("exec event principal %q correlation %q", ev.Principal, ev.Correlation)
+			}
+		}
+	}
+	if execs != 3 { // python, node-by-language, pip install
+		t.Fatalf("%d exec events on %s, want 3: %v", execs, py, types(evs))
+	}
+	var ex events.Exec
+	if err := lastOf(evs, events.EnvExec).DecodeData(&ex); err != nil || ex.Language != "install:python" {
+		t.Fatalf("install audit %+v, %v", ex, err)
+	}
+	var fw events.File
+	if err := lastOf(evs, events.EnvFileWritten).DecodeData(&fw); err != nil || fw.Size != 5 ||
+		fw.SHA256 != "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" {
+		t.Fatalf("file_written %+v, %v", fw, err)
+	}
+	if lastOf(evs, events.EnvFileRead) == nil {
+		t.Fatal("no file_read event")
+	}
+	// Activity: the 6 successful calls on py are counted in one or two coalesced touched
+	// events (a flush may fall between the calls), not one per call.
+	calls := func() (n, touches int) {
+		for _, ev := range history(t, c, "h1", py) {
+			var touched events.Touched
+			if ev.Type == events.EnvTouched && ev.DecodeData(&touched) == nil {
+				n += touched.Calls
+				touches++
+			}
+		}
+		return n, touches
+	}
+	waitFor(t, 5*time.Second, "6 calls in touched events", func() bool { n, _ := calls(); return n == 6 })
+	if _, n := calls(); n > 2 {
+		t.Fatalf("%d touched events for 6 calls", n)
+	}
+}
+
+// rawReply keeps a reply's JSON for the checks.
+type rawReply []byte
+
+func (r *rawReply) UnmarshalJSON(b []byte) error { *r = append((*r)[:0], b...); return nil }
+
+func wantExec(code int, stdout, argv string) func(t *testing.T, reply []byte) {
+	return func(t *testing.T, reply []byte) {
+		t.Helper()
+		var res hostrpc.ExecResult
+		if err := json.Unmarshal(reply, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != code || res.Stdout != stdout || !strings.HasPrefix(res.Stderr, argv) {
+			t.Fatalf("exec result %+v, want exit %d stdout %q argv %q", res, code, stdout, argv)
+		}
+	}
+}
+
+// FuzzGuestPath checks that every accepted path comes out absolute, clean and NUL-free, and
+// that relative paths stay under the sandbox home unless they climb out with "..".
+func FuzzGuestPath(f *testing.F) {
+	for _, s := range []string{"a.txt", "/etc/passwd", "../x", "a/../../b", "", "a\x00b", "./", "//x//y/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got, err := guestPath(p)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(got, "/") || strings.ContainsRune(got, 0) || path.Clean(got) != got {
+			t.Fatalf("guestPath(%q) = %q", p, got)
+		}
+		if !strings.HasPrefix(p, "/") && !strings.Contains(p, "..") && !strings.HasPrefix(got, HomeDir) {
+			t.Fatalf("relative %q resolved outside home: %q", p, got)
+		}
+	})
+}
