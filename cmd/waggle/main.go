@@ -47,6 +47,15 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newImagesCmd(),
+		newTokenCmd(),
+		newRouterCmd(),
+		newVMCmd(),
+		newProjectorCmd(), newReplayCmd(), newEnvCmd(), newHostsCmd(), newAuditCmd(),
+		newNATSCmd(), newEventsCmd(),
+		newHostAgentCmd(),
+		newUpCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

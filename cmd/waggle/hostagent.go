@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/hostagent"
+)
+
+// hostAgentOptions are the flags of `waggle hostagent` that are not fields of hostagent.Config.
+type hostAgentOptions struct {
+	natsURL, gossipKey, cacheDir, accel, init, qemuUser, logLevel string
+}
+
+func newHostAgentCmd() *cobra.Command {
+	cfg := hostagent.DefaultConfig()
+	var o hostAgentOptions
+	cmd := &cobra.Command{
+		Use:   "hostagent --host-id ID [flags]",
+		Short: "Run the host agent of this VM host: placements, microVMs, exec/file RPC, membership",
+		Long: "Consumes the placements of this host from the event log, boots and stops microVMs, serves\n" +
+			"exec and file calls on waggle.rpc.<host-id>.*, stops idle environments, and gossips with the\n" +
+			"other host agents to report failed hosts. Ctrl-C drains (see --drain) and leaves cleanly.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runHostAgent(cmd, cfg, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.HostID, "host-id", "", "this host's id (letters, digits, '-', '_'); required")
+	f.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma separated")
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "data directory: VM state in vms/, warm pool claims in claims/")
+	f.StringVar(&o.cacheDir, "cache-dir", "", "kernel and image cache (default: cache/ in --data-dir)")
+	f.StringVar(&cfg.Membership.BindAddr, "bind", "127.0.0.1:7946", "gossip address host:port (UDP and TCP; port 0 picks one)")
+	f.StringSliceVar(&cfg.Membership.Join, "join", nil, "gossip addresses of other host agents, comma separated")
+	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes) shared by all host agents; empty: no encryption")
+	f.IntVar(&cfg.Capacity.MemoryMiB, "capacity-memory", cfg.Capacity.MemoryMiB, "memory offered to environments, MiB")
+	f.IntVar(&cfg.Capacity.CPUs, "capacity-cpus", cfg.Capacity.CPUs, "CPUs offered to environments")
+	f.IntVar(&cfg.Capacity.MaxEnvironments, "max-environments", cfg.Capacity.MaxEnvironments, "most VMs at once (warm pool included)")
+	f.IntVar(&cfg.DefaultResources.MemoryMiB, "default-memory", cfg.DefaultResources.MemoryMiB, "memory of an environment that asks for none, MiB")
+	f.IntVar(&cfg.DefaultResources.CPUs, "default-cpus", cfg.DefaultResources.CPUs, "CPUs of an environment that asks for none")
+	f.DurationVar(&cfg.DefaultTTL, "default-ttl", cfg.DefaultTTL, "idle timeout of an environment that asks for none")
+	f.IntVar(&cfg.MaxConcurrentBoots, "max-concurrent-boots", cfg.MaxConcurrentBoots, "VM boots in progress at once; more placements queue")
+	f.IntVar(&cfg.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime (0: none)")
+	f.StringSliceVar(&cfg.WarmRuntimes, "warm-runtimes", cfg.WarmRuntimes, "runtimes the warm pool keeps")
+	f.StringVar(&cfg.Drain, "drain", cfg.Drain, "on stop: destroy the environments, or keep their VMs for the next start")
+	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
+	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
+	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("host-id")
+	return cmd
+}
+
+func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions) error {
+	ctx := cmd.Context()
+	logger, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("role", "hostagent")
+	cfg.Logger = logger
+	if o.gossipKey != "" {
+		key, err := base64.StdEncoding.DecodeString(o.gossipKey)
+		if err != nil {
+			return fmt.Errorf("--gossip-key: %w", err)
+		}
+		cfg.Membership.SecretKey = key
+	}
+	if o.cacheDir == "" {
+		o.cacheDir = cacheDir(cfg.DataDir)
+	}
+	machines, err := newVMMachines(cfg.DataDir, o, logger)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(o.natsURL, nats.Name("waggle hostagent "+cfg.HostID), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", o.natsURL, err)
+	}
+	defer nc.Close()
+	log, err := events.OpenLog(ctx, nc)
+	if err != nil {
+		return err
+	}
+	agent, err := hostagent.New(cfg, log, nc, machines)
+	if err != nil {
+		return err
+	}
+	return agent.Run(ctx)
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/waggle-dev/waggle/hostagent"
+	"github.com/waggle-dev/waggle/hostagent/vm"
+)
+
+// newLogger is a text logger on w at the named level (debug, info, warn, error).
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// newVMMachines is the real microVM layer of one host agent whose state lives in stateDir.
+func newVMMachines(stateDir string, o hostAgentOptions, logger *slog.Logger) (hostagent.Machines, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	initBin, err := findInit(o.init, self)
+	if err != nil {
+		return nil, err
+	}
+	vcfg := vm.DefaultConfig()
+	vcfg.StateDir, vcfg.CacheDir = stateDir, o.cacheDir
+	vcfg.WaggleBinary, vcfg.InitBinary = self, initBin
+	vcfg.Accel, vcfg.QEMUUser, vcfg.Logger = o.accel, o.qemuUser, logger
+	mgr, err := vm.NewManager(vcfg)
+	if err != nil {
+		return nil, err
+	}
+	return hostagent.NewVMMachines(mgr, o.cacheDir, logger), nil
+}

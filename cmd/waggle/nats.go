@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/waggle-dev/waggle/events"
+)
+
+// defaultClusterPort is the route port a cluster node listens on unless --cluster-listen says.
+const defaultClusterPort = 6222
+
+func newNATSCmd() *cobra.Command {
+	cfg := events.DefaultNodeConfig()
+	cfg.Server.ServerName, _ = os.Hostname()
+	var dataDir, listen, clusterListen string
+	var routes []string
+	cmd := &cobra.Command{
+		Use:   "nats",
+		Short: "Run one embedded NATS JetStream node holding the event log, until Ctrl-C",
+		Long: "Run one embedded NATS JetStream node with its file store in DATA-DIR/jetstream, and create\n" +
+			"the event stream " + events.StreamName + " once JetStream is ready. Standalone without cluster\n" +
+			"flags (stream R1); with --cluster-name, --cluster-listen and --routes (every node's route URL,\n" +
+			"its own allowed) it is one node of a JetStream cluster (stream R3 once a quorum runs).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			cfg.Server.DataDir = dataDir
+			if cfg.Server.Host, cfg.Server.Port, err = splitHostPort("--listen", listen); err != nil {
+				return err
+			}
+			cfg.Server.Routes = routes
+			if cfg.Server.ClusterName != "" {
+				if clusterListen == "" {
+					clusterListen = net.JoinHostPort(cfg.Server.Host, strconv.Itoa(defaultClusterPort))
+				}
+				if cfg.Server.ClusterHost, cfg.Server.ClusterPort, err = splitHostPort("--cluster-listen", clusterListen); err != nil {
+					return err
+				}
+			} else if clusterListen != "" || len(routes) > 0 {
+				return fmt.Errorf("--cluster-listen and --routes need --cluster-name")
+			}
+			cfg.Logger = slog.Default()
+			return events.RunNode(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", defaultDataDir, "data directory; the JetStream file store is its jetstream/")
+	f.StringVar(&listen, "listen", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port)), "client listen address HOST:PORT (port 0 = any free port)")
+	f.StringVar(&cfg.Server.ServerName, "server-name", cfg.Server.ServerName, "name of this node, unique in the cluster")
+	f.StringVar(&cfg.Server.ClusterName, "cluster-name", "", "JetStream cluster name (empty = standalone)")
+	f.StringVar(&clusterListen, "cluster-listen", "", fmt.Sprintf("route listen address HOST:PORT (default: the --listen host, port %d)", defaultClusterPort))
+	f.StringSliceVar(&routes, "routes", nil, "route URLs of every cluster node, comma-separated (nats://host:port,...)")
+	f.BoolVar(&cfg.Server.SyncAlways, "sync", false, "fsync every write (survives power loss standalone; about 10x fewer appends/s)")
+	f.IntVar(&cfg.Replicas, "replicas", 0, "replicas of the event stream (default 3 in a cluster, 1 standalone)")
+	return cmd
+}
+
+// splitHostPort parses a HOST:PORT flag value.
+func splitHostPort(flag, hostPort string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q: %w", flag, hostPort, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%s %q: port must be 0-65535", flag, hostPort)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}

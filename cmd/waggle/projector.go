@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/projector"
+)
+
+// openEventLog connects to NATS at url and opens the event log; close ends the connection.
+func openEventLog(ctx context.Context, url, client string) (*events.Log, func(), error) {
+	nc, err := nats.Connect(url, nats.Name(client), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	l, err := events.OpenLog(ctx, nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return l, nc.Close, nil
+}
+
+// natsURLFlag adds the persistent --nats-url flag to cmd.
+func natsURLFlag(cmd *cobra.Command) *string {
+	url := new(string)
+	cmd.PersistentFlags().StringVar(url, "nats-url", nats.DefaultURL, "NATS server URL")
+	return url
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newProjectorCmd() *cobra.Command {
+	cfg := projector.DefaultConfig()
+	if host, err := os.Hostname(); err == nil {
+		cfg.Name = host
+	}
+	cmd := &cobra.Command{
+		Use:   "projector",
+		Short: "Fold the event log into the view (KV buckets waggle_envs, waggle_hosts); rebuild it; show its lag",
+		Args:  cobra.NoArgs,
+	}
+	natsURL := natsURLFlag(cmd)
+	run := func(cmd *cobra.Command, _ []string) error {
+		l, closeNC, err := openEventLog(cmd.Context(), *natsURL, "waggle-projector-"+cfg.Name)
+		if err != nil {
+			return err
+		}
+		defer closeNC()
+		cfg.Logger = slog.Default()
+		return projector.New(cfg, l).Run(cmd.Context())
+	}
+	cmd.RunE = run
+	runCmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a projector replica until interrupted (the default)",
+		Args:  cobra.NoArgs,
+		RunE:  run,
+	}
+	for _, c := range []*cobra.Command{cmd, runCmd} {
+		f := c.Flags()
+		f.StringVar(&cfg.Name, "name", cfg.Name, "replica name (its durable consumer); replicas running at once need distinct names")
+		f.IntVar(&cfg.DigestEvery, "digest-every", cfg.DigestEvery, "append an audit digest every N events (0: none from this replica)")
+		f.DurationVar(&cfg.DigestInterval, "digest-interval", cfg.DigestInterval, "append an audit digest at least this often while events come")
+		f.IntVar(&cfg.Store.Replicas, "replicas", cfg.Store.Replicas, "replicas of the view's KV buckets (3 in a 3-node cluster)")
+	}
+
+	var asJSON bool
+	rebuild := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Fold the whole log into fresh buckets, then swap them in; prints the new view's hash",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, closeNC, err := openEventLog(cmd.Context(), *natsURL, "waggle-projector-rebuild")
+			if err != nil {
+				return err
+			}
+			defer closeNC()
+			res, err := projector.Rebuild(cmd.Context(), l, cfg.Store)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "generation %d (%s, %s) at seq %d: %d environments, %d hosts, %d events refused, in %s\nview hash %s\n",
+				res.Generation.Gen, res.Generation.Envs, res.Generation.Hosts, res.Seq, res.Envs, res.Hosts, res.Refused, res.Took, res.Hash)
+			return nil
+		},
+	}
+	rebuild.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	rebuild.Flags().IntVar(&cfg.Store.Replicas, "replicas", cfg.Store.Replicas, "replicas of the new buckets")
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the live generation, the applied sequence, the lag and every replica's consumer",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, closeNC, err := openEventLog(cmd.Context(), *natsURL, "waggle-projector-status")
+			if err != nil {
+				return err
+			}
+			defer closeNC()
+			st, err := projector.ReadStatus(cmd.Context(), l)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "generation %d (%s, %s)\napplied seq %d, stream last seq %d, lag %d\n",
+				st.Generation.Gen, st.Generation.Envs, st.Generation.Hosts, st.Applied, st.LastSeq, st.Lag)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REPLICA\tDELIVERED\tACK FLOOR\tACK PENDING\tPENDING\tACTIVE")
+			for _, r := range st.Replicas {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%v\n", r.Name, r.Delivered, r.AckFloor, r.AckPending, r.Pending, r.Active)
+			}
+			return tw.Flush()
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(runCmd, rebuild, status)
+	return cmd
+}
+
+func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/hostagent"
+	"github.com/waggle-dev/waggle/images"
+	"github.com/waggle-dev/waggle/mcp"
+	"github.com/waggle-dev/waggle/projector"
+	"github.com/waggle-dev/waggle/router"
+)
+
+// upOptions are the settings of `waggle up`.
+type upOptions struct {
+	dataDir, listen, natsListen, gossipListen string
+	hosts, routers                            int
+	noAuth                                    bool
+	host                                      hostAgentOptions
+	agent                                     hostagent.Config
+	router                                    router.Config
+}
+
+func newUpCmd() *cobra.Command {
+	o := upOptions{agent: hostagent.DefaultConfig(), router: router.DefaultConfig()}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a whole waggle in this process: JetStream, projector, host agents and MCP routers",
+		Long: "Run an embedded JetStream server, the projector, --hosts host agents and --routers MCP\n" +
+			"routers in one process. Guest images are built on first use. Prints each MCP URL and the\n" +
+			"API key; Ctrl-C stops everything and leaves no VM behind. Restarting with the same data\n" +
+			"dir keeps the event history and the keys.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runUp(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "data directory: event store, host state, API key")
+	f.StringVar(&o.host.cacheDir, "cache-dir", "", "kernel and image cache (default: cache/ in --data-dir)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address of the first router; further routers take the next ports")
+	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded JetStream server (for `waggle events tail`, separate host agents, ...)")
+	f.StringVar(&o.gossipListen, "gossip-listen", "127.0.0.1:7946", "gossip address of the first host agent; further agents take the next ports")
+	f.IntVar(&o.hosts, "hosts", 1, "host agents to run in this process (0: none; separate `waggle hostagent` processes join)")
+	f.IntVar(&o.routers, "routers", 1, "MCP routers to run in this process, on consecutive ports from --listen")
+	f.BoolVar(&o.noAuth, "no-auth", false, "serve every caller without an API key (only when --listen is loopback)")
+	f.IntVar(&o.agent.Capacity.MemoryMiB, "capacity-memory", o.agent.Capacity.MemoryMiB, "memory each host agent offers, MiB")
+	f.IntVar(&o.agent.Capacity.CPUs, "capacity-cpus", o.agent.Capacity.CPUs, "CPUs each host agent offers")
+	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included)")
+	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
+	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
+	f.StringVar(&o.host.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
+	f.StringVar(&o.host.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
+	f.StringVar(&o.host.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
+	logger, err := newLogger(stderr, o.host.logLevel)
+	if err != nil {
+		return err
+	}
+	o.router.NoAuth = o.noAuth
+	if err := o.router.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	cache := o.host.cacheDir
+	if cache == "" {
+		cache = cacheDir(o.dataDir)
+	}
+	if o.hosts > 0 {
+		fmt.Fprintln(stderr, "waggle: checking guest images (built on first use; this takes a few minutes once)")
+		bcfg := images.DefaultBuildConfig()
+		bcfg.CacheDir, bcfg.Progress = cache, stderr
+		if err := images.Build(ctx, bcfg); err != nil {
+			return err
+		}
+	}
+
+	natsHost, natsPort, err := splitHostPort("--nats-listen", o.natsListen)
+	if err != nil {
+		return err
+	}
+	srv, err := events.StartServer(events.ServerConfig{
+		DataDir: filepath.Join(o.dataDir, "nats"), Host: natsHost, Port: natsPort,
+		ServerName: "waggle-up", Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect(nats.Name("waggle up"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	log, err := events.OpenLog(ctx, nc)
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	pcfg := projector.DefaultConfig()
+	pcfg.Logger = logger.With("role", "projector")
+	proj := projector.New(pcfg, log)
+	g.Go(func() error { return proj.Run(gctx) })
+
+	agents, err := upHostAgents(o, cache, log, nc, logger)
+	if err != nil {
+		return err
+	}
+	for _, a := range agents {
+		g.Go(func() error { return a.Run(gctx) })
+	}
+
+	urls, key, err := upRouters(gctx, g, o, log, nc, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "waggle is up: JetStream at %s, %d host agent(s)\n", srv.ClientURL(), len(agents))
+	for _, u := range urls {
+		fmt.Fprintf(stdout, "MCP: %s\n", u)
+	}
+	if key != "" {
+		fmt.Fprintf(stdout, "API key (Authorization: Bearer ...): %s\n", key)
+	}
+	fmt.Fprintln(stdout, "Ctrl-C stops everything.")
+	return g.Wait()
+}
+
+// upHostAgents builds the host agents of `waggle up`: host1..hostN, each with its own state
+// directory and gossip port, all joining the first.
+func upHostAgents(o upOptions, cache string, log *events.Log, nc *nats.Conn, logger *slog.Logger) ([]*hostagent.Agent, error) {
+	agents := make([]*hostagent.Agent, 0, o.hosts)
+	first, err := offsetAddr(o.gossipListen, 0)
+	if err != nil {
+		return nil, err
+	}
+	for i := range o.hosts {
+		cfg := o.agent
+		cfg.HostID = "host" + strconv.Itoa(i+1)
+		cfg.DataDir = filepath.Join(o.dataDir, "hosts", cfg.HostID)
+		cfg.Membership.BindAddr, _ = offsetAddr(o.gossipListen, i)
+		if i > 0 {
+			cfg.Membership.Join = []string{first}
+		}
+		hlog := logger.With("role", "hostagent")
+		opts := o.host
+		opts.cacheDir = cache
+		machines, err := newVMMachines(cfg.DataDir, opts, hlog)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Logger = hlog
+		a, err := hostagent.New(cfg, log, nc, machines)
+		if err != nil {
+			return nil, err
+		}
+		agents = append(agents, a)
+	}
+	return agents, nil
+}
+
+// upRouters starts the routers of `waggle up` on consecutive ports and returns their MCP URLs
+// and the API key it created on first start (empty when it already existed or authentication
+// is off).
+func upRouters(ctx context.Context, g *errgroup.Group, o upOptions, log *events.Log, nc *nats.Conn, logger *slog.Logger) ([]string, string, error) {
+	view, err := projector.NewReader(log.JetStream())
+	if err != nil {
+		return nil, "", err
+	}
+	deps := router.Deps{NC: nc, Log: log, View: view, MCP: mcp.Handler}
+	key := ""
+	if !o.noAuth {
+		if deps.Tokens, err = router.OpenTokens(ctx, log.JetStream()); err != nil {
+			return nil, "", err
+		}
+		k, created, err := router.EnsureFirstToken(ctx, log.JetStream(), o.dataDir)
+		if err != nil {
+			return nil, "", err
+		}
+		if created {
+			key = k
+		} else {
+			logger.Info("using the existing API key", "file", filepath.Join(o.dataDir, "api-key"))
+		}
+	}
+	urls := make([]string, 0, o.routers)
+	for i := range o.routers {
+		cfg := o.router
+		cfg.ID = "router" + strconv.Itoa(i+1)
+		cfg.Logger = logger.With("role", "router")
+		if cfg.Listen, err = offsetAddr(o.listen, i); err != nil {
+			return nil, "", err
+		}
+		r, err := router.New(cfg, deps)
+		if err != nil {
+			return nil, "", err
+		}
+		g.Go(func() error { return r.Run(ctx) })
+		addr, err := r.Addr(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		urls = append(urls, "http://"+addr.String()+"/mcp")
+	}
+	return urls, key, nil
+}
+
+// offsetAddr is HOST:(PORT+i); port 0 stays 0 (any free port).
+func offsetAddr(addr string, i int) (string, error) {
+	host, port, err := splitHostPort("address", addr)
+	if err != nil {
+		return "", err
+	}
+	if port == 0 {
+		return addr, nil
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port+i)), nil
+}

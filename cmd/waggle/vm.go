@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/waggle-dev/waggle/hostagent/guestclient"
+	"github.com/waggle-dev/waggle/hostagent/vm"
+	"github.com/waggle-dev/waggle/hostagent/vm/shim"
+	"github.com/waggle-dev/waggle/images"
+)
+
+func newVMCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vm",
+		Short: "Run microVMs directly (a smoke test for a new host)",
+	}
+	cmd.AddCommand(newVMRunCmd(), newVMShimCmd())
+	return cmd
+}
+
+// vmRunOptions are the flags of `waggle vm run`.
+type vmRunOptions struct {
+	dataDir, image, accel, init, qemuUser string
+	memory, cpus, disk                    int
+	timeout                               time.Duration
+	verbose                               bool
+}
+
+func newVMRunCmd() *cobra.Command {
+	var o vmRunOptions
+	cmd := &cobra.Command{
+		Use:   "run --image NAME [flags] -- CMD [ARG...]",
+		Short: "Boot a VM from a built image, run one command in it, and remove the VM",
+		Long: "Boots a microVM from the built image NAME, runs CMD as the guest's sandbox user, prints its\n" +
+			"stdout and stderr, removes the VM and exits with the command's exit code.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runVM(cmd, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "data directory: VM state in vms/, kernel and images in cache/")
+	f.StringVar(&o.image, "image", "", "built image to boot (see `waggle images ls`)")
+	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
+	f.IntVar(&o.memory, "memory", 512, "guest memory in MiB")
+	f.IntVar(&o.cpus, "cpus", 1, "guest CPUs")
+	f.IntVar(&o.disk, "disk", 2048, "guest root disk size in MiB")
+	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
+	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	f.DurationVar(&o.timeout, "timeout", 0, "kill the command after this long (0: no limit)")
+	f.BoolVar(&o.verbose, "verbose", false, "log the VM's boot stages")
+	_ = cmd.MarkFlagRequired("image")
+	return cmd
+}
+
+func runVM(cmd *cobra.Command, o vmRunOptions, argv []string) error {
+	ctx := cmd.Context()
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	img, err := images.Find(cacheDir(o.dataDir), o.image)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	initBin, err := findInit(o.init, self)
+	if err != nil {
+		return err
+	}
+	cfg := vm.DefaultConfig()
+	cfg.StateDir, cfg.CacheDir = o.dataDir, cacheDir(o.dataDir)
+	cfg.WaggleBinary, cfg.InitBinary = self, initBin
+	cfg.Accel, cfg.QEMUUser, cfg.Logger = o.accel, o.qemuUser, logger
+	mgr, err := vm.NewManager(cfg)
+	if err != nil {
+		return err
+	}
+	mach, err := mgr.Launch(ctx, vm.LaunchSpec{ImagePath: img.Path, CPUs: o.cpus, MemoryMiB: o.memory, DiskMiB: o.disk})
+	if err != nil {
+		return err
+	}
+	// The VM is removed even when ctx was cancelled by a signal.
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := mach.Stop(stopCtx); err != nil {
+			logger.Error("remove vm", "err", err)
+		}
+	}()
+	client, err := mach.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	res, err := client.Exec(ctx, guestclient.ExecRequest{Argv: argv, Timeout: o.timeout, MaxOutput: -1})
+	cmd.OutOrStdout().Write(res.Stdout)
+	cmd.ErrOrStderr().Write(res.Stderr)
+	if err != nil {
+		return err
+	}
+	if res.TimedOut {
+		fmt.Fprintf(cmd.ErrOrStderr(), "waggle: command timed out after %s\n", o.timeout)
+	}
+	if res.ExitCode != 0 {
+		code := res.ExitCode
+		if code < 0 {
+			code = 124 // timed out, as timeout(1) reports it
+		}
+		return exitError{code}
+	}
+	return nil
+}
+
+// findInit returns the waggle-init binary: the flag, else waggle-init beside self, else in PATH.
+func findInit(flag, self string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	beside := filepath.Join(filepath.Dir(self), "waggle-init")
+	if _, err := os.Stat(beside); err == nil {
+		return beside, nil
+	}
+	if p, err := exec.LookPath("waggle-init"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("waggle-init not found beside waggle or in PATH: build it with " +
+		"`CGO_ENABLED=0 go build -o " + beside + " ./cmd/waggle-init` or pass --init")
+}
+
+func newVMShimCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:    "shim --dir DIR",
+		Short:  "Supervise one VM (started by the host agent, not by hand)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			return shim.Run(cmd.Context(), dir, logger)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the VM's directory (with spec.json and the inherited sockets)")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
