@@ -42,9 +42,9 @@ type Config struct {
 	Interface string
 	// SSHAddr is the listen address of the SSH server.
 	SSHAddr string
-	// VenvDir, if it exists in the root image, is exported as VIRTUAL_ENV (its bin directory is
-	// already first in SSH.Path).
-	VenvDir string
+	// EnvironmentFile, if the root image has it, sets the environment of every command
+	// (KEY="VALUE" lines, as images/ writes them); its PATH replaces SSH.Path.
+	EnvironmentFile string
 	// SSH is the SSH server's configuration; Run fills in the keys, the tracker and the power-off hook.
 	SSH sshd.Config
 	// ShutdownGrace is how long processes get between SIGTERM and SIGKILL at power-off.
@@ -57,19 +57,19 @@ type Config struct {
 // DefaultConfig returns the configuration of a waggle guest booted by hostagent/vm.
 func DefaultConfig() Config {
 	return Config{
-		Console:       "/dev/console",
-		Cmdline:       "/proc/cmdline",
-		ModulesDir:    "/lib/modules",
-		ModulesOrder:  "/lib/modules.order",
-		RootDevice:    "/dev/vda",
-		RootFSType:    "ext4",
-		NewRoot:       "/newroot",
-		DeviceTimeout: 10 * time.Second,
-		Interface:     "eth0",
-		SSHAddr:       ":22",
-		VenvDir:       "/opt/venv",
-		SSH:           sshd.DefaultConfig(),
-		ShutdownGrace: time.Second,
+		Console:         "/dev/console",
+		Cmdline:         "/proc/cmdline",
+		ModulesDir:      "/lib/modules",
+		ModulesOrder:    "/lib/modules.order",
+		RootDevice:      "/dev/vda",
+		RootFSType:      "ext4",
+		NewRoot:         "/newroot",
+		DeviceTimeout:   10 * time.Second,
+		Interface:       "eth0",
+		SSHAddr:         ":22",
+		EnvironmentFile: "/etc/environment",
+		SSH:             sshd.DefaultConfig(),
+		ShutdownGrace:   time.Second,
 
 		MaxUserProcesses: 4096,
 	}
@@ -214,8 +214,8 @@ func (b *boot) serve(ctx context.Context, sigs <-chan os.Signal) error {
 		default:
 		}
 	}
-	if fi, err := os.Stat(b.cfg.VenvDir); err == nil && fi.IsDir() {
-		cfg.Env = append(cfg.Env, "VIRTUAL_ENV="+b.cfg.VenvDir)
+	if data, err := os.ReadFile(b.cfg.EnvironmentFile); err == nil {
+		cfg.Path, cfg.Env = applyEnvironment(cfg.Path, cfg.Env, parseEnvironment(data))
 	}
 	srv, err := sshd.New(cfg)
 	if err != nil {
