@@ -22,7 +22,6 @@ import (
 type startedWatch struct {
 	mu      sync.Mutex
 	waiters map[string]chan string // env -> event type
-	sub     *nats.Subscription
 }
 
 func watchStarted(tb testing.TB, c *eventstest.Node, host string) *startedWatch {
@@ -167,7 +166,7 @@ func BenchmarkParallelCreates(b *testing.B) {
 	vmtest.Image(b, "shell")
 	c := eventstest.Start(b)
 	cfg := testConfig(b, "bench")
-	cfg.Capacity = Capacity{MemoryMiB: n * 256, CPUs: n, MaxEnvironments: n}
+	cfg.Capacity = Capacity{MemoryMiB: n * cfg.DefaultResources.MemoryMiB, CPUs: n, MaxEnvironments: n}
 	cfg.AckWait = 30 * time.Second
 	runAgent(b, c, cfg, NewVMMachines(quietManager(b), vmtest.CacheDir(b), cfg.Logger))
 	w := watchStarted(b, c, "bench")

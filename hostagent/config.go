@@ -68,7 +68,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Capacity:           Capacity{MemoryMiB: 8192, CPUs: 8, MaxEnvironments: 32},
-		DefaultResources:   events.Resources{CPUs: 1, MemoryMiB: 256},
+		DefaultResources:   events.Resources{CPUs: 1, MemoryMiB: 512},
 		DefaultTTL:         30 * time.Minute,
 		Membership:         membership.DefaultConfig(),
 		WarmRuntimes:       []string{"python", "node", "shell"},

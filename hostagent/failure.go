@@ -21,7 +21,7 @@ func (a *Agent) runFailures(ctx context.Context, departed <-chan membership.Memb
 			return
 		case m := <-departed:
 			a.goTask(func() {
-				if err := a.hostFailed(ctx, m.Name, m.Meta.JoinSeq); err != nil {
+				if err := a.hostFailed(ctx, m.Name, m.Meta.JoinSeq); err != nil && ctx.Err() == nil {
 					a.logger.Error("report failed host", "peer", m.Name, "err", err)
 				}
 			})

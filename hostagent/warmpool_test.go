@@ -20,6 +20,7 @@ func TestWarmPool(t *testing.T) {
 	cfg.WarmPool = 1
 	cfg.WarmRuntimes = []string{"python", "node"}
 	cfg.Capacity = Capacity{MemoryMiB: 1024, CPUs: 4, MaxEnvironments: 4}
+	cfg.DefaultResources = events.Resources{CPUs: 1, MemoryMiB: 256}
 	cfg.Drain = DrainKeep
 	a, stop := runAgent(t, c, cfg, fm)
 	waitFor(t, 5*time.Second, "2 pool VMs", func() bool { return len(fm.running()) == 2 })

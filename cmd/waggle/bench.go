@@ -75,8 +75,9 @@ type benchReport struct {
 	Create  benchStats `json:"create_environment"`
 	Execute benchStats `json:"execute"`
 	Destroy benchStats `json:"destroy_environment"`
-	// Direct is execute as a direct host RPC and RouterAddedMS the difference of the p50s
-	// (only with --nats-url).
+	// Direct is execute as a direct host RPC and RouterAddedMS the median of the differences
+	// between an execute and the direct RPC made right before or after it (only with
+	// --nats-url).
 	Direct        *benchStats `json:"direct_exec,omitempty"`
 	RouterAddedMS *float64    `json:"router_added_p50_ms,omitempty"`
 }
@@ -157,7 +158,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchReport, error) {
 		envs = append(envs, env)
 		mu.Unlock()
 		return nil
-	})[0]
+	}).stats(0)
 	if len(envs) > 0 {
 		calls := []benchCall{func(ctx context.Context, s *mcpSession, i int) error {
 			var out hostrpc.ExecResult
@@ -171,11 +172,11 @@ func runBench(ctx context.Context, o benchOptions) (*benchReport, error) {
 				return directExec(ctx, nc, envs[i%len(envs)], o.runtime, code)
 			})
 		}
-		stats := measure(ctx, sessions, o.execs, calls...)
-		rep.Execute = stats[0]
+		m := measure(ctx, sessions, o.execs, calls...)
+		rep.Execute = m.stats(0)
 		if nc != nil {
-			added := math.Round((stats[0].P50MS-stats[1].P50MS)*100) / 100
-			rep.Direct, rep.RouterAddedMS = &stats[1], &added
+			direct, added := m.stats(1), m.pairedP50(0, 1)
+			rep.Direct, rep.RouterAddedMS = &direct, &added
 		}
 	}
 	// Destroy even when the run was cut short, so the bench leaves nothing behind.
@@ -183,7 +184,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchReport, error) {
 	defer dcancel()
 	rep.Destroy = measure(dctx, sessions, len(envs), func(ctx context.Context, s *mcpSession, i int) error {
 		return s.Call(ctx, "destroy_environment", map[string]any{"environment_id": envs[i].ID}, nil)
-	})[0]
+	}).stats(0)
 	if rep.Create.Errors == o.creates {
 		return rep, fmt.Errorf("every create_environment failed: %s", rep.Create.FirstError)
 	}
@@ -233,14 +234,23 @@ func directExec(ctx context.Context, nc *nats.Conn, env benchEnv, runtime, code 
 // benchCall is the i-th call of one kind, made with session s.
 type benchCall func(ctx context.Context, s *mcpSession, i int) error
 
-// measure makes n calls of each kind over the sessions (one job in flight per session) and
-// summarizes the latencies of each kind. Job i makes its calls of every kind back to back,
-// starting with a different kind each time, so that the kinds see the same conditions.
-func measure(ctx context.Context, sessions []*mcpSession, n int, calls ...benchCall) []benchStats {
+// measured holds the latency of every call of a measure run: took[kind][job], 0 when the
+// call failed (its error is in errs[kind]).
+type measured struct {
+	took [][]time.Duration
+	errs [][]error
+}
+
+// measure makes n calls of each kind over the sessions (one job in flight per session). Job i
+// makes its calls of every kind back to back, starting with a different kind each time, so
+// that the kinds see the same conditions and can be compared pairwise.
+func measure(ctx context.Context, sessions []*mcpSession, n int, calls ...benchCall) measured {
 	jobs := make(chan int)
 	var mu sync.Mutex
-	took := make([][]time.Duration, len(calls))
-	errs := make([][]error, len(calls))
+	m := measured{took: make([][]time.Duration, len(calls)), errs: make([][]error, len(calls))}
+	for kind := range calls {
+		m.took[kind] = make([]time.Duration, n)
+	}
 	var wg sync.WaitGroup
 	for _, s := range sessions {
 		wg.Go(func() {
@@ -252,9 +262,9 @@ func measure(ctx context.Context, sessions []*mcpSession, n int, calls ...benchC
 					d := time.Since(start)
 					mu.Lock()
 					if err != nil {
-						errs[kind] = append(errs[kind], err)
+						m.errs[kind] = append(m.errs[kind], err)
 					} else {
-						took[kind] = append(took[kind], d)
+						m.took[kind][i] = d
 					}
 					mu.Unlock()
 				}
@@ -266,16 +276,39 @@ func measure(ctx context.Context, sessions []*mcpSession, n int, calls ...benchC
 	}
 	close(jobs)
 	wg.Wait()
-	stats := make([]benchStats, len(calls))
-	for kind := range calls {
-		st := summarize(took[kind])
-		st.Calls, st.Errors = n, len(errs[kind])
-		if len(errs[kind]) > 0 {
-			st.FirstError = errs[kind][0].Error()
+	return m
+}
+
+// stats summarizes the calls of one kind.
+func (m measured) stats(kind int) benchStats {
+	var ok []time.Duration
+	for _, d := range m.took[kind] {
+		if d > 0 {
+			ok = append(ok, d)
 		}
-		stats[kind] = st
 	}
-	return stats
+	st := summarize(ok)
+	st.Calls, st.Errors = len(m.took[kind]), len(m.errs[kind])
+	if len(m.errs[kind]) > 0 {
+		st.FirstError = m.errs[kind][0].Error()
+	}
+	return st
+}
+
+// pairedP50 is the median over jobs of kind a's latency minus kind b's, in milliseconds:
+// comparing the calls of one job cancels most of the noise both share.
+func (m measured) pairedP50(a, b int) float64 {
+	var diffs []float64
+	for i, da := range m.took[a] {
+		if db := m.took[b][i]; da > 0 && db > 0 {
+			diffs = append(diffs, ms(da-db))
+		}
+	}
+	if len(diffs) == 0 {
+		return 0
+	}
+	slices.Sort(diffs)
+	return diffs[(len(diffs)-1)/2]
 }
 
 // summarize gives the percentiles (nearest rank), mean, min and max of d in milliseconds.
@@ -329,7 +362,7 @@ func (r *benchReport) print(w io.Writer) error {
 		return err
 	}
 	if r.RouterAddedMS != nil {
-		fmt.Fprintf(w, "router's added latency on execute (p50, MCP minus direct host RPC): %.1f ms\n", *r.RouterAddedMS)
+		fmt.Fprintf(w, "router's added latency on execute (median of MCP minus direct host RPC, pairwise): %.1f ms\n", *r.RouterAddedMS)
 	}
 	for _, row := range r.rows() {
 		if row.st.FirstError != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ func TestBenchReportPrint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"runtime shell", "create_environment", "2500.0", "first execute error: execute: boom",
-		"direct host exec", "router's added latency on execute (p50, MCP minus direct host RPC): 3.5 ms"} {
+		"direct host exec", "router's added latency on execute (median of MCP minus direct host RPC, pairwise): 3.5 ms"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -73,6 +74,7 @@ func TestBenchFlags(t *testing.T) {
 		{"unknown runtime", []string{"--runtime", "cobol"}, `--runtime "cobol"`},
 		{"no creates", []string{"--creates", "0"}, "--creates"},
 		{"no parallelism", []string{"--parallel", "0"}, "--parallel"},
+		{"negative memory", []string{"--memory-mib", "-1"}, "--memory-mib"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,5 +83,26 @@ func TestBenchFlags(t *testing.T) {
 				t.Errorf("waggle bench %v: %v (output %q), want an error naming %s", tt.args, err, out, tt.want)
 			}
 		})
+	}
+}
+
+func TestMeasured(t *testing.T) {
+	ms := time.Millisecond
+	m := measured{
+		took: [][]time.Duration{
+			{100 * ms, 0, 300 * ms, 50 * ms, 1000 * ms},
+			{90 * ms, 80 * ms, 0, 45 * ms, 990 * ms},
+		},
+		errs: [][]error{{errors.New("first")}, {errors.New("second")}},
+	}
+	if got := m.pairedP50(0, 1); got != 10 { // pairs 0, 3, 4: differences 10, 5, 10
+		t.Errorf("pairedP50 = %v, want 10", got)
+	}
+	st := m.stats(1)
+	if st.Calls != 5 || st.Errors != 1 || st.FirstError != "second" || st.MinMS != 45 || st.MaxMS != 990 {
+		t.Errorf("stats(1) = %+v", st)
+	}
+	if got := (measured{took: [][]time.Duration{{0}, {ms}}}).pairedP50(0, 1); got != 0 {
+		t.Errorf("pairedP50 without pairs = %v, want 0", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/hostagent"
+	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 	"github.com/waggle-dev/waggle/images"
 	"github.com/waggle-dev/waggle/mcp"
 	"github.com/waggle-dev/waggle/projector"
@@ -50,9 +51,9 @@ func newUpCmd() *cobra.Command {
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "data directory: event store, host state, API key")
 	f.StringVar(&o.host.cacheDir, "cache-dir", "", "kernel and image cache (default: cache/ in --data-dir)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address of the first router; further routers take the next ports")
-	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded JetStream server (for `waggle events tail`, separate host agents, ...)")
+	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded JetStream server (for waggle events tail, separate host agents, ...)")
 	f.StringVar(&o.gossipListen, "gossip-listen", "127.0.0.1:7946", "gossip address of the first host agent; further agents take the next ports")
-	f.IntVar(&o.hosts, "hosts", 1, "host agents to run in this process (0: none; separate `waggle hostagent` processes join)")
+	f.IntVar(&o.hosts, "hosts", 1, "host agents to run in this process (0: none; separate waggle hostagent processes join)")
 	f.IntVar(&o.routers, "routers", 1, "MCP routers to run in this process, on consecutive ports from --listen")
 	f.BoolVar(&o.noAuth, "no-auth", false, "serve every caller without an API key (only when --listen is loopback)")
 	f.IntVar(&o.agent.Capacity.MemoryMiB, "capacity-memory", o.agent.Capacity.MemoryMiB, "memory each host agent offers, MiB")
@@ -63,6 +64,7 @@ func newUpCmd() *cobra.Command {
 	f.StringVar(&o.host.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
 	f.StringVar(&o.host.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
 	f.StringVar(&o.host.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	f.StringVar(&o.host.egress, "egress", vnet.EgressPackages, egressUsage)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -75,6 +77,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	o.router.NoAuth = o.noAuth
 	if err := o.router.Validate(); err != nil {
 		return err
+	}
+	if _, err := vnet.ParsePolicy(o.host.egress); err != nil {
+		return fmt.Errorf("--egress: %w", err)
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -215,6 +220,10 @@ func upRouters(ctx context.Context, g *errgroup.Group, o upOptions, log *events.
 		g.Go(func() error { return r.Run(ctx) })
 		addr, err := r.Addr(ctx)
 		if err != nil {
+			// ctx ends when a role failed (a router could not listen, say): report that failure.
+			if werr := g.Wait(); werr != nil {
+				return nil, "", werr
+			}
 			return nil, "", err
 		}
 		urls = append(urls, "http://"+addr.String()+"/mcp")

@@ -32,8 +32,8 @@ type upProc struct {
 
 // upSetup says how to start a `waggle up`.
 type upSetup struct {
-	// dataDir reuses the data directory of an earlier run; empty makes a new one whose cache
-	// is the cache the VM tests share.
+	// dataDir reuses the data directory of an earlier run; empty makes a new one. The image and
+	// kernel cache is always the one the VM tests share.
 	dataDir        string
 	hosts, routers int
 	extra          []string // more flags
@@ -53,11 +53,6 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dataDir) })
-		// `waggle up` has no --cache-dir: its cache is always <data-dir>/cache; point that at
-		// the shared cache so the images are not built again.
-		if err := os.Symlink(vmtest.CacheDir(t), filepath.Join(dataDir, "cache")); err != nil {
-			t.Fatal(err)
-		}
 	}
 	routers := setup.routers
 	routerPort := freeConsecutivePorts(t, routers)
@@ -65,6 +60,7 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 	gossipPort := freeConsecutivePorts(t, 1)
 	args := append([]string{"up",
 		"--data-dir", dataDir,
+		"--cache-dir", vmtest.CacheDir(t),
 		"--listen", "127.0.0.1:" + strconv.Itoa(routerPort),
 		"--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort),
 		"--gossip-listen", "127.0.0.1:" + strconv.Itoa(gossipPort),

@@ -68,6 +68,17 @@ func TestUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer closeNC()
+		if live != "" {
+			evs, _, err := log.Load(ctx, events.EnvAggregate("host1", live))
+			var types []string
+			for _, ev := range evs {
+				types = append(types, ev.Type)
+			}
+			// Ctrl-C drains the host: the environment left running was destroyed, and says so.
+			if err != nil || len(types) == 0 || types[len(types)-1] != events.EnvDestroyed || l.Count != 0 {
+				t.Errorf("after Ctrl-C: environment %s has events %v (%v); list_environments shows %+v", live, types, err, l.Environments)
+			}
+		}
 		if seq, err := log.LastSeq(ctx); err != nil || seq < lastSeq {
 			t.Errorf("after a restart the stream ends at %d (%v), before it was at %d", seq, err, lastSeq)
 		}
