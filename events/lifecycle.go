@@ -65,6 +65,12 @@ func Next(state, typ string) (string, error) {
 	return state, fmt.Errorf("%w: %s environment cannot take %q", ErrIllegalTransition, from, typ)
 }
 
+// Allows reports whether an event of type typ may follow state.
+func Allows(state, typ string) bool {
+	_, ok := transitions[state][typ]
+	return ok
+}
+
 // ErrIllegalTransition is returned by Next for an event the state machine does not allow.
 var ErrIllegalTransition = errors.New("illegal transition")
 

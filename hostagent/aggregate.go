@@ -87,7 +87,7 @@ func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principa
 				return false, err
 			}
 		}
-		if _, err := events.Next(g.state, typ); err != nil {
+		if !events.Allows(g.state, typ) {
 			return false, nil
 		}
 		ev, err := events.NewEnvEvent(g.host, g.env, typ, principal, data)

@@ -181,6 +181,19 @@ func (a *Agent) audit(ctx context.Context, t target, c *rpcCall, typ string, dat
 	}
 }
 
+// fileTarget finds the running environment env and cleans the guest path of a file call.
+func (a *Agent) fileTarget(ctx context.Context, env, guestFile string) (target, string, error) {
+	p, err := guestPath(guestFile)
+	if err != nil {
+		return target{}, "", err
+	}
+	t, err := a.running(ctx, env)
+	if err != nil {
+		return target{}, "", err
+	}
+	return t, p, nil
+}
+
 // machineError maps a guest error to a reply error.
 func machineError(op, p string, err error) error {
 	switch {
@@ -304,11 +317,7 @@ func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
 	if err := decode(c, &req, func() string { return req.Env }); err != nil {
 		return nil, err
 	}
-	p, err := guestPath(req.Path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := a.running(ctx, req.Env)
+	t, p, err := a.fileTarget(ctx, req.Env, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -335,11 +344,7 @@ func (a *Agent) rpcReadFile(ctx context.Context, c *rpcCall) (any, error) {
 	if err := decode(c, &req, func() string { return req.Env }); err != nil {
 		return nil, err
 	}
-	p, err := guestPath(req.Path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := a.running(ctx, req.Env)
+	t, p, err := a.fileTarget(ctx, req.Env, req.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -366,11 +371,7 @@ func (a *Agent) rpcListFiles(ctx context.Context, c *rpcCall) (any, error) {
 	if req.Path == "" {
 		req.Path = HomeDir
 	}
-	p, err := guestPath(req.Path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := a.running(ctx, req.Env)
+	t, p, err := a.fileTarget(ctx, req.Env, req.Path)
 	if err != nil {
 		return nil, err
 	}

@@ -20,10 +20,11 @@ func argErrorf(format string, a ...any) error { return &argError{msg: fmt.Sprint
 // maxArgInt bounds integer arguments before any range check, so conversions cannot overflow.
 const maxArgInt = 1 << 31
 
-// args reads one call's arguments, refusing names the tool does not take.
+// args reads one call's arguments, refusing names the tool does not take. The readers keep
+// the first error (later readers then return zero values); err reports it.
 type args struct {
-	tool string
-	m    map[string]any
+	m   map[string]any
+	err error
 }
 
 // newArgs checks that raw is an object whose keys are all in allowed.
@@ -48,46 +49,59 @@ func newArgs(tool string, raw any, allowed ...string) (*args, error) {
 			return nil, argErrorf("%s: unknown argument %q; it takes %s", tool, k, takes)
 		}
 	}
-	return &args{tool: tool, m: m}, nil
+	return &args{m: m}, nil
+}
+
+// get returns the value of argument name, or false when it is absent (or null) or an earlier
+// argument failed.
+func (a *args) get(name string) (any, bool) {
+	v, ok := a.m[name]
+	return v, a.err == nil && ok && v != nil
+}
+
+// failf records an argument error unless an earlier one is recorded.
+func (a *args) failf(format string, v ...any) {
+	if a.err == nil {
+		a.err = argErrorf(format, v...)
+	}
 }
 
 // str reads a string argument; a required one must be present and non-empty.
-func (a *args) str(name string, required bool) (string, error) {
-	v, ok := a.m[name]
-	if !ok || v == nil {
+func (a *args) str(name string, required bool) string {
+	v, ok := a.get(name)
+	if !ok {
 		if required {
-			return "", argErrorf("%s is required", name)
+			a.failf("%s is required", name)
 		}
-		return "", nil
+		return ""
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", argErrorf("%s must be a string, not %s", name, jsonType(v))
+		a.failf("%s must be a string, not %s", name, jsonType(v))
+		return ""
 	}
 	if required && s == "" {
-		return "", argErrorf("%s is required and must not be empty", name)
+		a.failf("%s is required and must not be empty", name)
 	}
-	return s, nil
+	return s
 }
 
-// enum reads an optional string argument that must be one of values (or empty).
-func (a *args) enum(name string, required bool, values ...string) (string, error) {
-	s, err := a.str(name, required)
-	if err != nil || s == "" {
-		return s, err
+// enum reads a string argument that must be one of values (or empty when not required).
+func (a *args) enum(name string, required bool, values ...string) string {
+	s := a.str(name, required)
+	if s != "" && !slices.Contains(values, s) {
+		a.failf("%s %q is not allowed: use one of %s", name, s, strings.Join(values, ", "))
+		return ""
 	}
-	if !slices.Contains(values, s) {
-		return "", argErrorf("%s %q is not allowed: use one of %s", name, s, strings.Join(values, ", "))
-	}
-	return s, nil
+	return s
 }
 
 // integer reads an optional whole-number argument (0 when absent). Numbers written as strings
 // are accepted, since some clients send them that way.
-func (a *args) integer(name string) (int, error) {
-	v, ok := a.m[name]
-	if !ok || v == nil {
-		return 0, nil
+func (a *args) integer(name string) int {
+	v, ok := a.get(name)
+	if !ok {
+		return 0
 	}
 	var f float64
 	switch n := v.(type) {
@@ -100,71 +114,83 @@ func (a *args) integer(name string) (int, error) {
 	case json.Number:
 		x, err := n.Float64()
 		if err != nil {
-			return 0, argErrorf("%s must be a whole number, not %q", name, n.String())
+			a.failf("%s must be a whole number, not %q", name, n.String())
+			return 0
 		}
 		f = x
 	case string:
 		x, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
 		if err != nil {
-			return 0, argErrorf("%s must be a whole number, not %q", name, n)
+			a.failf("%s must be a whole number, not %q", name, n)
+			return 0
 		}
 		f = x
 	default:
-		return 0, argErrorf("%s must be a whole number, not %s", name, jsonType(v))
+		a.failf("%s must be a whole number, not %s", name, jsonType(v))
+		return 0
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) {
-		return 0, argErrorf("%s must be a whole number, not %v", name, v)
+		a.failf("%s must be a whole number, not %v", name, v)
+		return 0
 	}
 	if math.Abs(f) > maxArgInt {
-		return 0, argErrorf("%s %v is out of range", name, v)
+		a.failf("%s %v is out of range", name, v)
+		return 0
 	}
-	return int(f), nil
+	return int(f)
 }
 
 // boolean reads an optional boolean argument.
-func (a *args) boolean(name string) (bool, error) {
-	v, ok := a.m[name]
-	if !ok || v == nil {
-		return false, nil
+func (a *args) boolean(name string) bool {
+	v, ok := a.get(name)
+	if !ok {
+		return false
 	}
 	switch b := v.(type) {
 	case bool:
-		return b, nil
+		return b
 	case string:
 		if p, err := strconv.ParseBool(b); err == nil {
-			return p, nil
+			return p
 		}
 	}
-	return false, argErrorf("%s must be true or false, not %v", name, v)
+	a.failf("%s must be true or false, not %v", name, v)
+	return false
 }
 
-// words reads a list argument given either as a space-separated string or an array of strings.
-func (a *args) words(name string) (string, error) {
-	v, ok := a.m[name]
-	if !ok || v == nil {
-		return "", argErrorf("%s is required", name)
+// words reads a required list argument given either as a space-separated string or an array
+// of strings.
+func (a *args) words(name string) string {
+	v, ok := a.get(name)
+	if !ok {
+		a.failf("%s is required", name)
+		return ""
 	}
 	switch w := v.(type) {
 	case string:
 		if strings.TrimSpace(w) == "" {
-			return "", argErrorf("%s is required and must not be empty", name)
+			a.failf("%s is required and must not be empty", name)
+			return ""
 		}
-		return w, nil
+		return w
 	case []any:
 		parts := make([]string, 0, len(w))
 		for _, x := range w {
 			s, ok := x.(string)
 			if !ok || strings.TrimSpace(s) == "" {
-				return "", argErrorf("%s must hold non-empty strings", name)
+				a.failf("%s must hold non-empty strings", name)
+				return ""
 			}
 			parts = append(parts, s)
 		}
 		if len(parts) == 0 {
-			return "", argErrorf("%s is required and must not be empty", name)
+			a.failf("%s is required and must not be empty", name)
+			return ""
 		}
-		return strings.Join(parts, " "), nil
+		return strings.Join(parts, " ")
 	}
-	return "", argErrorf("%s must be a string of space-separated names, not %s", name, jsonType(v))
+	a.failf("%s must be a string of space-separated names, not %s", name, jsonType(v))
+	return ""
 }
 
 func jsonType(v any) string {
@@ -216,23 +242,14 @@ func decodeCreate(raw any, runtimes []string) (createArgs, error) {
 	if err != nil {
 		return createArgs{}, err
 	}
-	var c createArgs
-	if c.Runtime, err = a.enum("runtime", true, runtimes...); err != nil {
-		return c, err
+	c := createArgs{
+		Runtime:        a.enum("runtime", true, runtimes...),
+		Name:           a.str("name", false),
+		TimeoutMinutes: a.integer("timeout_minutes"),
+		CPUs:           a.integer("cpus"),
+		MemoryMiB:      a.integer("memory_mib"),
 	}
-	if c.Name, err = a.str("name", false); err != nil {
-		return c, err
-	}
-	if c.TimeoutMinutes, err = a.integer("timeout_minutes"); err != nil {
-		return c, err
-	}
-	if c.CPUs, err = a.integer("cpus"); err != nil {
-		return c, err
-	}
-	if c.MemoryMiB, err = a.integer("memory_mib"); err != nil {
-		return c, err
-	}
-	return c, nil
+	return c, a.err
 }
 
 func decodeNone(tool string, raw any) error {
@@ -245,7 +262,8 @@ func decodeEnvID(tool string, raw any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return a.str(argEnv, true)
+	id := a.str(argEnv, true)
+	return id, a.err
 }
 
 type execArgs struct {
@@ -258,20 +276,13 @@ func decodeExec(raw any, languages []string) (execArgs, error) {
 	if err != nil {
 		return execArgs{}, err
 	}
-	var e execArgs
-	if e.Env, err = a.str(argEnv, true); err != nil {
-		return e, err
+	e := execArgs{
+		Env:            a.str(argEnv, true),
+		Code:           a.str("code", true),
+		Language:       a.enum("language", false, languages...),
+		TimeoutSeconds: a.integer("timeout_seconds"),
 	}
-	if e.Code, err = a.str("code", true); err != nil {
-		return e, err
-	}
-	if e.Language, err = a.enum("language", false, languages...); err != nil {
-		return e, err
-	}
-	if e.TimeoutSeconds, err = a.integer("timeout_seconds"); err != nil {
-		return e, err
-	}
-	return e, nil
+	return e, a.err
 }
 
 type installArgs struct{ Env, Packages string }
@@ -281,12 +292,8 @@ func decodeInstall(raw any) (installArgs, error) {
 	if err != nil {
 		return installArgs{}, err
 	}
-	var i installArgs
-	if i.Env, err = a.str(argEnv, true); err != nil {
-		return i, err
-	}
-	i.Packages, err = a.words("packages")
-	return i, err
+	i := installArgs{Env: a.str(argEnv, true), Packages: a.words("packages")}
+	return i, a.err
 }
 
 type fileArgs struct {
@@ -299,18 +306,13 @@ func decodeWrite(raw any) (fileArgs, error) {
 	if err != nil {
 		return fileArgs{}, err
 	}
-	var f fileArgs
-	if f.Env, err = a.str(argEnv, true); err != nil {
-		return f, err
+	f := fileArgs{
+		Env:      a.str(argEnv, true),
+		Path:     a.str(argPath, true),
+		Content:  a.str("content", false),
+		Encoding: a.enum(argEncoding, false, encUTF8, encBase64),
 	}
-	if f.Path, err = a.str(argPath, true); err != nil {
-		return f, err
-	}
-	if f.Content, err = a.str("content", false); err != nil {
-		return f, err
-	}
-	f.Encoding, err = a.enum(argEncoding, false, encUTF8, encBase64)
-	return f, err
+	return f, a.err
 }
 
 func decodeRead(raw any) (fileArgs, error) {
@@ -318,15 +320,12 @@ func decodeRead(raw any) (fileArgs, error) {
 	if err != nil {
 		return fileArgs{}, err
 	}
-	var f fileArgs
-	if f.Env, err = a.str(argEnv, true); err != nil {
-		return f, err
+	f := fileArgs{
+		Env:      a.str(argEnv, true),
+		Path:     a.str(argPath, true),
+		Encoding: a.enum(argEncoding, false, encUTF8, encBase64),
 	}
-	if f.Path, err = a.str(argPath, true); err != nil {
-		return f, err
-	}
-	f.Encoding, err = a.enum(argEncoding, false, encUTF8, encBase64)
-	return f, err
+	return f, a.err
 }
 
 func decodeListFiles(raw any) (fileArgs, error) {
@@ -334,16 +333,13 @@ func decodeListFiles(raw any) (fileArgs, error) {
 	if err != nil {
 		return fileArgs{}, err
 	}
-	var f fileArgs
-	if f.Env, err = a.str(argEnv, true); err != nil {
-		return f, err
-	}
-	if f.Path, err = a.str(argPath, false); err != nil {
-		return f, err
+	f := fileArgs{
+		Env:       a.str(argEnv, true),
+		Path:      a.str(argPath, false),
+		Recursive: a.boolean("recursive"),
 	}
 	if f.Path == "" {
 		f.Path = defaultDir
 	}
-	f.Recursive, err = a.boolean("recursive")
-	return f, err
+	return f, a.err
 }

@@ -232,6 +232,15 @@ func (m *mcpClient) fails(tool string, args map[string]any) string {
 	return text
 }
 
+// envArgs is the arguments of a tool call on env: environment_id and the name, value pairs kv.
+func envArgs(env string, kv ...any) map[string]any {
+	m := map[string]any{argEnv: env}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
 func jsonEqual(a, b []byte) bool {
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {

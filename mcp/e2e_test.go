@@ -68,13 +68,7 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatalf("created %+v", env)
 			}
 			id := map[string]any{argEnv: env.ID}
-			with := func(kv ...any) map[string]any {
-				m := map[string]any{argEnv: env.ID}
-				for i := 0; i < len(kv); i += 2 {
-					m[kv[i].(string)] = kv[i+1]
-				}
-				return m
-			}
+			with := func(kv ...any) map[string]any { return envArgs(env.ID, kv...) }
 
 			var out execResult
 			acme.ok(toolExecute, with("code", "print(6*7)"), &out)

@@ -131,13 +131,7 @@ func TestWithRealHostAgent(t *testing.T) {
 	if env.Host != "real-1" || env.Status != events.StateRunning {
 		t.Fatalf("created %+v", env)
 	}
-	with := func(kv ...any) map[string]any {
-		m := map[string]any{argEnv: env.ID}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		return m
-	}
+	with := func(kv ...any) map[string]any { return envArgs(env.ID, kv...) }
 	var out execResult
 	cl.ok(toolExecute, with("code", "print(6*7)"), &out)
 	if out.Stdout != "42\n" || out.ExitCode != 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -153,20 +154,14 @@ func sortHosts(hosts []*Host) {
 
 // EnvList is the view's environments ordered by creation time.
 func (v *View) EnvList() []*Env {
-	out := make([]*Env, 0, len(v.Envs))
-	for _, e := range v.Envs {
-		out = append(out, e)
-	}
+	out := slices.AppendSeq(make([]*Env, 0, len(v.Envs)), maps.Values(v.Envs))
 	sortEnvs(out)
 	return out
 }
 
 // HostList is the view's hosts ordered by id.
 func (v *View) HostList() []*Host {
-	out := make([]*Host, 0, len(v.Hosts))
-	for _, h := range v.Hosts {
-		out = append(out, h)
-	}
+	out := slices.AppendSeq(make([]*Host, 0, len(v.Hosts)), maps.Values(v.Hosts))
 	sortHosts(out)
 	return out
 }

@@ -294,7 +294,7 @@ func (r *Router) Destroy(ctx context.Context, p Principal, env string) (*Destroy
 			from = head.Seq
 			break
 		}
-		if _, err := events.Next(state, events.EnvDestroyRequested); err != nil {
+		if !events.Allows(state, events.EnvDestroyRequested) {
 			return nil, userErr(KindNotRunning, "environment %s is %s and cannot be destroyed yet; try again in a moment", env, state)
 		}
 		ev, err := events.NewEnvEvent(own.host, env, events.EnvDestroyRequested, p.String(),

@@ -83,12 +83,8 @@ func (r *Router) Install(ctx context.Context, p Principal, env, packages string)
 			return nil, userErr(KindBadRequest, "invalid package spec %q: use a name with an optional version, e.g. requests, numpy==2.1.0, pkg[extra]>=1, @types/node@20", s)
 		}
 	}
-	own, err := r.owned(ctx, p, env)
-	if err != nil {
-		return nil, err
-	}
 	var res hostrpc.ExecResult
-	err = r.call(ctx, p, env, own.host, hostrpc.OpInstallPackages, r.cfg.InstallTimeout+r.cfg.RPCMargin,
+	err := r.forward(ctx, p, env, hostrpc.OpInstallPackages, r.cfg.InstallTimeout+r.cfg.RPCMargin,
 		hostrpc.InstallRequest{Env: env, Packages: specs, Timeout: r.cfg.InstallTimeout}, &res)
 	return &res, err
 }
@@ -116,12 +112,8 @@ func (r *Router) WriteFile(ctx context.Context, p Principal, env, path string, c
 	if limit := r.MaxFileBytes(); len(content) > limit {
 		return nil, userErr(KindTooLarge, "content is %d bytes; the limit is %d bytes per file", len(content), limit)
 	}
-	own, err := r.owned(ctx, p, env)
-	if err != nil {
-		return nil, err
-	}
 	var res hostrpc.WriteFileResult
-	err = r.call(ctx, p, env, own.host, hostrpc.OpWriteFile, r.cfg.FileRPCTimeout,
+	err := r.forward(ctx, p, env, hostrpc.OpWriteFile, r.cfg.FileRPCTimeout,
 		hostrpc.WriteFileRequest{Env: env, Path: path, Content: content}, &res)
 	return &res, err
 }
@@ -131,12 +123,8 @@ func (r *Router) ReadFile(ctx context.Context, p Principal, env, path string) (*
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
-	own, err := r.owned(ctx, p, env)
-	if err != nil {
-		return nil, err
-	}
 	var res hostrpc.ReadFileResult
-	err = r.call(ctx, p, env, own.host, hostrpc.OpReadFile, r.cfg.FileRPCTimeout,
+	err := r.forward(ctx, p, env, hostrpc.OpReadFile, r.cfg.FileRPCTimeout,
 		hostrpc.ReadFileRequest{Env: env, Path: path}, &res)
 	return &res, err
 }
@@ -146,14 +134,19 @@ func (r *Router) ListFiles(ctx context.Context, p Principal, env, path string, r
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
-	own, err := r.owned(ctx, p, env)
-	if err != nil {
-		return nil, err
-	}
 	var res hostrpc.ListFilesResult
-	err = r.call(ctx, p, env, own.host, hostrpc.OpListFiles, r.cfg.FileRPCTimeout,
+	err := r.forward(ctx, p, env, hostrpc.OpListFiles, r.cfg.FileRPCTimeout,
 		hostrpc.ListFilesRequest{Env: env, Path: path, Recursive: recursive}, &res)
 	return &res, err
+}
+
+// forward sends one host RPC about env to the host it is placed on, if the caller owns env.
+func (r *Router) forward(ctx context.Context, p Principal, env, op string, timeout time.Duration, req, resp any) error {
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return err
+	}
+	return r.call(ctx, p, env, own.host, op, timeout, req, resp)
 }
 
 // call sends one host RPC with the caller's principal and the request id, and decodes the

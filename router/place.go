@@ -290,7 +290,7 @@ func (r *Router) abandon(ctx context.Context, p Principal, host, env, reason str
 		r.logger.Error("abandon: fold", "env", env, "host", host, "err", err)
 		return "unknown"
 	}
-	if _, err := events.Next(state, events.EnvDestroyRequested); err != nil {
+	if !events.Allows(state, events.EnvDestroyRequested) {
 		return state
 	}
 	ev, err := events.NewEnvEvent(host, env, events.EnvDestroyRequested, p.String(),

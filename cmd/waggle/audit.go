@@ -21,14 +21,8 @@ func newAuditCmd() *cobra.Command {
 		Use:   "verify",
 		Short: "Walk every aggregate's hash chain and check every digest; exit 1 naming the first problem",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-audit")
-			if err != nil {
-				return err
-			}
-			defer closeNC()
-			rep, err := audit.Verify(ctx, l)
+		RunE: withEventLog(natsURL, "waggle-audit", func(cmd *cobra.Command, _ []string, l *events.Log) error {
+			rep, err := audit.Verify(cmd.Context(), l)
 			if err != nil {
 				return err
 			}
@@ -51,7 +45,7 @@ func newAuditCmd() *cobra.Command {
 				fmt.Fprintln(out, "ok")
 			}
 			return nil
-		},
+		}),
 	}
 	verify.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 
@@ -105,7 +99,7 @@ func newAuditCmd() *cobra.Command {
 	}
 	logCmd.Flags().StringVar(&env, "env", "", "only this environment")
 	logCmd.Flags().StringVar(&principal, "principal", "", "only actions of this principal (tenant/key id, host:<id>, system)")
-	logCmd.Flags().StringVar(&since, "since", "", "only events from TIME (RFC 3339 or a duration ago) or from a stream sequence")
+	logCmd.Flags().StringVar(&since, "since", "", "only events from TIME (RFC 3339, a date or a duration ago) or from a stream sequence")
 	logCmd.Flags().BoolVar(&logJSON, "json", false, "print one JSON record per line")
 	cmd.AddCommand(verify, logCmd)
 	return cmd

@@ -64,7 +64,7 @@ func newEventsTailCmd(natsURL *string) *cobra.Command {
 	f.StringVar(&sel.Env, "env", "", "only events of this environment")
 	f.StringVar(&sel.Host, "host", "", "only events of this host (its lifecycle and its environments)")
 	f.StringVar(&sel.Type, "type", "", "only events of this type (requested, placed, exec, joined, ...)")
-	f.StringVar(&since, "since", "", "start at a stream sequence (SEQ), a time (RFC3339) or a duration ago (10m); default: new events only")
+	f.StringVar(&since, "since", "", "start at a stream sequence (SEQ), a time (RFC 3339), a date or a duration ago (10m); default: new events only")
 	f.BoolVar(&asJSON, "json", false, "print each event as one JSON object: seq, stored, subject and the stored event")
 	return cmd
 }
@@ -75,8 +75,8 @@ type sinceStart struct {
 	newOnly bool // after the last event stored when the tail starts
 }
 
-// parseSince reads --since: empty (new events only), a sequence, an RFC 3339 time, or a
-// duration before now.
+// parseSince reads --since: empty (new events only), a sequence, or a moment as parseWhen
+// reads it (an RFC 3339 time, a date, or a duration before now).
 func parseSince(s string, now time.Time) (sinceStart, error) {
 	if s == "" {
 		return sinceStart{newOnly: true}, nil
@@ -87,13 +87,14 @@ func parseSince(s string, now time.Time) (sinceStart, error) {
 		}
 		return sinceStart{pos: events.Position{Seq: seq}}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return sinceStart{pos: events.Position{Time: t}}, nil
+	t, err := parseWhen(s, now)
+	if err != nil {
+		return sinceStart{}, fmt.Errorf("--since %q: want a sequence number, an RFC 3339 time, a date or a duration ago", s)
 	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return sinceStart{pos: events.Position{Time: now.Add(-d)}}, nil
+	if t.IsZero() { // the zero time would read as "no position": start at the first event
+		return sinceStart{pos: events.Position{Seq: 1}}, nil
 	}
-	return sinceStart{}, fmt.Errorf("--since %q: want a sequence number, an RFC 3339 time or a positive duration", s)
+	return sinceStart{pos: events.Position{Time: t}}, nil
 }
 
 // tailLine is one event in --json output.

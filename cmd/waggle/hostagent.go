@@ -7,13 +7,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/hostagent"
+	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
 // hostAgentOptions are the flags of `waggle hostagent` that are not fields of hostagent.Config.
 type hostAgentOptions struct {
-	natsURL, gossipKey, cacheDir, accel, init, qemuUser, logLevel string
+	natsURL, gossipKey, cacheDir, accel, init, qemuUser, logLevel, egress string
 }
 
 func newHostAgentCmd() *cobra.Command {
@@ -51,6 +51,7 @@ func newHostAgentCmd() *cobra.Command {
 	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
 	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
 	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	f.StringVar(&o.egress, "egress", vnet.EgressNone, egressUsage)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("host-id")
 	return cmd
@@ -78,15 +79,11 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions) 
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(o.natsURL, nats.Name("waggle hostagent "+cfg.HostID), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", o.natsURL, err)
-	}
-	defer nc.Close()
-	log, err := events.OpenLog(ctx, nc)
+	nc, log, err := connectEventLog(ctx, o.natsURL, "waggle hostagent "+cfg.HostID)
 	if err != nil {
 		return err
 	}
+	defer nc.Close()
 	agent, err := hostagent.New(cfg, log, nc, machines)
 	if err != nil {
 		return err

@@ -1,47 +1,16 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"text/tabwriter"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/projector"
 )
-
-// openEventLog connects to NATS at url and opens the event log; close ends the connection.
-func openEventLog(ctx context.Context, url, client string) (*events.Log, func(), error) {
-	nc, err := nats.Connect(url, nats.Name(client), nats.MaxReconnects(-1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
-	}
-	l, err := events.OpenLog(ctx, nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return l, nc.Close, nil
-}
-
-// natsURLFlag adds the persistent --nats-url flag to cmd.
-func natsURLFlag(cmd *cobra.Command) *string {
-	url := new(string)
-	cmd.PersistentFlags().StringVar(url, "nats-url", nats.DefaultURL, "NATS server URL")
-	return url
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
 
 func newProjectorCmd() *cobra.Command {
 	cfg := projector.DefaultConfig()
@@ -83,12 +52,7 @@ func newProjectorCmd() *cobra.Command {
 		Use:   "rebuild",
 		Short: "Fold the whole log into fresh buckets, then swap them in; prints the new view's hash",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, closeNC, err := openEventLog(cmd.Context(), *natsURL, "waggle-projector-rebuild")
-			if err != nil {
-				return err
-			}
-			defer closeNC()
+		RunE: withEventLog(natsURL, "waggle-projector-rebuild", func(cmd *cobra.Command, _ []string, l *events.Log) error {
 			res, err := projector.Rebuild(cmd.Context(), l, cfg.Store)
 			if err != nil {
 				return err
@@ -99,7 +63,7 @@ func newProjectorCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "generation %d (%s, %s) at seq %d: %d environments, %d hosts, %d events refused, in %s\nview hash %s\n",
 				res.Generation.Gen, res.Generation.Envs, res.Generation.Hosts, res.Seq, res.Envs, res.Hosts, res.Refused, res.Took, res.Hash)
 			return nil
-		},
+		}),
 	}
 	rebuild.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	rebuild.Flags().IntVar(&cfg.Store.Replicas, "replicas", cfg.Store.Replicas, "replicas of the new buckets")
@@ -108,12 +72,7 @@ func newProjectorCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show the live generation, the applied sequence, the lag and every replica's consumer",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, closeNC, err := openEventLog(cmd.Context(), *natsURL, "waggle-projector-status")
-			if err != nil {
-				return err
-			}
-			defer closeNC()
+		RunE: withEventLog(natsURL, "waggle-projector-status", func(cmd *cobra.Command, _ []string, l *events.Log) error {
 			st, err := projector.ReadStatus(cmd.Context(), l)
 			if err != nil {
 				return err
@@ -130,11 +89,9 @@ func newProjectorCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%v\n", r.Name, r.Delivered, r.AckFloor, r.AckPending, r.Pending, r.Active)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(runCmd, rebuild, status)
 	return cmd
 }
-
-func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/mcp"
 	"github.com/waggle-dev/waggle/projector"
 	"github.com/waggle-dev/waggle/router"
@@ -29,15 +26,11 @@ func newRouterCmd() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			nc, err := nats.Connect(*natsURL, nats.Name("waggle-router-"+cfg.ID), nats.MaxReconnects(-1))
-			if err != nil {
-				return fmt.Errorf("connect to NATS at %s: %w", *natsURL, err)
-			}
-			defer nc.Close()
-			log, err := events.OpenLog(ctx, nc)
+			nc, log, err := connectEventLog(ctx, *natsURL, "waggle-router-"+cfg.ID)
 			if err != nil {
 				return err
 			}
+			defer nc.Close()
 			view, err := projector.NewReader(log.JetStream())
 			if err != nil {
 				return err

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/router"
 )
 
@@ -17,17 +17,15 @@ func newTokenCmd() *cobra.Command {
 		Short: "Create, list and revoke API keys (stored hashed in the waggle_tokens bucket)",
 	}
 	natsURL := natsURLFlag(cmd)
-	open := func(ctx context.Context) (*router.Tokens, func(), error) {
-		l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-token")
-		if err != nil {
-			return nil, nil, err
-		}
-		toks, err := router.OpenTokens(ctx, l.JetStream())
-		if err != nil {
-			closeNC()
-			return nil, nil, err
-		}
-		return toks, closeNC, nil
+	// withTokens is a RunE that opens the key store and runs fn with it.
+	withTokens := func(fn func(cmd *cobra.Command, args []string, toks *router.Tokens) error) func(*cobra.Command, []string) error {
+		return withEventLog(natsURL, "waggle-token", func(cmd *cobra.Command, args []string, l *events.Log) error {
+			toks, err := router.OpenTokens(cmd.Context(), l.JetStream())
+			if err != nil {
+				return err
+			}
+			return fn(cmd, args, toks)
+		})
 	}
 
 	var tenant, name string
@@ -35,19 +33,14 @@ func newTokenCmd() *cobra.Command {
 		Use:   "create --tenant T [--name N]",
 		Short: "Create an API key for a tenant; prints only the key",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			toks, closeNC, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeNC()
+		RunE: withTokens(func(cmd *cobra.Command, _ []string, toks *router.Tokens) error {
 			key, _, err := toks.Create(cmd.Context(), tenant, name)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), key)
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&tenant, "tenant", "", "tenant the key acts for (required)")
 	create.Flags().StringVar(&name, "name", "", "a note on what the key is for")
@@ -57,12 +50,7 @@ func newTokenCmd() *cobra.Command {
 		Use:   "ls",
 		Short: "List API keys (ids, tenants, names; never the keys)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			toks, closeNC, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeNC()
+		RunE: withTokens(func(cmd *cobra.Command, _ []string, toks *router.Tokens) error {
 			list, err := toks.List(cmd.Context())
 			if err != nil {
 				return err
@@ -77,26 +65,21 @@ func newTokenCmd() *cobra.Command {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Tenant, t.Name, t.Created.Format(time.RFC3339), revoked)
 			}
 			return w.Flush()
-		},
+		}),
 	}
 
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke an API key; it stops working at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			toks, closeNC, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeNC()
+		RunE: withTokens(func(cmd *cobra.Command, args []string, toks *router.Tokens) error {
 			t, err := toks.Revoke(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "revoked key %s of tenant %s\n", t.ID, t.Tenant)
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(create, ls, revoke)
 	return cmd

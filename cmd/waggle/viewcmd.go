@@ -22,17 +22,8 @@ func newEnvCmd() *cobra.Command {
 		Use:   "ls [--tenant T] [--host H] [--json] [--hash]",
 		Short: "List environments (and the sequence the view reflects); --hash prints the whole view's hash",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: withView(natsURL, "waggle-env", func(cmd *cobra.Command, _ []string, _ *events.Log, r *projector.Reader) error {
 			ctx := cmd.Context()
-			l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-env")
-			if err != nil {
-				return err
-			}
-			defer closeNC()
-			r, err := projector.NewReader(l.JetStream())
-			if err != nil {
-				return err
-			}
 			view, err := r.View(ctx)
 			if err != nil {
 				return err
@@ -59,28 +50,19 @@ func newEnvCmd() *cobra.Command {
 				fmt.Fprintf(out, "view hash %s\n", view.Hash())
 			}
 			return nil
-		},
+		}),
 	}
 	ls.Flags().StringVar(&tenant, "tenant", "", "only environments of this tenant")
 	ls.Flags().StringVar(&host, "host", "", "only environments on this host")
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	ls.Flags().BoolVar(&withHash, "hash", false, "print the hash of the whole view (compare with `waggle replay`)")
+	ls.Flags().BoolVar(&withHash, "hash", false, "print the hash of the whole view (compare with waggle replay)")
 
 	get := &cobra.Command{
 		Use:   "get ID",
 		Short: "Show one environment and its full event history",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: withView(natsURL, "waggle-env", func(cmd *cobra.Command, args []string, l *events.Log, r *projector.Reader) error {
 			ctx := cmd.Context()
-			l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-env")
-			if err != nil {
-				return err
-			}
-			defer closeNC()
-			r, err := projector.NewReader(l.JetStream())
-			if err != nil {
-				return err
-			}
 			id := args[0]
 			if err := events.ValidID(id); err != nil {
 				return err
@@ -105,7 +87,7 @@ func newEnvCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", ev.Seq, ev.Stored.UTC().Format(time.RFC3339Nano), ev.Type, ev.Principal, ev.Data)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	get.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(ls, get)
@@ -120,17 +102,8 @@ func newHostsCmd() *cobra.Command {
 		Use:   "ls",
 		Short: "List hosts: state, capacity, allocation",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: withView(natsURL, "waggle-hosts", func(cmd *cobra.Command, _ []string, _ *events.Log, r *projector.Reader) error {
 			ctx := cmd.Context()
-			l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-hosts")
-			if err != nil {
-				return err
-			}
-			defer closeNC()
-			r, err := projector.NewReader(l.JetStream())
-			if err != nil {
-				return err
-			}
 			seq, err := r.Freshness(ctx)
 			if err != nil {
 				return err
@@ -148,11 +121,23 @@ func newHostsCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "view at seq %d\n", seq)
 			return nil
-		},
+		}),
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(ls)
 	return cmd
+}
+
+// withView is a command's RunE that opens the event log and the view's reader, and runs fn with
+// both.
+func withView(natsURL *string, client string, fn func(cmd *cobra.Command, args []string, l *events.Log, r *projector.Reader) error) func(*cobra.Command, []string) error {
+	return withEventLog(natsURL, client, func(cmd *cobra.Command, args []string, l *events.Log) error {
+		r, err := projector.NewReader(l.JetStream())
+		if err != nil {
+			return err
+		}
+		return fn(cmd, args, l, r)
+	})
 }
 
 func fmtTime(t time.Time) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/guestclient"
 	"github.com/waggle-dev/waggle/hostagent/vm"
 	"github.com/waggle-dev/waggle/hostagent/vm/shim"
+	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 	"github.com/waggle-dev/waggle/images"
 )
 
@@ -29,10 +30,10 @@ func newVMCmd() *cobra.Command {
 
 // vmRunOptions are the flags of `waggle vm run`.
 type vmRunOptions struct {
-	dataDir, image, accel, init, qemuUser string
-	memory, cpus, disk                    int
-	timeout                               time.Duration
-	verbose                               bool
+	dataDir, image, accel, init, qemuUser, egress string
+	memory, cpus, disk                            int
+	timeout                                       time.Duration
+	verbose                                       bool
 }
 
 func newVMRunCmd() *cobra.Command {
@@ -49,13 +50,14 @@ func newVMRunCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "data directory: VM state in vms/, kernel and images in cache/")
-	f.StringVar(&o.image, "image", "", "built image to boot (see `waggle images ls`)")
+	f.StringVar(&o.image, "image", "", "built image to boot (see waggle images ls)")
 	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
 	f.IntVar(&o.memory, "memory", 512, "guest memory in MiB")
 	f.IntVar(&o.cpus, "cpus", 1, "guest CPUs")
 	f.IntVar(&o.disk, "disk", 2048, "guest root disk size in MiB")
 	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
 	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	f.StringVar(&o.egress, "egress", vnet.EgressNone, egressUsage)
 	f.DurationVar(&o.timeout, "timeout", 0, "kill the command after this long (0: no limit)")
 	f.BoolVar(&o.verbose, "verbose", false, "log the VM's boot stages")
 	_ = cmd.MarkFlagRequired("image")
@@ -85,6 +87,7 @@ func runVM(cmd *cobra.Command, o vmRunOptions, argv []string) error {
 	cfg.StateDir, cfg.CacheDir = o.dataDir, cacheDir(o.dataDir)
 	cfg.WaggleBinary, cfg.InitBinary = self, initBin
 	cfg.Accel, cfg.QEMUUser, cfg.Logger = o.accel, o.qemuUser, logger
+	cfg.Egress = o.egress
 	mgr, err := vm.NewManager(cfg)
 	if err != nil {
 		return err

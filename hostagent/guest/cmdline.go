@@ -144,10 +144,15 @@ func checkHostname(h string) error {
 			return fmt.Errorf("invalid host name %q", h)
 		}
 		for _, c := range []byte(label) {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			if !hostnameByte(c) {
 				return fmt.Errorf("invalid host name %q", h)
 			}
 		}
 	}
 	return nil
+}
+
+// hostnameByte reports whether c may stand in a host name label: a letter, a digit or '-'.
+func hostnameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-'
 }

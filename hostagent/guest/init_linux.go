@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGPWR, unix.SIGINT, unix.SIGCHLD)
 	// Ctrl-Alt-Del sends SIGINT to PID 1 instead of rebooting at once.
-	unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 
 	err := b.run(ctx, sigs)
 	return b.powerOff(err)
@@ -244,7 +244,8 @@ func (b *boot) serve(ctx context.Context, sigs <-chan os.Signal) error {
 		}
 		cancel()
 		select {
-		case <-served:
+		case err := <-served:
+			b.log.Debug("ssh server stopped", "err", err)
 		case <-time.After(b.cfg.ShutdownGrace):
 		}
 		return nil
@@ -260,12 +261,12 @@ func (b *boot) powerOff(cause error) error {
 		b.log.Info("powering off", "uptime_ms", msSince(b.start))
 	}
 	// kill(-1) from PID 1 reaches every process but PID 1 itself.
-	syscall.Kill(-1, syscall.SIGTERM)
+	_ = syscall.Kill(-1, syscall.SIGTERM) // ESRCH: no process left
 	deadline := time.Now().Add(b.cfg.ShutdownGrace)
 	for reapAll() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	syscall.Kill(-1, syscall.SIGKILL)
+	_ = syscall.Kill(-1, syscall.SIGKILL)
 	deadline = time.Now().Add(b.cfg.ShutdownGrace)
 	for reapAll() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

@@ -108,7 +108,7 @@ func (r *reaper) reap() {
 	for _, pid := range zombies {
 		if _, mine := r.owned[pid]; !mine {
 			var ws unix.WaitStatus
-			unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil) // ECHILD: reaped meanwhile
 		}
 	}
 }

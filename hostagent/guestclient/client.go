@@ -61,9 +61,9 @@ func Dial(ctx context.Context, conn net.Conn, signer ssh.Signer, opts ...Option)
 		o(cfg)
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		_ = conn.SetDeadline(dl) // a broken conn fails the handshake
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	sc, chans, reqs, err := ssh.NewClientConn(conn, "guest", cfg)
 	if !stop() || ctx.Err() != nil {
 		if err == nil {
@@ -76,7 +76,7 @@ func Dial(ctx context.Context, conn net.Conn, signer ssh.Signer, opts ...Option)
 		conn.Close()
 		return nil, fmt.Errorf("guest ssh handshake: %w", err)
 	}
-	conn.SetDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	return &Client{ssh: ssh.NewClient(sc, chans, reqs)}, nil
 }
 

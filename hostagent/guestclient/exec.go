@@ -79,7 +79,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 	// Opening a session and starting the command wait for the guest's replies; a guest that
 	// does not answer must not outlive ctx.
 	sess, err := do(ctx, func() (*ssh.Session, error) { return c.start(req, payload, stdout, stderr) },
-		func() {}, func(s *ssh.Session) { s.Signal(ssh.SIGKILL); s.Close() })
+		func() {}, killSession)
 	if err != nil {
 		return ExecResult{ExitCode: -1}, fmt.Errorf("exec: %w", err)
 	}
@@ -194,14 +194,20 @@ func setenv(sess *ssh.Session, req ExecRequest) error {
 	return nil
 }
 
+// killSession kills the session's process group in the guest and closes the session; a session
+// already gone has nothing left to kill.
+func killSession(sess *ssh.Session) {
+	_ = sess.Signal(ssh.SIGKILL)
+	sess.Close()
+}
+
 // errUnresponsive reports a guest that did not confirm the end of a killed session.
 var errUnresponsive = fmt.Errorf("%w: the guest did not end a killed session within %s", ErrClosed, killWait)
 
 // kill kills the session's process group in the guest, closes the session, and waits (bounded)
 // for the session to end.
 func kill(sess *ssh.Session, done <-chan error) error {
-	sess.Signal(ssh.SIGKILL)
-	sess.Close()
+	killSession(sess)
 	select {
 	case err := <-done:
 		return err

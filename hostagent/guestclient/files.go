@@ -249,7 +249,7 @@ func (c *Client) sftpClient() (*sftp.Client, error) {
 	}
 	c.sftp = sc
 	go func() {
-		sc.Wait()
+		_ = sc.Wait() // however the session ended, the next file operation opens a new one
 		c.dropSFTP(sc)
 	}()
 	return sc, nil

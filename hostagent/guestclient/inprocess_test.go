@@ -204,7 +204,7 @@ func TestTooManySessions(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i := range 2 {
 		wg.Go(func() {
-			c.Exec(ctx, guestclient.ExecRequest{Argv: []string{"sh", "-c", `: > "started-$1"; exec sleep 30`, "sh", strconv.Itoa(i)}})
+			_, _ = c.Exec(ctx, guestclient.ExecRequest{Argv: []string{"sh", "-c", `: > "started-$1"; exec sleep 30`, "sh", strconv.Itoa(i)}})
 		})
 	}
 	waitUntil(t, func() bool {

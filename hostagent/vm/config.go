@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/waggle-dev/waggle/hostagent/vm/cgroup"
+	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
 // Config configures a Manager. Every field has a usable default except the paths.
@@ -38,10 +39,12 @@ type Config struct {
 	// BootTimeout bounds one boot attempt; BootAttempts is the number of attempts.
 	BootTimeout  time.Duration
 	BootAttempts int
-	// Defaults for LaunchSpec fields left 0.
+	// Defaults for LaunchSpec fields left 0 or empty. Egress is a policy as vnet.ParsePolicy
+	// reads it: "none" (the default), "packages" or "allow:HOST|CIDR,...".
 	CPUs      int
 	MemoryMiB int
 	DiskMiB   int
+	Egress    string
 	Logger    *slog.Logger
 }
 
@@ -62,6 +65,7 @@ func DefaultConfig() Config {
 		CPUs:           1,
 		MemoryMiB:      512,
 		DiskMiB:        2048,
+		Egress:         vnet.EgressNone,
 		Logger:         slog.Default(),
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/vm/kernel"
 	"github.com/waggle-dev/waggle/hostagent/vm/qemu"
 	"github.com/waggle-dev/waggle/hostagent/vm/shim"
+	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
 // Manager launches VMs and adopts running ones.
@@ -56,6 +57,9 @@ type LaunchSpec struct {
 	MemoryMiB int
 	// DiskMiB is the size of the VM's root disk (the base image plus what the guest writes).
 	DiskMiB int
+	// Egress is the VM's egress policy (see Config.Egress); empty means the Manager's default.
+	// The VM's shim enforces it for the VM's whole life.
+	Egress string
 }
 
 // NewManager checks cfg and returns a Manager. The kernel and initramfs are prepared on the
@@ -83,7 +87,11 @@ func NewManager(cfg Config) (*Manager, error) {
 	setDefault(&cfg.CPUs, def.CPUs)
 	setDefault(&cfg.MemoryMiB, def.MemoryMiB)
 	setDefault(&cfg.DiskMiB, def.DiskMiB)
+	setDefault(&cfg.Egress, def.Egress)
 	setDefault(&cfg.Logger, def.Logger)
+	if _, err := vnet.ParsePolicy(cfg.Egress); err != nil {
+		return nil, fmt.Errorf("vm: egress: %w", err)
+	}
 	for _, p := range []*string{&cfg.StateDir, &cfg.CacheDir, &cfg.WaggleBinary, &cfg.InitBinary} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
@@ -184,6 +192,11 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 	setDefault(&spec.CPUs, m.cfg.CPUs)
 	setDefault(&spec.MemoryMiB, m.cfg.MemoryMiB)
 	setDefault(&spec.DiskMiB, m.cfg.DiskMiB)
+	setDefault(&spec.Egress, m.cfg.Egress)
+	egress, err := vnet.ParsePolicy(spec.Egress)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: egress: %w", spec.ID, err)
+	}
 	log := m.cfg.Logger.With("vm", spec.ID)
 
 	// Stage: directory.
@@ -240,6 +253,7 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 		SilenceCPU:     m.cfg.SilenceCPU,
 		BootTimeout:    m.cfg.BootTimeout,
 		Attempts:       m.cfg.BootAttempts,
+		Egress:         egress,
 	}
 	if err := shim.WriteSpec(dir, sspec); err != nil {
 		return nil, fmt.Errorf("vm %s: shim: %w", spec.ID, err)
@@ -256,7 +270,8 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 		return nil, fmt.Errorf("vm %s: boot: %w%s", spec.ID, err, consoleTail(dir))
 	}
 	mach.setState(st)
-	log.Info("vm ready", "boot_seconds", st.BootSeconds, "attempts", st.Attempts, "accel", prep.accel)
+	log.Info("vm ready", "boot_seconds", st.BootSeconds, "attempts", st.Attempts, "accel", prep.accel,
+		"egress", egress.String())
 	return mach, nil
 }
 

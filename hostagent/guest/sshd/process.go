@@ -91,12 +91,12 @@ func (p *process) pid() int { return p.cmd.Process.Pid }
 // left of its process group and returns the exit status.
 func (p *process) run(ch ssh.Channel, grace time.Duration) exitStatus {
 	go func() {
-		io.Copy(p.stdin, ch)
+		_, _ = io.Copy(p.stdin, ch) // until the client closes its side or the process exits
 		p.stdin.Close()
 	}()
 	var out sync.WaitGroup
-	out.Go(func() { io.Copy(ch, p.stdout) })
-	out.Go(func() { io.Copy(ch.Stderr(), p.stderr) })
+	out.Go(func() { _, _ = io.Copy(ch, p.stdout) })
+	out.Go(func() { _, _ = io.Copy(ch.Stderr(), p.stderr) })
 	drained := make(chan struct{})
 	go func() { out.Wait(); close(drained) }()
 
@@ -108,7 +108,7 @@ func (p *process) run(ch ssh.Channel, grace time.Duration) exitStatus {
 	case <-drained:
 	case <-time.After(grace):
 		// Processes left in the group still hold stdout or stderr open.
-		p.signalGroup(syscall.SIGKILL)
+		p.killGroup()
 		select {
 		case <-drained:
 		case <-time.After(grace):
@@ -155,13 +155,13 @@ func (p *process) signalGroup(sig syscall.Signal) error {
 	return syscall.Kill(-pgid, sig)
 }
 
-// killGroup kills the process group (idempotent).
-func (p *process) killGroup() { p.signalGroup(syscall.SIGKILL) }
+// killGroup kills the process group (idempotent: a group already gone is no error to act on).
+func (p *process) killGroup() { _ = p.signalGroup(syscall.SIGKILL) }
 
 // buryGroup kills what is left of the group after the leader was waited for, and marks the
 // group gone so that no later signal can hit a group that reused its id.
 func (p *process) buryGroup() {
-	p.signalGroup(syscall.SIGKILL)
+	p.killGroup()
 	p.mu.Lock()
 	p.gone = true
 	p.mu.Unlock()

@@ -120,13 +120,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)) // a broken conn fails the handshake
 	conn, chans, reqs, err := ssh.NewServerConn(nc, s.sshCfg)
 	if err != nil {
 		s.log.Debug("ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 		return
 	}
-	nc.SetDeadline(time.Time{})
+	_ = nc.SetDeadline(time.Time{})
 	log := s.log.With("remote", nc.RemoteAddr().String())
 	log.Debug("ssh connection open")
 	var wg sync.WaitGroup
@@ -135,13 +135,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	slots := make(chan struct{}, s.cfg.MaxSessions)
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
-			nch.Reject(ssh.UnknownChannelType, "only session channels are served")
+			_ = nch.Reject(ssh.UnknownChannelType, "only session channels are served")
 			continue
 		}
 		select {
 		case slots <- struct{}{}:
 		default:
-			nch.Reject(ssh.ResourceShortage, "too many sessions")
+			_ = nch.Reject(ssh.ResourceShortage, "too many sessions")
 			continue
 		}
 		ch, chReqs, err := nch.Accept()
@@ -161,13 +161,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 func (s *Server) globalRequests(reqs <-chan *ssh.Request) {
 	for req := range reqs {
 		if req.Type == wire.PowerOffRequest && s.cfg.PowerOff != nil {
-			req.Reply(true, nil)
+			_ = req.Reply(true, nil)
 			s.log.Info("power-off requested over ssh")
 			s.cfg.PowerOff()
 			continue
 		}
 		if req.WantReply {
-			req.Reply(false, nil)
+			_ = req.Reply(false, nil)
 		}
 	}
 }

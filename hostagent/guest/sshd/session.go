@@ -36,7 +36,7 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request, log *slo
 	for req := range reqs {
 		ok := ss.handle(req)
 		if req.WantReply {
-			req.Reply(ok, nil)
+			_ = req.Reply(ok, nil) // fails only when the client is gone
 		}
 		if ss.launch != nil {
 			go ss.launch()
@@ -177,18 +177,19 @@ func (ss *session) start(argv []string, report bool) bool {
 	return true
 }
 
-// finish reports the exit status and closes the channel.
+// finish reports the exit status and closes the channel. Errors mean the client is gone, and
+// there is no one left to tell.
 func (ss *session) finish(st exitStatus) {
-	ss.ch.CloseWrite()
+	_ = ss.ch.CloseWrite()
 	if st.signal != "" {
-		ss.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+		_, _ = ss.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
 			Signal     string
 			CoreDumped bool
 			Error      string
 			Lang       string
 		}{Signal: st.signal, CoreDumped: st.core}))
 	} else {
-		ss.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(st.code)}))
+		_, _ = ss.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(st.code)}))
 	}
 	ss.ch.Close()
 }

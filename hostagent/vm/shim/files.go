@@ -9,6 +9,7 @@ import (
 
 	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
 	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
+	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
 // Names of the files in a VM's directory.
@@ -43,6 +44,8 @@ type Spec struct {
 	// BootTimeout bounds one boot attempt.
 	BootTimeout time.Duration `json:"boot_timeout"`
 	Attempts    int           `json:"attempts"`
+	// Egress is what the guest may connect to; the zero Policy allows nothing.
+	Egress vnet.Policy `json:"egress"`
 }
 
 // Phases of a VM, as reported in State.

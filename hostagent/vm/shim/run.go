@@ -78,7 +78,7 @@ func Serve(ctx context.Context, dir string, ctl, sshLn net.Listener, logger *slo
 		return fmt.Errorf("shim: %w", err)
 	}
 	defer netLn.Close()
-	network, err := vnet.New(logger)
+	network, err := vnet.New(logger, spec.Egress)
 	if err != nil {
 		return err
 	}

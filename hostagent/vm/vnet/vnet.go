@@ -1,6 +1,26 @@
 // Package vnet runs one VM's user-space network: a gvisor-tap-vsock stack that QEMU's
 // `-netdev stream` socket plugs into, through a frame filter that lets the host reach the
-// guest's SSH server and refuses every connection the guest starts (no egress).
+// guest's SSH server and enforces the VM's egress Policy on every connection the guest starts.
+//
+// Egress is enforced in the shim, where the guest cannot change it, by IP address:
+//   - DNS: the guest's resolver is the gateway. The relay answers those queries itself (the
+//     stack's own DNS server, which would resolve any name through the host and so carry data
+//     out, is never reached): A records for the policy's host names, resolved on the host
+//     (IPv4 only, cached for a minute, refused ranges removed), an empty answer for their
+//     other record types, NXDOMAIN for every other name. DNS over TCP and to other servers is
+//     dropped.
+//   - TCP: a SYN passes to the stack's forwarder (which dials from the host) only to ports
+//     80/443 of an address an allowed name resolved to in the last 15 minutes, or of an
+//     allowed network, and never to the refused ranges (Refused); other SYNs get a RST, so
+//     tools fail at once. The rest of a connection passes when its destination is public on
+//     80/443: the forwarder opens connections only on a SYN.
+//   - Everything else (UDP, ICMP, IPv6, fragments) is dropped.
+//
+// Limits: an allowed address may serve other sites too (package indexes sit on shared CDNs,
+// so the guest can reach whatever else that CDN address serves, by SNI or Host header); a
+// guest that learned an address keeps reaching it for 15 minutes after its name last resolved
+// to it; names are matched exactly (a redirect to another host name needs that name allowed
+// too); and the guest has no IPv6 egress.
 package vnet
 
 import (
@@ -11,8 +31,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
@@ -32,12 +56,15 @@ const (
 // Network is one VM's virtual network.
 type Network struct {
 	vn     *virtualnetwork.VirtualNetwork
+	egress *egress // nil: no egress
 	logger *slog.Logger
 }
 
-// New creates the stack. It has no port forwards and no NAT; the filter in ServeQEMU keeps the
-// guest from using the stack's outbound forwarders.
-func New(logger *slog.Logger) (*Network, error) {
+// New creates the stack for a guest with the given egress policy. The stack has no port
+// forwards; its outbound forwarder (which dials from this host) sees only the connections
+// Classify lets through, and its own DNS server is never reached: the relay answers the
+// guest's queries itself, for the policy's host names only.
+func New(logger *slog.Logger, policy Policy) (*Network, error) {
 	vn, err := virtualnetwork.New(&types.Configuration{
 		MTU:               mtu,
 		Subnet:            Subnet,
@@ -48,11 +75,21 @@ func New(logger *slog.Logger) (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vnet: %w", err)
 	}
-	return &Network{vn: vn, logger: logger}, nil
+	n := &Network{vn: vn, logger: logger}
+	if !policy.None() {
+		n.egress = newEgress(policy, func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		})
+	}
+	return n, nil
 }
 
+// maxDNSInFlight bounds the guest's DNS queries being answered at once; more are dropped
+// (the guest's resolver retries).
+const maxDNSInFlight = 8
+
 // ServeQEMU carries frames between QEMU's stream socket and the stack until either side
-// closes or ctx ends. Frames from the guest pass only if AllowFromGuest says so.
+// closes or ctx ends. Frames from the guest are judged by Classify.
 func (n *Network) ServeQEMU(ctx context.Context, qemu net.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -64,13 +101,14 @@ func (n *Network) ServeQEMU(ctx context.Context, qemu net.Conn) error {
 		qemu.Close()
 		relaySide.Close()
 	}()
+	guest := &frameWriter{w: qemu}
 	go func() {
-		// Stack to guest: unfiltered.
-		_, _ = io.Copy(qemu, relaySide)
+		// Stack to guest: unfiltered, a whole frame at a time (the relay writes its own too).
+		_ = copyFrames(relaySide, guest.write)
 		cancel()
 	}()
 	go func() {
-		err := n.relayFromGuest(relaySide, qemu)
+		err := n.relayFromGuest(ctx, relaySide, qemu, guest)
 		// QEMU going away (EOF, or a reset when it is killed) is the normal end.
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) && ctx.Err() == nil {
 			n.logger.Warn("guest frame relay ended", "err", err)
@@ -84,35 +122,101 @@ func (n *Network) ServeQEMU(ctx context.Context, qemu net.Conn) error {
 	return err
 }
 
-// relayFromGuest copies length-prefixed frames from the guest to the stack, dropping those
-// the filter refuses.
-func (n *Network) relayFromGuest(dst io.Writer, src io.Reader) error {
+// frameWriter writes whole length-prefixed frames to QEMU, one at a time.
+type frameWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+func (f *frameWriter) write(frame []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buf = binary.BigEndian.AppendUint32(f.buf[:0], uint32(len(frame)))
+	f.buf = append(f.buf, frame...)
+	_, err := f.w.Write(f.buf)
+	return err
+}
+
+// maxFrame bounds a frame on the stream socket.
+const maxFrame = 65536
+
+// copyFrames reads length-prefixed frames from src and hands each to put, until an error.
+// The frame passed to put is only valid during the call.
+func copyFrames(src io.Reader, put func([]byte) error) error {
 	var size [4]byte
-	buf := make([]byte, 65536+4)
-	dropped := 0
+	buf := make([]byte, maxFrame)
 	for {
 		if _, err := io.ReadFull(src, size[:]); err != nil {
 			return err
 		}
 		l := binary.BigEndian.Uint32(size[:])
-		if l > 65536 {
+		if l > maxFrame {
 			return fmt.Errorf("frame of %d bytes", l)
 		}
-		frame := buf[4 : 4+l]
+		frame := buf[:l]
 		if _, err := io.ReadFull(src, frame); err != nil {
 			return err
 		}
-		if !AllowFromGuest(frame) {
-			dropped++
-			if dropped&(dropped-1) == 0 { // log 1, 2, 4, 8, ... drops
-				n.logger.Info("dropped guest frame", "total", dropped, "len", l)
-			}
-			continue
-		}
-		copy(buf[:4], size[:])
-		if _, err := dst.Write(buf[:4+l]); err != nil {
+		if err := put(frame); err != nil {
 			return err
 		}
+	}
+}
+
+// relayFromGuest copies frames from the guest to the stack as Classify says: passing,
+// dropping or refusing them, or answering DNS queries itself.
+func (n *Network) relayFromGuest(ctx context.Context, stack io.Writer, src io.Reader, guest *frameWriter) error {
+	toStack := &frameWriter{w: stack}
+	var allow AllowFunc
+	if n.egress != nil {
+		allow = n.egress.allow
+	}
+	var dropped, refused int
+	dns := make(chan struct{}, maxDNSInFlight)
+	return copyFrames(src, func(frame []byte) error {
+		switch Classify(frame, allow) {
+		case Pass:
+			return toStack.write(frame)
+		case Reset:
+			p, _ := parsePacket(frame)
+			refused++
+			if refused&(refused-1) == 0 { // log 1, 2, 4, 8, ... refusals
+				n.logger.Info("refused guest connection", "dst", netip.AddrPortFrom(p.dst, p.dport), "total", refused)
+			}
+			return guest.write(resetFrame(frame, p))
+		case Resolve:
+			select {
+			case dns <- struct{}{}:
+				frame := slices.Clone(frame)
+				go func() {
+					defer func() { <-dns }()
+					n.answerDNS(ctx, frame, guest)
+				}()
+			default:
+			}
+			return nil
+		}
+		dropped++
+		if dropped&(dropped-1) == 0 { // log 1, 2, 4, 8, ... drops
+			n.logger.Info("dropped guest frame", "total", dropped, "len", len(frame))
+		}
+		return nil
+	})
+}
+
+// answerDNS answers the guest's DNS query in frame.
+func (n *Network) answerDNS(ctx context.Context, frame []byte, guest *frameWriter) {
+	p, _ := parsePacket(frame)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reply, err := n.egress.answer(ctx, p.ip[p.ihl+8:])
+	if err != nil {
+		n.logger.Debug("guest dns query not answered", "err", err)
+		return
+	}
+	if err := guest.write(udpReplyFrame(frame, p, reply)); err != nil {
+		n.logger.Debug("guest dns reply", "err", err)
 	}
 }
 
