@@ -13,7 +13,8 @@ import (
 
 // hostAgentOptions are the flags of `waggle hostagent` that are not fields of hostagent.Config.
 type hostAgentOptions struct {
-	natsURL, gossipKey, cacheDir, accel, init, qemuUser, logLevel, egress string
+	natsURL, gossipKey, cacheDir, logLevel string
+	vm                                     vmOptions
 }
 
 func newHostAgentCmd() *cobra.Command {
@@ -48,10 +49,7 @@ func newHostAgentCmd() *cobra.Command {
 	f.IntVar(&cfg.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime (0: none)")
 	f.StringSliceVar(&cfg.WarmRuntimes, "warm-runtimes", cfg.WarmRuntimes, "runtimes the warm pool keeps")
 	f.StringVar(&cfg.Drain, "drain", cfg.Drain, "on stop: destroy the environments, or keep their VMs for the next start")
-	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
-	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
-	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
-	f.StringVar(&o.egress, "egress", vnet.EgressNone, egressUsage)
+	o.vm.addFlags(f, vnet.EgressNone)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("host-id")
 	return cmd

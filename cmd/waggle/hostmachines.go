@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/spf13/pflag"
+
 	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/hostagent/vm"
 )
@@ -23,8 +25,25 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// newVMMachines is the real microVM layer of one host agent whose state lives in stateDir.
-func newVMMachines(stateDir string, o hostAgentOptions, logger *slog.Logger) (hostagent.Machines, error) {
+// vmOptions are the flags of every command that boots VMs.
+type vmOptions struct {
+	accel, init, qemuUser, egress string
+}
+
+// addFlags defines the VM flags on f; commands that run guest code also take --egress, whose
+// default differs between them.
+func (o *vmOptions) addFlags(f *pflag.FlagSet, defaultEgress string) {
+	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
+	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
+	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	if defaultEgress != "" {
+		f.StringVar(&o.egress, "egress", defaultEgress, egressUsage)
+	}
+}
+
+// newManager is the microVM layer for VMs whose state lives in stateDir, with the kernel and
+// images in cacheDir; this binary is each VM's shim.
+func (o vmOptions) newManager(stateDir, cacheDir string, logger *slog.Logger) (*vm.Manager, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -33,12 +52,16 @@ func newVMMachines(stateDir string, o hostAgentOptions, logger *slog.Logger) (ho
 	if err != nil {
 		return nil, err
 	}
-	vcfg := vm.DefaultConfig()
-	vcfg.StateDir, vcfg.CacheDir = stateDir, o.cacheDir
-	vcfg.WaggleBinary, vcfg.InitBinary = self, initBin
-	vcfg.Accel, vcfg.QEMUUser, vcfg.Logger = o.accel, o.qemuUser, logger
-	vcfg.Egress = o.egress
-	mgr, err := vm.NewManager(vcfg)
+	cfg := vm.DefaultConfig()
+	cfg.StateDir, cfg.CacheDir = stateDir, cacheDir
+	cfg.WaggleBinary, cfg.InitBinary = self, initBin
+	cfg.Accel, cfg.QEMUUser, cfg.Egress, cfg.Logger = o.accel, o.qemuUser, o.egress, logger
+	return vm.NewManager(cfg)
+}
+
+// newVMMachines is the real microVM layer of one host agent whose state lives in stateDir.
+func newVMMachines(stateDir string, o hostAgentOptions, logger *slog.Logger) (hostagent.Machines, error) {
+	mgr, err := o.vm.newManager(stateDir, o.cacheDir, logger)
 	if err != nil {
 		return nil, err
 	}

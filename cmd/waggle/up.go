@@ -61,10 +61,7 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included)")
 	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
-	f.StringVar(&o.host.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
-	f.StringVar(&o.host.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
-	f.StringVar(&o.host.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
-	f.StringVar(&o.host.egress, "egress", vnet.EgressPackages, egressUsage)
+	o.host.vm.addFlags(f, vnet.EgressPackages)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -78,7 +75,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	if err := o.router.Validate(); err != nil {
 		return err
 	}
-	if _, err := vnet.ParsePolicy(o.host.egress); err != nil {
+	if _, err := vnet.ParsePolicy(o.host.vm.egress); err != nil {
 		return fmt.Errorf("--egress: %w", err)
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {

@@ -24,16 +24,17 @@ func newVMCmd() *cobra.Command {
 		Use:   "vm",
 		Short: "Run microVMs directly (a smoke test for a new host)",
 	}
-	cmd.AddCommand(newVMRunCmd(), newVMShimCmd())
+	cmd.AddCommand(newVMRunCmd(), newVMPrepareCmd(), newVMShimCmd())
 	return cmd
 }
 
 // vmRunOptions are the flags of `waggle vm run`.
 type vmRunOptions struct {
-	dataDir, image, accel, init, qemuUser, egress string
-	memory, cpus, disk                            int
-	timeout                                       time.Duration
-	verbose                                       bool
+	vm                 vmOptions
+	dataDir, image     string
+	memory, cpus, disk int
+	timeout            time.Duration
+	verbose            bool
 }
 
 func newVMRunCmd() *cobra.Command {
@@ -51,13 +52,10 @@ func newVMRunCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "data directory: VM state in vms/, kernel and images in cache/")
 	f.StringVar(&o.image, "image", "", "built image to boot (see waggle images ls)")
-	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
 	f.IntVar(&o.memory, "memory", 512, "guest memory in MiB")
 	f.IntVar(&o.cpus, "cpus", 1, "guest CPUs")
 	f.IntVar(&o.disk, "disk", 2048, "guest root disk size in MiB")
-	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
-	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
-	f.StringVar(&o.egress, "egress", vnet.EgressNone, egressUsage)
+	o.vm.addFlags(f, vnet.EgressNone)
 	f.DurationVar(&o.timeout, "timeout", 0, "kill the command after this long (0: no limit)")
 	f.BoolVar(&o.verbose, "verbose", false, "log the VM's boot stages")
 	_ = cmd.MarkFlagRequired("image")
@@ -75,20 +73,7 @@ func runVM(cmd *cobra.Command, o vmRunOptions, argv []string) error {
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	initBin, err := findInit(o.init, self)
-	if err != nil {
-		return err
-	}
-	cfg := vm.DefaultConfig()
-	cfg.StateDir, cfg.CacheDir = o.dataDir, cacheDir(o.dataDir)
-	cfg.WaggleBinary, cfg.InitBinary = self, initBin
-	cfg.Accel, cfg.QEMUUser, cfg.Logger = o.accel, o.qemuUser, logger
-	cfg.Egress = o.egress
-	mgr, err := vm.NewManager(cfg)
+	mgr, err := o.vm.newManager(o.dataDir, cacheDir(o.dataDir), logger)
 	if err != nil {
 		return err
 	}
@@ -142,6 +127,34 @@ func findInit(flag, self string) (string, error) {
 	}
 	return "", errors.New("waggle-init not found beside waggle or in PATH: build it with " +
 		"`CGO_ENABLED=0 go build -o " + beside + " ./cmd/waggle-init` or pass --init")
+}
+
+func newVMPrepareCmd() *cobra.Command {
+	var (
+		o       vmOptions
+		dataDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "prepare",
+		Short: "Fetch the guest kernel, build the initramfs and settle the acceleration (auto probes KVM once)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			mgr, err := o.newManager(dataDir, cacheDir(dataDir), logger)
+			if err != nil {
+				return err
+			}
+			accel, err := mgr.Accel(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "kernel and initramfs ready in %s; acceleration: %s\n", cacheDir(dataDir), accel)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "data directory; the kernel and initramfs go to its cache/")
+	o.addFlags(cmd.Flags(), "")
+	return cmd
 }
 
 func newVMShimCmd() *cobra.Command {
