@@ -148,17 +148,39 @@ func TestViewCommands(t *testing.T) {
 	}
 }
 
+// FuzzParseWhen checks that an absolute time does not depend on now while a duration counts
+// back from it, and that the zero time comes only from an input that names that instant
+// (0001-01-01, 0001-01-01T00:00:00Z, 0000-12-31T23:00:00-01:00, ...): it is a valid time,
+// which parseSince reads as "from the first event".
 func FuzzParseWhen(f *testing.F) {
 	now := time.Date(2026, 11, 26, 17, 0, 0, 0, time.UTC)
-	for _, s := range []string{"2026-11-26T17:00:00Z", "2026-11-26T17:00:00.5+01:00", "2026-11-26", "10m", "1h30m", "", "-5m", "yesterday"} {
+	for _, s := range []string{"2026-11-26T17:00:00Z", "2026-11-26T17:00:00.5+01:00", "2026-11-26", "10m", "1h30m", "", "-5m", "yesterday",
+		"0001-01-01", "0001-01-01T00:00:00Z", "0000-12-31T23:00:00-01:00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := parseWhen(s, now)
-		if err == nil && got.IsZero() && strings.TrimSpace(s) != "0001-01-01" {
-			t.Fatalf("%q parsed to the zero time without error", s)
+		if err != nil {
+			return
 		}
-		if d, derr := time.ParseDuration(strings.TrimSpace(s)); derr == nil && d > 0 && err == nil && got.After(now) {
+		later, err := parseWhen(s, now.Add(time.Hour))
+		if err != nil {
+			t.Fatalf("%q parsed at %v but not an hour later: %v", s, now, err)
+		}
+		trimmed := strings.TrimSpace(s)
+		d, derr := time.ParseDuration(trimmed)
+		isDuration := derr == nil && d >= 0
+		var wantMove time.Duration // an absolute time stays put
+		if isDuration {
+			wantMove = time.Hour
+		}
+		if moved := later.Sub(got); moved != wantMove {
+			t.Fatalf("%q moved by %v when now moved by an hour, want %v: %v, then %v", s, moved, wantMove, got, later)
+		}
+		if got.IsZero() && !strings.HasPrefix(trimmed, "0001-01-01") && !strings.HasPrefix(trimmed, "0000-12-31") {
+			t.Fatalf("%q parsed to the zero time without naming it", s)
+		}
+		if isDuration && d > 0 && got.After(now) {
 			t.Fatalf("duration %q is in the future: %v", s, got)
 		}
 	})

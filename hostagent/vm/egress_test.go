@@ -31,7 +31,8 @@ func countingListener(t *testing.T, addr string, n *atomic.Int32) string {
 				return
 			}
 			n.Add(1)
-			c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nhello\n"))
+			// The count is what tests check; a client that already hung up misses only the line.
+			_, _ = c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nhello\n"))
 			c.Close()
 		}
 	}()

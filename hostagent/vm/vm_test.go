@@ -172,30 +172,11 @@ func TestGuestHasNoEgress(t *testing.T) {
 	m := vmtest.Manager(t)
 	mach := vmtest.Launch(t, m, vm.LaunchSpec{ImagePath: vmtest.BusyboxImage(t)})
 	var accepted atomic.Int32
-	listen := func(addr string) string {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				accepted.Add(1)
-				c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nhello\n"))
-				c.Close()
-			}
-		}()
-		return ln.Addr().String()
-	}
-	loop := listen("127.0.0.1:0")
+	loop := countingListener(t, "127.0.0.1:0", &accepted)
 	_, port, _ := net.SplitHostPort(loop)
 	targets := []string{"192.168.127.1:" + port, "192.168.127.254:" + port, "10.0.2.2:" + port, loop}
 	if ip := hostIP(); ip != "" {
-		targets = append(targets, listen(net.JoinHostPort(ip, "0")))
+		targets = append(targets, countingListener(t, net.JoinHostPort(ip, "0"), &accepted))
 	}
 	if addrs, err := net.LookupHost("deb.debian.org"); err == nil && len(addrs) > 0 && net.ParseIP(addrs[0]).To4() != nil {
 		targets = append(targets, addrs[0]+":80") // reachable from the host, so only the filter stops it

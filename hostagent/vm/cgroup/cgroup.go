@@ -38,11 +38,11 @@ func Create(root, name string, l Limits) (*Group, error) {
 		return nil, fmt.Errorf("%w: %s", ErrUnavailable, parent)
 	}
 	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	for _, dir := range []string{parent, root} {
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpu +memory"), 0); err != nil {
-			return nil, fmt.Errorf("%w: enable controllers in %s: %v", ErrUnavailable, dir, err)
+			return nil, fmt.Errorf("%w: enable controllers in %s: %w", ErrUnavailable, dir, err)
 		}
 	}
 	path := filepath.Join(root, name)

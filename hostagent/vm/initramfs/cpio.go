@@ -47,7 +47,8 @@ func (w *Writer) Close() error {
 		return err
 	}
 	// The kernel does not need it, but cpio(1) and most readers expect 512-byte blocks.
-	return w.pad(512)
+	w.pad(512)
+	return w.err
 }
 
 func (w *Writer) entry(name string, mode uint32, data []byte) error {
@@ -78,6 +79,7 @@ func (w *Writer) entry(name string, mode uint32, data []byte) error {
 	return w.err
 }
 
+// write writes p unless an earlier write failed, and records its error in w.err.
 func (w *Writer) write(p []byte) {
 	if w.err != nil {
 		return
@@ -89,9 +91,9 @@ func (w *Writer) write(p []byte) {
 	}
 }
 
-func (w *Writer) pad(align int64) error {
+// pad writes zeros up to the next multiple of align. Like write, it records an error in w.err.
+func (w *Writer) pad(align int64) {
 	if rem := w.off % align; rem != 0 {
 		w.write(make([]byte, align-rem))
 	}
-	return w.err
 }

@@ -26,7 +26,7 @@ var ErrKVMUnusable = errors.New("kvm cannot boot the guest kernel")
 func ProbeKVM(ctx context.Context, binary, kernel string, timeout time.Duration) error {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrKVMUnusable, err)
+		return fmt.Errorf("%w: %w", ErrKVMUnusable, err)
 	}
 	f.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -48,7 +48,10 @@ func ProbeKVM(ctx context.Context, binary, kernel string, timeout time.Duration)
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: no panic within %s", ErrKVMUnusable, timeout)
 	}
-	return fmt.Errorf("%w: %v: %s", ErrKVMUnusable, runErr, lastLine(out.String()))
+	if runErr == nil {
+		return fmt.Errorf("%w: qemu exited without a panic: %s", ErrKVMUnusable, lastLine(out.String()))
+	}
+	return fmt.Errorf("%w: %w: %s", ErrKVMUnusable, runErr, lastLine(out.String()))
 }
 
 func lastLine(s string) string {

@@ -135,7 +135,11 @@ func (c *Client) call(ctx context.Context, op string) (State, error) {
 		return State{}, fmt.Errorf("shim %s: %w", op, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() {
+		// A past deadline wakes the blocked read or write below. It fails only when conn is
+		// already closed, and then nothing is left to wake.
+		_ = conn.SetDeadline(time.Unix(1, 0))
+	})
 	defer stop()
 	if err := json.NewEncoder(conn).Encode(Request{Op: op}); err != nil {
 		return State{}, fmt.Errorf("shim %s: %w", op, err)

@@ -37,7 +37,7 @@ func DecodeRequest(line []byte) (Request, error) {
 		return r, fmt.Errorf("%w: %d bytes", ErrBadRequest, len(line))
 	}
 	if err := json.Unmarshal(line, &r); err != nil {
-		return r, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return r, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	switch r.Op {
 	case OpStatus, OpWait, OpStop:

@@ -184,7 +184,9 @@ func TestRelay(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		guest.Close()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("ServeQEMU: %v", err)
+		}
 	})
 	send := func(frame []byte) {
 		t.Helper()
@@ -198,7 +200,9 @@ func TestRelay(t *testing.T) {
 	// recv returns the next IPv4 frame to the guest (the stack may send others, e.g. ARP).
 	recv := func() packet {
 		t.Helper()
-		guest.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := guest.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		for {
 			var size [4]byte
 			if _, err := io.ReadFull(guest, size[:]); err != nil {

@@ -105,7 +105,7 @@ func ParsePolicy(s string) (Policy, error) {
 	}
 	list, ok := strings.CutPrefix(s, egressAllow)
 	if !ok {
-		return Policy{}, fmt.Errorf("%w %q: want none, packages or allow:HOST,...", ErrBadPolicy, s)
+		return Policy{}, fmt.Errorf("%w %q: want none, packages or allow: and a comma-separated list of hosts and IPv4 CIDRs", ErrBadPolicy, s)
 	}
 	var p Policy
 	for item := range strings.SplitSeq(list, ",") {

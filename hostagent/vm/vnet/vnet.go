@@ -109,8 +109,9 @@ func (n *Network) ServeQEMU(ctx context.Context, qemu net.Conn) error {
 	}()
 	go func() {
 		err := n.relayFromGuest(ctx, relaySide, qemu, guest)
-		// QEMU going away (EOF, or a reset when it is killed) is the normal end.
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) && ctx.Err() == nil {
+		// The relay only ends on an error. QEMU going away (EOF, or a reset when it is killed)
+		// is the normal end, and so is anything after ctx ends.
+		if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) && ctx.Err() == nil {
 			n.logger.Warn("guest frame relay ended", "err", err)
 		}
 		cancel()
@@ -141,8 +142,9 @@ func (f *frameWriter) write(frame []byte) error {
 // maxFrame bounds a frame on the stream socket.
 const maxFrame = 65536
 
-// copyFrames reads length-prefixed frames from src and hands each to put, until an error.
-// The frame passed to put is only valid during the call.
+// copyFrames reads length-prefixed frames from src and hands each to put, until an error,
+// which it returns: the result is never nil, and io.EOF means src ended between frames (or
+// right after a frame's length). The frame passed to put is only valid during the call.
 func copyFrames(src io.Reader, put func([]byte) error) error {
 	var size [4]byte
 	buf := make([]byte, maxFrame)
@@ -165,7 +167,8 @@ func copyFrames(src io.Reader, put func([]byte) error) error {
 }
 
 // relayFromGuest copies frames from the guest to the stack as Classify says: passing,
-// dropping or refusing them, or answering DNS queries itself.
+// dropping or refusing them, or answering DNS queries itself. Like copyFrames, it runs until
+// an error and returns it, never nil.
 func (n *Network) relayFromGuest(ctx context.Context, stack io.Writer, src io.Reader, guest *frameWriter) error {
 	toStack := &frameWriter{w: stack}
 	var allow AllowFunc

@@ -21,17 +21,22 @@ func Lock(ctx context.Context, path string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+	var flockErr error
+	done := make(chan struct{}) // closed when flockErr is set
+	go func() {
+		flockErr = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		close(done)
+	}()
 	select {
-	case err := <-done:
-		if err != nil {
+	case <-done:
+		if flockErr != nil {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+			return nil, fmt.Errorf("lock %s: %w", path, flockErr)
 		}
 		return func() { f.Close() }, nil
 	case <-ctx.Done():
-		// Closing the file makes a late flock harmless: the lock dies with the descriptor.
+		// Closing the file makes a late flock harmless: the lock dies with the descriptor, so
+		// whether the flock succeeded or failed no longer matters.
 		go func() { <-done; f.Close() }()
 		return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
 	}
