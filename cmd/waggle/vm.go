@@ -95,9 +95,9 @@ func runVM(cmd *cobra.Command, o vmRunOptions, argv []string) error {
 	}
 	defer client.Close()
 	res, err := client.Exec(ctx, guestclient.ExecRequest{Argv: argv, Timeout: o.timeout, MaxOutput: -1})
-	cmd.OutOrStdout().Write(res.Stdout)
-	cmd.ErrOrStderr().Write(res.Stderr)
-	if err != nil {
+	_, outErr := cmd.OutOrStdout().Write(res.Stdout)
+	_, errErr := cmd.ErrOrStderr().Write(res.Stderr)
+	if err := errors.Join(err, outErr, errErr); err != nil {
 		return err
 	}
 	if res.TimedOut {
