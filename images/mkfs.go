@@ -19,22 +19,8 @@ type treeUsage struct {
 // usage measures rootDir without leaving its filesystem.
 func usage(rootDir string) (treeUsage, error) {
 	var u treeUsage
-	var rootStat unix.Stat_t
-	if err := unix.Lstat(rootDir, &rootStat); err != nil {
-		return u, fmt.Errorf("measure tree: %w", err)
-	}
 	seen := map[uint64]bool{}
-	err := filepath.WalkDir(rootDir, func(path string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err != nil {
-			return err
-		}
-		if st.Dev != rootStat.Dev {
-			return filepath.SkipDir
-		}
+	err := walkTree(rootDir, func(_ string, _ fs.DirEntry, st *unix.Stat_t) error {
 		if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			if seen[st.Ino] {
 				return nil
@@ -49,6 +35,28 @@ func usage(rootDir string) (treeUsage, error) {
 		return u, fmt.Errorf("measure tree: %w", err)
 	}
 	return u, nil
+}
+
+// walkTree calls fn with the lstat of every entry under rootDir that is on rootDir's
+// filesystem; mount points below it are not part of the image and are skipped.
+func walkTree(rootDir string, fn func(path string, d fs.DirEntry, st *unix.Stat_t) error) error {
+	var rootStat unix.Stat_t
+	if err := unix.Lstat(rootDir, &rootStat); err != nil {
+		return err
+	}
+	return filepath.WalkDir(rootDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil {
+			return err
+		}
+		if st.Dev != rootStat.Dev {
+			return filepath.SkipDir
+		}
+		return fn(path, d, &st)
+	})
 }
 
 // fsSize is the filesystem size for a tree: its content plus a tenth and 512 bytes per file for

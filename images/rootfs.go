@@ -246,22 +246,8 @@ func envFiles(env []string) (envText, error) {
 // (staying on its filesystem), so the sandbox user has no way to become root. It returns the
 // number of files changed.
 func harden(rootDir string) (int, error) {
-	var rootStat unix.Stat_t
-	if err := unix.Lstat(rootDir, &rootStat); err != nil {
-		return 0, fmt.Errorf("harden: %w", err)
-	}
 	n := 0
-	err := filepath.WalkDir(rootDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err != nil {
-			return err
-		}
-		if st.Dev != rootStat.Dev {
-			return filepath.SkipDir // a mount point: not part of the image
-		}
+	err := walkTree(rootDir, func(path string, d fs.DirEntry, st *unix.Stat_t) error {
 		if !d.Type().IsRegular() {
 			return nil
 		}

@@ -1,24 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 
 	"github.com/waggle-dev/waggle/images"
 )
-
-func runCLI(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
-}
 
 func TestImagesCLI(t *testing.T) {
 	dataDir := t.TempDir()
@@ -34,7 +21,7 @@ func TestImagesCLI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args[:2], " "), func(t *testing.T) {
-			out, err := runCLI(t, tt.args...)
+			out, err := waggle(t, tt.args...)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("waggle %v: error %v\n%s", tt.args, err, out)
 			}
@@ -47,7 +34,7 @@ func TestImagesCLI(t *testing.T) {
 			}
 		})
 	}
-	out, _ := runCLI(t, "images", "ls", "--data-dir", dataDir)
+	out, _ := waggle(t, "images", "ls", "--data-dir", dataDir)
 	if n := strings.Count(out, "not built"); n != len(images.Names()) {
 		t.Errorf("ls of an empty cache lists %d images as not built, want %d:\n%s", n, len(images.Names()), out)
 	}
