@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/membership"
 )
 
@@ -19,6 +20,7 @@ type Agent struct {
 	log       EventLog
 	nc        *nats.Conn
 	machines  Machines
+	transfers *hostrpc.Transfers // file contents too large for one message
 	logger    *slog.Logger
 	principal string // host:<id>, the principal of the agent's own events
 
@@ -74,6 +76,7 @@ func New(cfg Config, log EventLog, nc *nats.Conn, machines Machines) (*Agent, er
 		log:       log,
 		nc:        nc,
 		machines:  machines,
+		transfers: hostrpc.NewTransfers(log.JetStream()),
 		logger:    cfg.Logger.With("host", cfg.HostID),
 		principal: "host:" + cfg.HostID,
 		envs:      map[string]*envEntry{},

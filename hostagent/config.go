@@ -60,6 +60,9 @@ type Config struct {
 	InstallTimeout     time.Duration
 	MaxOutputBytes     int // per stream
 	MaxListEntries     int
+	// MaxFileBytes is the largest file write_file and read_file move; contents larger than one
+	// NATS message travel through the transfer object store (hostrpc.Transfers).
+	MaxFileBytes int
 
 	Logger *slog.Logger
 }
@@ -86,6 +89,7 @@ func DefaultConfig() Config {
 		InstallTimeout:     5 * time.Minute,
 		MaxOutputBytes:     1 << 20,
 		MaxListEntries:     10_000,
+		MaxFileBytes:       32 << 20,
 		Logger:             slog.Default(),
 	}
 }
@@ -105,6 +109,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxConcurrentBoots < 1 {
 		return fmt.Errorf("max concurrent boots %d < 1", c.MaxConcurrentBoots)
+	}
+	if c.MaxFileBytes < 1 {
+		return fmt.Errorf("max file bytes %d < 1", c.MaxFileBytes)
 	}
 	if c.WarmPool < 0 {
 		return fmt.Errorf("warm pool size %d < 0", c.WarmPool)

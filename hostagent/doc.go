@@ -7,8 +7,9 @@
 // aggregate before it acts and appends with optimistic concurrency, so a redelivered placement
 // never boots a second VM and a conflicting writer makes it re-read, not overwrite.
 //
-// RPC limits: requests and replies are single NATS messages. A file larger than one reply can
-// carry (about 3/4 of the server's max payload, base64 in JSON) is refused with code too_large
-// and the limit in the message; there is no chunking. Exec output is capped per stream
-// (Config.MaxOutputBytes) and cut further to fit a reply, with truncated set.
+// RPC limits: requests and replies are single NATS messages. File contents too large for one
+// message (base64 in JSON) travel as objects in the transfer object store (hostrpc.Transfers)
+// named by the message; a file larger than Config.MaxFileBytes (or the caller's smaller limit)
+// is refused with code too_large and the limit in the message. Exec output is capped per
+// stream (Config.MaxOutputBytes) and cut further to fit a reply, with truncated set.
 package hostagent

@@ -317,6 +317,9 @@ func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
 	if err := decode(c, &req, func() string { return req.Env }); err != nil {
 		return nil, err
 	}
+	if req.ContentRef != "" && len(req.Content) > 0 {
+		return nil, rpcErrorf(hostrpc.CodeBadRequest, "write_file: give content or content_ref, not both")
+	}
 	t, p, err := a.fileTarget(ctx, req.Env, req.Path)
 	if err != nil {
 		return nil, err
@@ -327,17 +330,42 @@ func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, fileOpTimeout)
 	defer cancel()
-	if err := t.m.WriteFile(ctx, p, req.Content, mode&0o7777); err != nil {
+	content := req.Content
+	if req.ContentRef != "" {
+		if content, err = a.takeTransfer(ctx, c, req.ContentRef); err != nil {
+			return nil, err
+		}
+	}
+	if len(content) > a.cfg.MaxFileBytes {
+		return nil, rpcErrorf(hostrpc.CodeTooLarge, "write %s: content is %d bytes, the limit is %d bytes per file", p, len(content), a.cfg.MaxFileBytes)
+	}
+	if err := t.m.WriteFile(ctx, p, content, mode&0o7777); err != nil {
 		return nil, machineError("write", p, err)
 	}
-	sum := sha256.Sum256(req.Content)
+	sum := sha256.Sum256(content)
 	digest := hex.EncodeToString(sum[:])
-	a.audit(ctx, t, c, events.EnvFileWritten, events.File{Path: p, Size: int64(len(req.Content)), SHA256: digest})
-	return hostrpc.WriteFileResult{Path: p, BytesWritten: int64(len(req.Content)), SHA256: digest}, nil
+	a.audit(ctx, t, c, events.EnvFileWritten, events.File{Path: p, Size: int64(len(content)), SHA256: digest})
+	return hostrpc.WriteFileResult{Path: p, BytesWritten: int64(len(content)), SHA256: digest}, nil
 }
 
-// maxReadBytes is the largest file one reply carries (base64 in JSON).
-func (a *Agent) maxReadBytes() int64 { return int64(a.maxPayload()-replyOverhead) / 4 * 3 }
+// takeTransfer reads the transfer object of a write (at most MaxFileBytes) and deletes it.
+func (a *Agent) takeTransfer(ctx context.Context, c *rpcCall, ref string) ([]byte, error) {
+	data, err := a.transfers.Get(ctx, ref, int64(a.cfg.MaxFileBytes))
+	if !errors.Is(err, hostrpc.ErrInvalidRef) && !errors.Is(err, hostrpc.ErrTransferNotFound) {
+		if derr := a.transfers.Delete(ctx, ref); derr != nil {
+			a.logger.Warn("rpc: transfer object not deleted; it expires", "op", c.op, "correlation", c.correlation, "err", derr)
+		}
+	}
+	switch {
+	case errors.Is(err, hostrpc.ErrTransferTooLarge):
+		return nil, rpcErrorf(hostrpc.CodeTooLarge, "write_file: content is larger than %d bytes, the limit per file", a.cfg.MaxFileBytes)
+	case errors.Is(err, hostrpc.ErrInvalidRef), errors.Is(err, hostrpc.ErrTransferNotFound):
+		return nil, rpcErrorf(hostrpc.CodeBadRequest, "write_file: %v", err)
+	case err != nil:
+		return nil, fmt.Errorf("write_file: %w", err)
+	}
+	return data, nil
+}
 
 func (a *Agent) rpcReadFile(ctx context.Context, c *rpcCall) (any, error) {
 	var req hostrpc.ReadFileRequest
@@ -350,17 +378,26 @@ func (a *Agent) rpcReadFile(ctx context.Context, c *rpcCall) (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, fileOpTimeout)
 	defer cancel()
-	max := a.maxReadBytes()
-	data, err := t.m.ReadFile(ctx, p, max)
+	limit := int64(a.cfg.MaxFileBytes)
+	if req.Max > 0 {
+		limit = min(limit, req.Max)
+	}
+	data, err := t.m.ReadFile(ctx, p, limit)
 	if errors.Is(err, ErrTooLarge) {
-		return nil, rpcErrorf(hostrpc.CodeTooLarge, "read %s: file is larger than %d bytes, the most one reply carries (NATS max payload %d)", p, max, a.maxPayload())
+		return nil, rpcErrorf(hostrpc.CodeTooLarge, "read %s: file is larger than %d bytes, the limit per file", p, limit)
 	}
 	if err != nil {
 		return nil, machineError("read", p, err)
 	}
+	res := hostrpc.ReadFileResult{Path: p, Size: int64(len(data))}
+	if hostrpc.Inline(len(data), a.nc.MaxPayload()) {
+		res.Content = data
+	} else if res.ContentRef, err = a.transfers.Put(ctx, data); err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
 	sum := sha256.Sum256(data)
 	a.audit(ctx, t, c, events.EnvFileRead, events.File{Path: p, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
-	return hostrpc.ReadFileResult{Path: p, Content: data, Size: int64(len(data))}, nil
+	return res, nil
 }
 
 func (a *Agent) rpcListFiles(ctx context.Context, c *rpcCall) (any, error) {

@@ -2,11 +2,20 @@ package hostagent
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"path"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/eventstest"
@@ -18,6 +27,7 @@ func TestRPC(t *testing.T) {
 	fm := newFakeMachines()
 	cfg := testConfig(t, "h1")
 	cfg.MaxCodeBytes = 64
+	cfg.MaxFileBytes = 1000
 	runAgent(t, c, cfg, fm)
 	py, node, sh, pending := newEnvID(), newEnvID(), newEnvID(), newEnvID()
 	place(t, c, "h1", py, events.Requested{Runtime: "python"})
@@ -27,17 +37,9 @@ func TestRPC(t *testing.T) {
 		waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
 	}
 	appendEnv(t, c, "h1", pending, mustEvent(t, "h1", pending, events.EnvRequested, events.Requested{Runtime: "python"}))
-	big := bytes.Repeat([]byte("x"), int(c.NC.MaxPayload())) // larger than one reply can carry
-	fm.vms[py].files["/home/sandbox/big.bin"] = big
+	fm.vms[py].files["/home/sandbox/big.bin"] = make([]byte, cfg.MaxFileBytes+1)
 
-	tests := []struct {
-		name     string
-		op       string
-		req      any
-		wantCode string
-		wantMsg  string
-		check    func(t *testing.T, reply []byte)
-	}{
+	runRPCCases(t, c.NC, "h1", []rpcCase{
 		{name: "exec python", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "exit 3"},
 			check: wantExec(3, "exit 3", PythonPath+" -")},
 		{name: "exec node by language", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "1", Language: "node"},
@@ -66,7 +68,11 @@ func TestRPC(t *testing.T) {
 			}},
 		{name: "read missing", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "nope"}, wantCode: hostrpc.CodeNotFound},
 		{name: "read too large", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "big.bin"},
-			wantCode: hostrpc.CodeTooLarge, wantMsg: "the most one reply carries"},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: "larger than 1000 bytes, the limit per file"},
+		{name: "read over the caller's max", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "big.bin", Max: 10},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: "larger than 10 bytes"},
+		{name: "write too large", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "c.bin", Content: make([]byte, 1001)},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: "content is 1001 bytes, the limit is 1000 bytes per file"},
 		{name: "path with NUL", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "a\x00b"}, wantCode: hostrpc.CodeBadRequest},
 		{name: "list home", op: hostrpc.OpListFiles, req: hostrpc.ListFilesRequest{Env: py},
 			check: func(t *testing.T, reply []byte) {
@@ -82,23 +88,7 @@ func TestRPC(t *testing.T) {
 			wantCode: hostrpc.CodeBadRequest, wantMsg: "apt needs root"},
 		{name: "install option injection", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: py, Packages: []string{"--index-url=http://x"}},
 			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid python package name"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var raw rawReply
-			e := call(t, c.NC, "h1", tt.op, tt.req, &raw)
-			if tt.wantCode != "" {
-				if e == nil || e.Code != tt.wantCode || !strings.Contains(e.Message, tt.wantMsg) {
-					t.Fatalf("error %+v, want %s containing %q", e, tt.wantCode, tt.wantMsg)
-				}
-				return
-			}
-			if e != nil {
-				t.Fatalf("error %+v", e)
-			}
-			tt.check(t, raw)
-		})
-	}
+	})
 
 	// Audit: one exec event per run with the caller as principal; file events with digests.
 	evs := history(t, c, "h1", py)
@@ -144,6 +134,37 @@ func TestRPC(t *testing.T) {
 	}
 }
 
+// rpcCase is one call and the error it must give, or the check of its reply.
+type rpcCase struct {
+	name     string
+	op       string
+	req      any
+	wantCode string
+	wantMsg  string
+	check    func(t *testing.T, reply []byte)
+}
+
+// runRPCCases runs each case as a subtest against host.
+func runRPCCases(t *testing.T, nc *nats.Conn, host string, cases []rpcCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			var raw rawReply
+			e := call(t, nc, host, tt.op, tt.req, &raw)
+			if tt.wantCode != "" {
+				if e == nil || e.Code != tt.wantCode || !strings.Contains(e.Message, tt.wantMsg) {
+					t.Fatalf("error %+v, want %s containing %q", e, tt.wantCode, tt.wantMsg)
+				}
+				return
+			}
+			if e != nil {
+				t.Fatalf("error %+v", e)
+			}
+			tt.check(t, raw)
+		})
+	}
+}
+
 // rawReply keeps a reply's JSON for the checks.
 type rawReply []byte
 
@@ -180,4 +201,99 @@ func FuzzGuestPath(f *testing.F) {
 			t.Fatalf("relative %q resolved outside home: %q", p, got)
 		}
 	})
+}
+
+// TestRPCTransfers moves file contents too large for one NATS message through transfer
+// objects both ways, refuses ones over the limit, audits the real content and leaves no
+// object behind.
+func TestRPCTransfers(t *testing.T) {
+	c := eventstest.Start(t)
+	fm := newFakeMachines()
+	cfg := testConfig(t, "h1")
+	cfg.MaxFileBytes = 2 * int(c.NC.MaxPayload())
+	runAgent(t, c, cfg, fm)
+	env := newEnvID()
+	place(t, c, "h1", env, events.Requested{Runtime: "python"})
+	waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
+	vm := fm.vms[env]
+	file := func(p string) []byte {
+		vm.mu.Lock()
+		defer vm.mu.Unlock()
+		return vm.files[p]
+	}
+
+	big := make([]byte, c.NC.MaxPayload()) // larger than one message carries as base64
+	_, _ = rand.NewChaCha8([32]byte{2}).Read(big)
+	if hostrpc.Inline(len(big), c.NC.MaxPayload()) {
+		t.Fatalf("%d bytes fit in one message", len(big))
+	}
+	huge := make([]byte, cfg.MaxFileBytes+1)
+	vm.mu.Lock()
+	vm.files["/home/sandbox/big.bin"], vm.files["/home/sandbox/huge.bin"] = big, huge
+	vm.mu.Unlock()
+	overLimit := fmt.Sprintf("larger than %d bytes", cfg.MaxFileBytes)
+	// Transfer objects as a router puts them for writes too large for one request.
+	tr := hostrpc.NewTransfers(c.Log.JetStream())
+	put := func(data []byte) string {
+		ref, err := tr.Put(t.Context(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	bigRef, hugeRef, goneRef := put(big), put(huge), ulid.Make().String()
+
+	runRPCCases(t, c.NC, "h1", []rpcCase{
+		{name: "read", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: env, Path: "big.bin"},
+			check: func(t *testing.T, reply []byte) {
+				var res hostrpc.ReadFileResult
+				if err := json.Unmarshal(reply, &res); err != nil || res.ContentRef == "" || len(res.Content) != 0 || res.Size != int64(len(big)) {
+					t.Fatalf("reply %+v, %v", res, err)
+				}
+				data, err := tr.Get(t.Context(), res.ContentRef, int64(len(big)))
+				if err != nil || !bytes.Equal(data, big) {
+					t.Fatalf("transfer object: %d bytes, %v", len(data), err)
+				}
+				if err := tr.Delete(t.Context(), res.ContentRef); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "read too large", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: env, Path: "huge.bin"},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: overLimit},
+		{name: "write", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "copy.bin", ContentRef: bigRef},
+			check: func(t *testing.T, reply []byte) {
+				var res hostrpc.WriteFileResult
+				if err := json.Unmarshal(reply, &res); err != nil || res.BytesWritten != int64(len(big)) {
+					t.Fatalf("reply %+v, %v", res, err)
+				}
+				if got := file("/home/sandbox/copy.bin"); !bytes.Equal(got, big) {
+					t.Fatalf("wrote %d bytes, want %d identical ones", len(got), len(big))
+				}
+			}},
+		{name: "write too large", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "huge2.bin", ContentRef: hugeRef},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: overLimit},
+		{name: "write object gone", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "x.bin", ContentRef: goneRef},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "transfer object not found"},
+		{name: "write bad object name", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "x.bin", ContentRef: "../etc"},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid transfer object name"},
+		{name: "write content and object", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "x.bin", Content: []byte("x"), ContentRef: goneRef},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "not both"},
+	})
+
+	sum := sha256.Sum256(big)
+	evs := history(t, c, "h1", env)
+	for _, typ := range []string{events.EnvFileRead, events.EnvFileWritten} {
+		var f events.File
+		if err := lastOf(evs, typ).DecodeData(&f); err != nil || f.Size != int64(len(big)) || f.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s event %+v, %v; want %d bytes sha256 %x", typ, f, err, len(big), sum)
+		}
+	}
+	// Every object was taken: by the host (writes, refused ones too) or by the test (reads).
+	store, err := c.Log.JetStream().ObjectStore(t.Context(), hostrpc.TransferBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infos, err := store.List(t.Context()); !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		t.Fatalf("transfer objects left behind: %d (%v)", len(infos), err)
+	}
 }

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -85,4 +86,29 @@ func BenchmarkExecOverhead(b *testing.B) {
 	b.ReportMetric(r, "router-p50-ms")
 	b.ReportMetric(d, "direct-p50-ms")
 	b.ReportMetric(r-d, "added-p50-ms")
+}
+
+// BenchmarkFileTransfer writes and reads back files through the router and the real host agent
+// (in-memory VMs): 64 KiB inline in one NATS message, 12 MiB through the transfer object store.
+func BenchmarkFileTransfer(b *testing.B) {
+	for _, size := range []int{64 << 10, 12 << 20} {
+		b.Run(fmt.Sprintf("size=%dKiB", size>>10), func(b *testing.B) {
+			c := newCluster(b, 1, noTenantLimits)
+			startRealAgent(b, c, "real-1")
+			cl := c.client(c.key("bench"), "")
+			var env envResult
+			cl.ok(toolCreate, map[string]any{"runtime": "python"}, &env)
+			r, p := c.routers[0], router.Principal{Tenant: "bench", KeyID: "bench"}
+			blob := make([]byte, size)
+			b.SetBytes(int64(2 * size))
+			for b.Loop() {
+				if _, err := r.WriteFile(c.ctx, p, env.ID, "/home/sandbox/f.bin", blob); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.ReadFile(c.ctx, p, env.ID, "/home/sandbox/f.bin"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

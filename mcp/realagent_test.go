@@ -1,14 +1,20 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"path"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
@@ -18,13 +24,39 @@ import (
 
 // memMachines is an in-memory VM layer for the real host agent: a VM is a map of files, and
 // exec answers "42" to code computing 6*7, exits 3 on exit(3) and echoes anything else.
-type memMachines struct{}
-
-func (memMachines) Launch(_ context.Context, spec hostagent.LaunchSpec) (hostagent.Machine, error) {
-	return &memVM{id: spec.ID, files: map[string][]byte{}}, nil
+type memMachines struct {
+	mu  sync.Mutex
+	vms map[string]*memVM
 }
 
-func (memMachines) Scan(context.Context) ([]hostagent.Machine, error) { return nil, nil }
+func (mm *memMachines) Launch(_ context.Context, spec hostagent.LaunchSpec) (hostagent.Machine, error) {
+	vm := &memVM{id: spec.ID, files: map[string][]byte{}}
+	mm.mu.Lock()
+	mm.vms[spec.ID] = vm
+	mm.mu.Unlock()
+	return vm, nil
+}
+
+func (*memMachines) Scan(context.Context) ([]hostagent.Machine, error) { return nil, nil }
+
+// file is a copy of a file in env's VM (nil if there is none); set replaces it.
+func (mm *memMachines) file(env, p string) []byte {
+	mm.mu.Lock()
+	vm := mm.vms[env]
+	mm.mu.Unlock()
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return bytes.Clone(vm.files[p])
+}
+
+func (mm *memMachines) set(env, p string, data []byte) {
+	mm.mu.Lock()
+	vm := mm.vms[env]
+	mm.mu.Unlock()
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	vm.files[p] = data
+}
 
 type memVM struct {
 	id    string
@@ -95,7 +127,7 @@ func (m *memVM) ListFiles(_ context.Context, dir string, _ bool, _ int) ([]hostr
 }
 
 // startRealAgent runs the real host agent with in-memory VMs in c until the test ends.
-func startRealAgent(t testing.TB, c *cluster, id string) {
+func startRealAgent(t testing.TB, c *cluster, id string) *memMachines {
 	t.Helper()
 	cfg := hostagent.DefaultConfig()
 	cfg.HostID, cfg.DataDir = id, t.TempDir()
@@ -103,7 +135,8 @@ func startRealAgent(t testing.TB, c *cluster, id string) {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Membership.Logger = cfg.Logger
 	nc, _ := c.Connect(t)
-	agent, err := hostagent.New(cfg, c.Log, nc, memMachines{})
+	mm := &memMachines{vms: map[string]*memVM{}}
+	agent, err := hostagent.New(cfg, c.Log, nc, mm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +150,7 @@ func startRealAgent(t testing.TB, c *cluster, id string) {
 		}
 	})
 	c.waitHosts(1)
+	return mm
 }
 
 // TestWithRealHostAgent runs the router against the real host agent (with in-memory VMs), so
@@ -178,4 +212,97 @@ func TestWithRealHostAgent(t *testing.T) {
 			t.Errorf("no %s event in %v", want, types)
 		}
 	}
+}
+
+// TestLargeFilesWithRealHostAgent moves a 12 MiB binary file (larger than the 1 MiB NATS max
+// payload of the test server) through the router and the real host agent both ways: the bytes
+// arrive identical, no transfer object is left behind, and files over the router's limit are
+// refused with the limit named. The router is called directly: MCP's JSON of 16 MiB of base64
+// is slow under -race and says nothing about the transfer (TestWithRealHostAgent covers MCP).
+func TestLargeFilesWithRealHostAgent(t *testing.T) {
+	const limit = 16 << 20
+	c := newCluster(t, 1, func(cfg *router.Config) { cfg.MaxFileBytes = limit })
+	vms := startRealAgent(t, c, "real-1")
+	cl := c.client(c.key("acme"), "")
+	var env envResult
+	cl.ok(toolCreate, map[string]any{"runtime": "python"}, &env)
+	if hostrpc.Inline(12<<20, c.NC.MaxPayload()) {
+		t.Fatalf("12 MiB fits in one message of %d bytes: the test would not use the object store", c.NC.MaxPayload())
+	}
+	r, acme := c.routers[0], router.Principal{Tenant: "acme", KeyID: "test"}
+
+	blob := make([]byte, 12<<20)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(blob)
+	sum := sha256.Sum256(blob)
+	w, err := r.WriteFile(c.ctx, acme, env.ID, "/home/sandbox/big.bin", blob)
+	if err != nil || w.BytesWritten != int64(len(blob)) || w.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("write_file: %+v, %v; want %d bytes sha256 %x", w, err, len(blob), sum)
+	}
+	if got := vms.file(env.ID, "/home/sandbox/big.bin"); !bytes.Equal(got, blob) {
+		t.Fatalf("the VM holds %d bytes, not the %d written", len(got), len(blob))
+	}
+	file, err := r.ReadFile(c.ctx, acme, env.ID, "/home/sandbox/big.bin")
+	if err != nil || file.Size != int64(len(blob)) || file.ContentRef != "" || !bytes.Equal(file.Content, blob) {
+		t.Fatalf("read_file: %v; size %d, %d bytes, identical %v", err, file.Size, len(file.Content), bytes.Equal(file.Content, blob))
+	}
+
+	// Over the limit: refused by the router on write, by the host (asked for at most the
+	// router's limit) on read; both as too_large naming the limit, also through MCP.
+	_, err = r.WriteFile(c.ctx, acme, env.ID, "/home/sandbox/huge.bin", make([]byte, limit+1))
+	if ue, ok := router.AsUserError(err); !ok || ue.Kind != router.KindTooLarge || !strings.Contains(ue.Msg, "the limit is 16777216 bytes") {
+		t.Errorf("write over the limit: %v", err)
+	}
+	vms.set(env.ID, "/home/sandbox/huge.bin", make([]byte, limit+1))
+	_, err = r.ReadFile(c.ctx, acme, env.ID, "/home/sandbox/huge.bin")
+	if ue, ok := router.AsUserError(err); !ok || ue.Kind != router.KindTooLarge || !strings.Contains(ue.Msg, "larger than 16777216 bytes") {
+		t.Errorf("read over the limit: %v", err)
+	}
+	if msg := cl.fails(toolRead, envArgs(env.ID, "path", "/home/sandbox/huge.bin")); !strings.Contains(msg, "larger than 16777216 bytes") {
+		t.Errorf("read over the limit through MCP: %q", msg)
+	}
+
+	// Audit events record the real content.
+	evs, _, err := c.Log.Load(c.ctx, events.EnvAggregate(env.Host, env.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := map[string]events.File{}
+	for _, ev := range evs {
+		if ev.Type == events.EnvFileWritten || ev.Type == events.EnvFileRead {
+			var f events.File
+			if err := ev.DecodeData(&f); err != nil {
+				t.Fatal(err)
+			}
+			audited[ev.Type] = f
+		}
+	}
+	for _, typ := range []string{events.EnvFileWritten, events.EnvFileRead} {
+		if f := audited[typ]; f.Size != int64(len(blob)) || f.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s event %+v, want size %d sha256 %x", typ, f, len(blob), sum)
+		}
+	}
+	if left := transferObjects(t, c); len(left) > 0 {
+		t.Errorf("transfer objects left behind: %v", left)
+	}
+}
+
+// transferObjects names the objects in the transfer bucket.
+func transferObjects(t *testing.T, c *cluster) []string {
+	t.Helper()
+	store, err := c.Log.JetStream().ObjectStore(c.ctx, hostrpc.TransferBucket)
+	if err != nil {
+		t.Fatalf("transfer bucket: %v", err)
+	}
+	infos, err := store.List(c.ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, info := range infos {
+		names = append(names, info.Name)
+	}
+	return names
 }

@@ -37,7 +37,7 @@ func NewServer(r *router.Router) *server.MCPServer {
 			"with its environment_id, and destroy_environment when done."),
 	)
 	h := &handlers{r: r}
-	defs := tools(r.Config(), r.MaxFileBytes())
+	defs := tools(r.Config())
 	for name, fn := range map[string]func(context.Context, router.Principal, any) (any, error){
 		toolCreate: h.create, toolDestroy: h.destroy, toolList: h.list, toolGet: h.get,
 		toolExecute: h.execute, toolInstall: h.install, toolWrite: h.write, toolRead: h.read,

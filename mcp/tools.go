@@ -10,7 +10,7 @@ import (
 )
 
 // tools are the tool definitions; their schemas state the router's limits.
-func tools(cfg router.Config, maxFile int) map[string]mcpgo.Tool {
+func tools(cfg router.Config) map[string]mcpgo.Tool {
 	envID := mcpgo.WithString(argEnv, mcpgo.Required(), mcpgo.MaxLength(64),
 		mcpgo.Description("The environment's id, as create_environment or list_environments returned it"))
 	runtimes := strings.Join(router.Runtimes(), ", ")
@@ -63,7 +63,8 @@ func tools(cfg router.Config, maxFile int) map[string]mcpgo.Tool {
 			mcpgo.WithOpenWorldHintAnnotation(true),
 		),
 		toolWrite: mcpgo.NewTool(toolWrite,
-			mcpgo.WithDescription(fmt.Sprintf("Write a file (at most %d bytes), creating parent directories.", maxFile)),
+			mcpgo.WithDescription(fmt.Sprintf("Write a file (at most %d bytes), creating parent directories. "+
+				"Send binary content as base64 with encoding base64.", cfg.MaxFileBytes)),
 			envID,
 			mcpgo.WithString(argPath, mcpgo.Required(), mcpgo.MaxLength(4096), mcpgo.Description("Absolute path, e.g. /home/sandbox/main.py")),
 			mcpgo.WithString("content", mcpgo.Required(), mcpgo.Description("The file's content, as text or base64 (see encoding)")),
@@ -72,7 +73,7 @@ func tools(cfg router.Config, maxFile int) map[string]mcpgo.Tool {
 			mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolRead: mcpgo.NewTool(toolRead,
-			mcpgo.WithDescription(fmt.Sprintf("Read a file (at most %d bytes). Content that is not valid UTF-8 comes back as base64.", maxFile)),
+			mcpgo.WithDescription(fmt.Sprintf("Read a file (at most %d bytes). Content that is not valid UTF-8 comes back as base64.", cfg.MaxFileBytes)),
 			envID,
 			mcpgo.WithString(argPath, mcpgo.Required(), mcpgo.MaxLength(4096), mcpgo.Description("Absolute path")),
 			mcpgo.WithString(argEncoding, mcpgo.Enum(encUTF8, encBase64), mcpgo.DefaultString(encUTF8),

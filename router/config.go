@@ -41,7 +41,8 @@ type Config struct {
 	// Exec timeouts (timeout_seconds).
 	DefaultExecTimeout, MaxExecTimeout time.Duration
 
-	// Payload limits. MaxFileBytes is further capped by what fits in one NATS message.
+	// Payload limits. A file larger than one NATS message travels through the transfer object
+	// store (hostrpc.Transfers); MaxFileBytes bounds it (host agents have their own limit).
 	MaxCodeBytes int
 	MaxFileBytes int
 	// MaxPackages is the most packages one install_packages call may name.
@@ -80,7 +81,7 @@ func DefaultConfig() Config {
 		DefaultExecTimeout:    30 * time.Second,
 		MaxExecTimeout:        300 * time.Second,
 		MaxCodeBytes:          512000,
-		MaxFileBytes:          4 << 20,
+		MaxFileBytes:          32 << 20,
 		MaxPackages:           50,
 		MaxEnvsPerTenant:      20,
 		MaxMemoryMiBPerTenant: 16384,

@@ -2,12 +2,16 @@ package router
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/eventstest"
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/projector"
 )
 
@@ -72,9 +76,22 @@ func TestOwnerFromLogWhenViewLags(t *testing.T) {
 	if ue, ok := AsUserError(err); !ok || ue.Kind != KindTooLarge || !strings.Contains(ue.Msg, "the limit is 512000 bytes") {
 		t.Fatalf("large code: %v", err)
 	}
-	_, err = r.WriteFile(ctx, acme, env, "/f", make([]byte, 4<<20+1))
-	if ue, ok := AsUserError(err); !ok || ue.Kind != KindTooLarge || !strings.Contains(ue.Msg, "the limit is 4194304 bytes") {
+	_, err = r.WriteFile(ctx, acme, env, "/f", make([]byte, 32<<20+1))
+	if ue, ok := AsUserError(err); !ok || ue.Kind != KindTooLarge || !strings.Contains(ue.Msg, "the limit is 33554432 bytes") {
 		t.Fatalf("large file: %v", err)
+	}
+	// A file larger than one message goes out as a transfer object; when the host does not take
+	// it, the router deletes it.
+	_, err = r.WriteFile(ctx, acme, env, "/f", make([]byte, n.NC.MaxPayload()))
+	if ue, ok := AsUserError(err); !ok || ue.Kind != KindNotRunning {
+		t.Fatalf("large file to an absent host: %v", err)
+	}
+	store, err := n.Log.JetStream().ObjectStore(ctx, hostrpc.TransferBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infos, err := store.List(ctx); !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		t.Fatalf("transfer objects left behind: %d (%v)", len(infos), err)
 	}
 	// No live host: create fails fast.
 	_, err = r.Create(ctx, Principal{Tenant: "acme"}, CreateRequest{Runtime: "python"})

@@ -16,16 +16,6 @@ import (
 	"github.com/waggle-dev/waggle/events/hostrpc"
 )
 
-// rpcEnvelope is room left in a NATS message for the JSON around a file's base64 bytes.
-const rpcEnvelope = 64 << 10
-
-// MaxFileBytes is the largest file write_file and read_file move: the configured limit, or
-// less when a file would not fit in one NATS message as base64.
-func (r *Router) MaxFileBytes() int {
-	fit := int(r.nc.MaxPayload()-rpcEnvelope) / 4 * 3
-	return max(min(r.cfg.MaxFileBytes, fit), 1)
-}
-
 // ExecRequest is what execute asks for; zero fields take defaults (the environment's runtime,
 // the configured timeout).
 type ExecRequest struct {
@@ -104,29 +94,71 @@ func checkPath(path string) error {
 	return nil
 }
 
-// WriteFile writes content to path in one of the caller's environments.
+// WriteFile writes content to path in one of the caller's environments. Content too large for
+// one NATS message goes to the host as a transfer object.
 func (r *Router) WriteFile(ctx context.Context, p Principal, env, path string, content []byte) (*hostrpc.WriteFileResult, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
-	if limit := r.MaxFileBytes(); len(content) > limit {
-		return nil, userErr(KindTooLarge, "content is %d bytes; the limit is %d bytes per file", len(content), limit)
+	if len(content) > r.cfg.MaxFileBytes {
+		return nil, userErr(KindTooLarge, "content is %d bytes; the limit is %d bytes per file", len(content), r.cfg.MaxFileBytes)
+	}
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
+	}
+	req := hostrpc.WriteFileRequest{Env: env, Path: path, Content: content}
+	if !hostrpc.Inline(len(content), r.nc.MaxPayload()) {
+		if req.ContentRef, err = r.transfers.Put(ctx, content); err != nil {
+			return nil, fmt.Errorf("write_file: %w", err)
+		}
+		req.Content = nil
 	}
 	var res hostrpc.WriteFileResult
-	err := r.forward(ctx, p, env, hostrpc.OpWriteFile, r.cfg.FileRPCTimeout,
-		hostrpc.WriteFileRequest{Env: env, Path: path, Content: content}, &res)
+	err = r.call(ctx, p, env, own.host, hostrpc.OpWriteFile, r.cfg.FileRPCTimeout, req, &res)
+	if err != nil && req.ContentRef != "" {
+		// The host deletes the object once it has read it; after a failure it may not have.
+		r.deleteTransfer(ctx, req.ContentRef)
+	}
 	return &res, err
 }
 
-// ReadFile reads a file from one of the caller's environments.
+// ReadFile reads a file from one of the caller's environments. A file too large for one NATS
+// message comes back as a transfer object, which ReadFile fetches and deletes.
 func (r *Router) ReadFile(ctx context.Context, p Principal, env, path string) (*hostrpc.ReadFileResult, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	limit := int64(r.cfg.MaxFileBytes)
 	var res hostrpc.ReadFileResult
 	err := r.forward(ctx, p, env, hostrpc.OpReadFile, r.cfg.FileRPCTimeout,
-		hostrpc.ReadFileRequest{Env: env, Path: path}, &res)
-	return &res, err
+		hostrpc.ReadFileRequest{Env: env, Path: path, Max: limit}, &res)
+	if err != nil || res.ContentRef == "" {
+		return &res, err
+	}
+	data, err := r.transfers.Get(ctx, res.ContentRef, limit)
+	r.deleteTransfer(ctx, res.ContentRef)
+	switch {
+	case errors.Is(err, hostrpc.ErrTransferTooLarge):
+		return nil, userErr(KindTooLarge, "file %s is larger than %d bytes, the limit per file", path, limit)
+	case err != nil:
+		return nil, fmt.Errorf("read_file: %w", err)
+	case int64(len(data)) != res.Size:
+		return nil, fmt.Errorf("read_file: host reported %d bytes, its transfer object holds %d", res.Size, len(data))
+	}
+	res.Content, res.ContentRef = data, ""
+	return &res, nil
+}
+
+// deleteTransfer removes a transfer object, even when ctx has ended; one it cannot remove
+// expires after hostrpc.TransferTTL.
+func (r *Router) deleteTransfer(ctx context.Context, ref string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.transfers.Delete(ctx, ref); err != nil {
+		r.logger.Warn("transfer object not deleted; it expires", "request", RequestID(ctx), "ref", ref,
+			"ttl", hostrpc.TransferTTL, "err", err)
+	}
 }
 
 // ListFiles lists a directory (recursively if asked) in one of the caller's environments.

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/projector"
 )
 
@@ -56,6 +58,8 @@ type Router struct {
 	metrics *Metrics
 	owners  ownerCache
 	handler http.Handler
+	// transfers carry file contents too large for one NATS message.
+	transfers *hostrpc.Transfers
 
 	mu      sync.Mutex
 	pending map[string]int // host -> MiB this replica is placing right now (spreads bursts)
@@ -78,13 +82,18 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	js, err := jetstream.New(deps.NC)
+	if err != nil {
+		return nil, fmt.Errorf("router: jetstream: %w", err)
+	}
 	r := &Router{
 		cfg: cfg, nc: deps.NC, log: deps.Log, view: deps.View, tokens: deps.Tokens,
-		logger:  logger.With("router", cfg.ID),
-		metrics: newMetrics(),
-		owners:  ownerCache{ttl: cfg.OwnerCacheTTL, m: map[string]ownerEntry{}},
-		pending: map[string]int{},
-		ready:   make(chan struct{}),
+		logger:    logger.With("router", cfg.ID),
+		metrics:   newMetrics(),
+		owners:    ownerCache{ttl: cfg.OwnerCacheTTL, m: map[string]ownerEntry{}},
+		pending:   map[string]int{},
+		ready:     make(chan struct{}),
+		transfers: hostrpc.NewTransfers(js),
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", r.authenticate(deps.MCP(r)))
@@ -166,13 +175,14 @@ func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 	fmt.Fprintf(w, "ready (view at seq %d)\n", seq)
 }
 
-// maxRequestBytes bounds an MCP request body: a largest file as base64 in JSON fits easily.
-const maxRequestBytes = 32 << 20
+// maxRequestBytes bounds an MCP request body: a largest file as base64 in JSON (or as text
+// with some escaping) fits easily.
+func (r *Router) maxRequestBytes() int64 { return max(32<<20, 2*int64(r.cfg.MaxFileBytes)+1<<20) }
 
 // authenticate resolves the bearer API key to a Principal, or answers 401.
 func (r *Router) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		req.Body = http.MaxBytesReader(w, req.Body, maxRequestBytes)
+		req.Body = http.MaxBytesReader(w, req.Body, r.maxRequestBytes())
 		if r.cfg.NoAuth {
 			next.ServeHTTP(w, req.WithContext(WithPrincipal(req.Context(), Principal{Tenant: DefaultTenant, KeyID: "noauth"})))
 			return

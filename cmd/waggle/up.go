@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -26,7 +28,7 @@ import (
 // upOptions are the settings of `waggle up`.
 type upOptions struct {
 	dataDir, listen, natsListen, gossipListen string
-	hosts, routers                            int
+	hosts, routers, maxFileBytes              int
 	noAuth                                    bool
 	host                                      hostAgentOptions
 	agent                                     hostagent.Config
@@ -60,6 +62,7 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&o.agent.Capacity.CPUs, "capacity-cpus", o.agent.Capacity.CPUs, "CPUs each host agent offers")
 	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included)")
 	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
+	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.MaxFileBytes, "largest file write_file and read_file move")
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
 	o.host.vm.addFlags(f, vnet.EgressPackages)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -72,6 +75,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 	o.router.NoAuth = o.noAuth
+	o.router.MaxFileBytes, o.agent.MaxFileBytes = o.maxFileBytes, o.maxFileBytes
 	if err := o.router.Validate(); err != nil {
 		return err
 	}
@@ -116,23 +120,68 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	pcfg := projector.DefaultConfig()
-	pcfg.Logger = logger.With("role", "projector")
-	proj := projector.New(pcfg, log)
-	g.Go(func() error { return proj.Run(gctx) })
-
 	agents, err := upHostAgents(o, cache, log, nc, logger)
 	if err != nil {
 		return err
 	}
-	for _, a := range agents {
-		g.Go(func() error { return a.Run(gctx) })
-	}
-
-	urls, key, err := upRouters(gctx, g, o, log, nc, logger)
+	routers, key, err := upRouters(ctx, o, log, nc, logger)
 	if err != nil {
 		return err
+	}
+
+	// Roles stop in order so that the view ends consistent: routers first (no new work), then
+	// host agents (they drain and append their last events), then the projector once it has
+	// applied those. gctx ends on Ctrl-C or when any role fails.
+	g, gctx := errgroup.WithContext(ctx)
+	agentsCtx, stopAgents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAgents()
+	projCtx, stopProjector := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProjector()
+
+	pcfg := projector.DefaultConfig()
+	pcfg.Logger = logger.With("role", "projector")
+	proj := projector.New(pcfg, log)
+	projDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(projDone)
+		return proj.Run(projCtx)
+	})
+	var agentsRunning, routersRunning sync.WaitGroup
+	for _, a := range agents {
+		agentsRunning.Add(1)
+		g.Go(func() error {
+			defer agentsRunning.Done()
+			return a.Run(agentsCtx)
+		})
+	}
+	for _, r := range routers {
+		routersRunning.Add(1)
+		g.Go(func() error {
+			defer routersRunning.Done()
+			return r.Run(gctx)
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		routersRunning.Wait()
+		stopAgents()
+		agentsRunning.Wait()
+		waitProjected(log, proj, projDone, logger)
+		stopProjector()
+		return nil
+	})
+
+	urls := make([]string, 0, len(routers))
+	for _, r := range routers {
+		addr, err := r.Addr(gctx)
+		if err != nil {
+			// gctx ends when a role failed (a router could not listen, say): report that.
+			if werr := g.Wait(); werr != nil {
+				return werr
+			}
+			return err
+		}
+		urls = append(urls, "http://"+addr.String()+"/mcp")
 	}
 	fmt.Fprintf(stdout, "waggle is up: JetStream at %s, %d host agent(s)\n", srv.ClientURL(), len(agents))
 	for _, u := range urls {
@@ -178,10 +227,9 @@ func upHostAgents(o upOptions, cache string, log *events.Log, nc *nats.Conn, log
 	return agents, nil
 }
 
-// upRouters starts the routers of `waggle up` on consecutive ports and returns their MCP URLs
-// and the API key it created on first start (empty when it already existed or authentication
-// is off).
-func upRouters(ctx context.Context, g *errgroup.Group, o upOptions, log *events.Log, nc *nats.Conn, logger *slog.Logger) ([]string, string, error) {
+// upRouters builds the routers of `waggle up`, on consecutive ports, and returns them with the
+// API key it created on first start (empty when it already existed or authentication is off).
+func upRouters(ctx context.Context, o upOptions, log *events.Log, nc *nats.Conn, logger *slog.Logger) ([]*router.Router, string, error) {
 	view, err := projector.NewReader(log.JetStream())
 	if err != nil {
 		return nil, "", err
@@ -202,7 +250,7 @@ func upRouters(ctx context.Context, g *errgroup.Group, o upOptions, log *events.
 			logger.Info("using the existing API key", "file", filepath.Join(o.dataDir, "api-key"))
 		}
 	}
-	urls := make([]string, 0, o.routers)
+	routers := make([]*router.Router, 0, o.routers)
 	for i := range o.routers {
 		cfg := o.router
 		cfg.ID = "router" + strconv.Itoa(i+1)
@@ -214,18 +262,33 @@ func upRouters(ctx context.Context, g *errgroup.Group, o upOptions, log *events.
 		if err != nil {
 			return nil, "", err
 		}
-		g.Go(func() error { return r.Run(ctx) })
-		addr, err := r.Addr(ctx)
-		if err != nil {
-			// ctx ends when a role failed (a router could not listen, say): report that failure.
-			if werr := g.Wait(); werr != nil {
-				return nil, "", werr
-			}
-			return nil, "", err
-		}
-		urls = append(urls, "http://"+addr.String()+"/mcp")
+		routers = append(routers, r)
 	}
-	return urls, key, nil
+	return routers, key, nil
+}
+
+// waitProjected waits, for a few seconds at most, until the projector has applied every event
+// stored so far, so that a stopped waggle leaves a view that matches its history.
+func waitProjected(log *events.Log, proj *projector.Projector, done <-chan struct{}, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	last, err := log.LastSeq(ctx)
+	if err != nil {
+		logger.Warn("stop: cannot read the stream's last sequence", "err", err)
+		return
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for proj.Applied() < last {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			logger.Warn("stop: the projector did not catch up", "applied", proj.Applied(), "last", last)
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // offsetAddr is HOST:(PORT+i); port 0 stays 0 (any free port).

@@ -65,6 +65,8 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 		"--nats-listen", "127.0.0.1:" + strconv.Itoa(natsPort),
 		"--gossip-listen", "127.0.0.1:" + strconv.Itoa(gossipPort),
 		"--hosts", strconv.Itoa(setup.hosts), "--routers", strconv.Itoa(routers),
+		// A small file limit keeps the too-large checks quick (32 MiB of JSON is slow under -race).
+		"--max-file-bytes", strconv.Itoa(4 << 20),
 	}, setup.extra...)
 	p := &upProc{dataDir: dataDir, logPath: filepath.Join(t.TempDir(), "up.log"), exited: make(chan struct{})}
 	logFile, err := os.Create(p.logPath)

@@ -1,5 +1,6 @@
 // Package hostrpc is the wire contract between routers and host agents: the NATS request/reply
-// subjects of a host's exec and file service and the JSON bodies they carry.
+// subjects of a host's exec and file service, the JSON bodies they carry, and the object store
+// transfers that carry file contents too large for one message.
 package hostrpc
 
 import "time"
@@ -62,12 +63,15 @@ type InstallRequest struct {
 	Timeout  time.Duration `json:"timeout"`
 }
 
-// WriteFileRequest writes a file; Content is raw bytes (base64 in JSON).
+// WriteFileRequest writes a file; Content is raw bytes (base64 in JSON). Content that does not
+// fit in one message (see Inline) is a transfer object instead: ContentRef names it, Content is
+// empty, and the host deletes the object once it has read it.
 type WriteFileRequest struct {
-	Env     string `json:"env"`
-	Path    string `json:"path"`
-	Content []byte `json:"content"`
-	Mode    uint32 `json:"mode,omitempty"` // default 0644
+	Env        string `json:"env"`
+	Path       string `json:"path"`
+	Content    []byte `json:"content"`
+	ContentRef string `json:"content_ref,omitempty"`
+	Mode       uint32 `json:"mode,omitempty"` // default 0644
 }
 
 // WriteFileResult reports what was written.
@@ -77,17 +81,22 @@ type WriteFileResult struct {
 	SHA256       string `json:"sha256"`
 }
 
-// ReadFileRequest reads a file.
+// ReadFileRequest reads a file of at most Max bytes (0: the host's own limit; the host never
+// exceeds its own limit).
 type ReadFileRequest struct {
 	Env  string `json:"env"`
 	Path string `json:"path"`
+	Max  int64  `json:"max,omitempty"`
 }
 
-// ReadFileResult carries the file's bytes (base64 in JSON).
+// ReadFileResult carries the file's bytes (base64 in JSON). Bytes that do not fit in one
+// message (see Inline) are a transfer object instead: ContentRef names it, Content is empty,
+// and the caller deletes the object once it has read it.
 type ReadFileResult struct {
-	Path    string `json:"path"`
-	Content []byte `json:"content"`
-	Size    int64  `json:"size"`
+	Path       string `json:"path"`
+	Content    []byte `json:"content"`
+	ContentRef string `json:"content_ref,omitempty"`
+	Size       int64  `json:"size"`
 }
 
 // ListFilesRequest lists a directory.
