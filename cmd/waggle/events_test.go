@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -39,9 +41,33 @@ func startWaggle(t *testing.T, args ...string) <-chan timedLine {
 			t.Errorf("waggle %v: %v", args, err)
 		}
 	})
+	return timedLines(pr)
+}
+
+// startWaggleProcess runs the built waggle binary as a separate process and returns the lines
+// of its stdout, each with the time it was read.
+func startWaggleProcess(t *testing.T, args ...string) <-chan timedLine {
+	t.Helper()
+	cmd := exec.Command(builtWaggle(t), args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	return timedLines(out)
+}
+
+// timedLines reads r line by line until it ends.
+func timedLines(r io.Reader) <-chan timedLine {
 	lines := make(chan timedLine, 100)
 	go func() {
-		sc := bufio.NewScanner(pr)
+		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			lines <- timedLine{sc.Text(), time.Now()}
 		}
@@ -100,19 +126,25 @@ func TestEventsTail(t *testing.T) {
 
 	tests := []struct {
 		name       string
+		start      func(t *testing.T, args ...string) <-chan timedLine
 		args       []string
 		warmupEnv  string // an environment (and type) the tail shows, to know it is live
 		warmupType string
 		check      func(t *testing.T, line string, ev *events.Event)
 	}{
-		{"plain", nil, "warmup", events.EnvTouched, func(t *testing.T, line string, ev *events.Event) {
+		{"plain", startWaggle, nil, "warmup", events.EnvTouched, func(t *testing.T, line string, ev *events.Event) {
 			for _, want := range []string{fmt.Sprint(ev.Seq), ev.Subject, "acme", "host=h1"} {
 				if !strings.Contains(line, want) {
 					t.Fatalf("line %q lacks %q", line, want)
 				}
 			}
 		}},
-		{"json", []string{"--json"}, "warmup", events.EnvTouched, func(t *testing.T, line string, ev *events.Event) {
+		{"separate process", startWaggleProcess, nil, "warmup", events.EnvTouched, func(t *testing.T, line string, ev *events.Event) {
+			if !strings.Contains(line, ev.Subject) {
+				t.Fatalf("line %q lacks %q", line, ev.Subject)
+			}
+		}},
+		{"json", startWaggle, []string{"--json"}, "warmup", events.EnvTouched, func(t *testing.T, line string, ev *events.Event) {
 			var got tailLine
 			if err := json.Unmarshal([]byte(line), &got); err != nil {
 				t.Fatalf("line %q: %v", line, err)
@@ -121,7 +153,7 @@ func TestEventsTail(t *testing.T) {
 				t.Fatalf("line %q for event %+v", line, ev)
 			}
 		}},
-		{"env filter", []string{"--env", "watched", "--type", events.EnvPlaced}, "watched", events.EnvPlaced, func(t *testing.T, line string, ev *events.Event) {
+		{"env filter", startWaggle, []string{"--env", "watched", "--type", events.EnvPlaced}, "watched", events.EnvPlaced, func(t *testing.T, line string, ev *events.Event) {
 			if !strings.Contains(line, events.EnvSubject("h1", "watched", events.EnvPlaced)) {
 				t.Fatalf("line %q", line)
 			}
@@ -129,7 +161,7 @@ func TestEventsTail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			lines := startWaggle(t, append([]string{"events", "tail", "--nats-url", url}, tt.args...)...)
+			lines := tt.start(t, append([]string{"events", "tail", "--nats-url", url}, tt.args...)...)
 			// The tail shows only new events by default: append until one shows up, so the
 			// tail is known to be live before measuring.
 			ready := time.NewTicker(50 * time.Millisecond)
