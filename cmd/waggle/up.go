@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -166,22 +167,40 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		routersRunning.Wait()
 		stopAgents()
 		agentsRunning.Wait()
-		waitProjected(log, proj, projDone, logger)
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := waitProjected(stopCtx, log, proj, projDone); err != nil {
+			logger.Warn("stop: the view may miss the last events", "err", err)
+		}
 		stopProjector()
 		return nil
 	})
 
+	// Ready means every router listens, every host agent has joined and the view shows them.
+	// gctx ends early when a role failed (a router could not listen, say): report that failure.
+	failed := func(err error) error {
+		if werr := g.Wait(); werr != nil {
+			return werr
+		}
+		return err
+	}
 	urls := make([]string, 0, len(routers))
 	for _, r := range routers {
 		addr, err := r.Addr(gctx)
 		if err != nil {
-			// gctx ends when a role failed (a router could not listen, say): report that.
-			if werr := g.Wait(); werr != nil {
-				return werr
-			}
-			return err
+			return failed(err)
 		}
 		urls = append(urls, "http://"+addr.String()+"/mcp")
+	}
+	for _, a := range agents {
+		select {
+		case <-a.Ready():
+		case <-gctx.Done():
+			return failed(gctx.Err())
+		}
+	}
+	if err := waitProjected(gctx, log, proj, projDone); err != nil {
+		return failed(err)
 	}
 	fmt.Fprintf(stdout, "waggle is up: JetStream at %s, %d host agent(s)\n", srv.ClientURL(), len(agents))
 	for _, u := range urls {
@@ -267,28 +286,25 @@ func upRouters(ctx context.Context, o upOptions, log *events.Log, nc *nats.Conn,
 	return routers, key, nil
 }
 
-// waitProjected waits, for a few seconds at most, until the projector has applied every event
-// stored so far, so that a stopped waggle leaves a view that matches its history.
-func waitProjected(log *events.Log, proj *projector.Projector, done <-chan struct{}, logger *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+// waitProjected waits until the projector has applied every event stored so far (at start,
+// so the view shows the host agents; at stop, so the view matches the history).
+func waitProjected(ctx context.Context, log *events.Log, proj *projector.Projector, done <-chan struct{}) error {
 	last, err := log.LastSeq(ctx)
 	if err != nil {
-		logger.Warn("stop: cannot read the stream's last sequence", "err", err)
-		return
+		return fmt.Errorf("read the stream's last sequence: %w", err)
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for proj.Applied() < last {
 		select {
 		case <-done:
-			return
+			return errors.New("the projector stopped")
 		case <-ctx.Done():
-			logger.Warn("stop: the projector did not catch up", "applied", proj.Applied(), "last", last)
-			return
+			return fmt.Errorf("the projector applied %d of %d events: %w", proj.Applied(), last, ctx.Err())
 		case <-tick.C:
 		}
 	}
+	return nil
 }
 
 // offsetAddr is HOST:(PORT+i); port 0 stays 0 (any free port).
