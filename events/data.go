@@ -52,6 +52,7 @@ type Exec struct {
 	StderrBytes int    `json:"stderr_bytes"`
 	TimedOut    bool   `json:"timed_out,omitempty"`
 	Truncated   bool   `json:"truncated,omitempty"`
+	Background  bool   `json:"background,omitempty"` // a process_start process, audited when it ended
 }
 
 // File is the data of EnvFileWritten and EnvFileRead.

@@ -85,6 +85,9 @@ func (a *Agent) expireIdle(ctx context.Context) {
 	}
 	a.mu.Unlock()
 	for _, env := range idle {
+		if a.procs.busy(env) { // a running background process is activity
+			continue
+		}
 		if err := a.expire(ctx, env, now); err != nil {
 			a.logger.Warn("ttl: destroy failed, will retry", "env", env, "err", err)
 		}

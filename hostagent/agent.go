@@ -21,6 +21,7 @@ type Agent struct {
 	nc        *nats.Conn
 	machines  Machines
 	transfers *hostrpc.Transfers // file contents too large for one message
+	procs     *processTable      // background processes of the environments
 	logger    *slog.Logger
 	principal string // host:<id>, the principal of the agent's own events
 
@@ -80,6 +81,7 @@ func New(cfg Config, log EventLog, nc *nats.Conn, machines Machines) (*Agent, er
 		logger:    cfg.Logger.With("host", cfg.HostID),
 		principal: "host:" + cfg.HostID,
 		envs:      map[string]*envEntry{},
+		procs:     newProcessTable(),
 		ready:     make(chan struct{}),
 		boots:     make(chan struct{}, cfg.MaxConcurrentBoots),
 		stopping:  make(chan struct{}),

@@ -158,6 +158,33 @@ func execIn(t *testing.T, c *eventstest.Node, host, env, code string) hostrpc.Ex
 // embedded NATS server: placement on B boots there only; exec and file calls reach it; a
 // graceful restart of A re-adopts its VM without a new boot; SIGKILL of B gets host.failed and
 // lost within seconds; B's restart kills the lost environment's VM; no QEMU survives.
+// checkGuestProcess runs a background process in a real guest: its output streams while it
+// runs, and process_kill kills it.
+func checkGuestProcess(t *testing.T, c *eventstest.Node, host, env string) {
+	t.Helper()
+	var started hostrpc.ProcessStartResult
+	if e := call(t, c.NC, host, hostrpc.OpProcessStart, hostrpc.ProcessStartRequest{Env: env, Language: "shell",
+		Code: "echo $$ >/tmp/bg.pid; echo started; sleep 300"}, &started); e != nil {
+		t.Fatalf("process_start: %+v", e)
+	}
+	var res hostrpc.ProcessResult
+	waitFor(t, 30*time.Second, "the process's first output", func() bool {
+		if e := call(t, c.NC, host, hostrpc.OpProcessRead, hostrpc.ProcessRequest{Env: env, ProcessID: started.ProcessID}, &res); e != nil {
+			t.Fatalf("process_read: %+v", e)
+		}
+		return res.Stdout == "started\n"
+	})
+	if !res.Running {
+		t.Fatalf("process ended early: %+v", res)
+	}
+	if e := call(t, c.NC, host, hostrpc.OpProcessKill, hostrpc.ProcessRequest{Env: env, ProcessID: started.ProcessID}, &res); e != nil || res.Running || !res.Killed {
+		t.Fatalf("process_kill: %+v %+v", e, res)
+	}
+	if got := execIn(t, c, host, env, "kill -0 $(cat /tmp/bg.pid) 2>/dev/null && echo alive || echo gone").Stdout; got != "gone\n" {
+		t.Fatalf("killed process is %q", got)
+	}
+}
+
 func TestTwoAgentProcesses(t *testing.T) {
 	vmtest.Require(t)
 	vmtest.Image(t, "shell")
@@ -216,6 +243,7 @@ func TestTwoAgentProcesses(t *testing.T) {
 	if e := call(t, c.NC, "b", hostrpc.OpListFiles, hostrpc.ListFilesRequest{Env: envB, Recursive: true}, &lf); e != nil || !strings.Contains(fmt.Sprint(lf.Files), "notes/a.txt") {
 		t.Fatalf("list_files: %+v %+v", e, lf)
 	}
+	checkGuestProcess(t, c, "b", envB)
 	if e := call(t, c.NC, "a", hostrpc.OpExec, hostrpc.ExecRequest{Env: envB, Code: "true"}, nil); e == nil || e.Code != hostrpc.CodeNotFound {
 		t.Fatalf("exec of b's environment on a: %+v", e)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -78,6 +79,7 @@ type fakeVM struct {
 	mu          sync.Mutex
 	files       map[string][]byte
 	execs       []ExecSpec
+	holding     atomic.Int32 // "hold" commands running
 }
 
 func (v *fakeVM) ID() string    { return v.id }
@@ -91,8 +93,9 @@ func (v *fakeVM) Stop(context.Context) error {
 	return nil
 }
 
-// Exec echoes stdin to stdout and argv to stderr; code "exit N" exits with N.
-func (v *fakeVM) Exec(_ context.Context, spec ExecSpec) (ExecResult, error) {
+// Exec echoes stdin to stdout and argv to stderr, streaming both to spec's writers; code
+// "exit N" exits with N, code starting with "hold" blocks after its output until ctx ends.
+func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 	if !v.IsAlive() {
 		return ExecResult{}, errors.New("fake: VM stopped")
 	}
@@ -106,6 +109,21 @@ func (v *fakeVM) Exec(_ context.Context, spec ExecSpec) (ExecResult, error) {
 	}
 	if len(res.Stdout) > spec.MaxOutput {
 		res.Stdout, res.Truncated = res.Stdout[:spec.MaxOutput], true
+	}
+	for _, s := range []struct {
+		w    io.Writer
+		data []byte
+	}{{spec.Stdout, res.Stdout}, {spec.Stderr, res.Stderr}} {
+		if s.w != nil {
+			_, _ = s.w.Write(s.data)
+		}
+	}
+	if strings.HasPrefix(string(spec.Stdin), "hold") {
+		v.holding.Add(1)
+		defer v.holding.Add(-1)
+		<-ctx.Done()
+		res.ExitCode = -1
+		return res, ctx.Err()
 	}
 	return res, nil
 }

@@ -3,6 +3,7 @@ package hostagent
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/waggle-dev/waggle/events"
@@ -47,6 +48,8 @@ type ExecSpec struct {
 	Stdin     []byte
 	Timeout   time.Duration
 	MaxOutput int // cap per stream, in bytes
+	// Stdout and Stderr, if set, receive the output (within MaxOutput) as it arrives.
+	Stdout, Stderr io.Writer
 }
 
 // ExecResult is a finished command; a non-zero exit code is not an error.

@@ -209,6 +209,7 @@ func (a *Agent) finishDestroy(ctx context.Context, e *envEntry, correlation stri
 	m := e.machine
 	e.serving = false
 	a.mu.Unlock()
+	a.procs.drop(e.id)
 	if m != nil {
 		if err := a.stopMachine(ctx, m); err != nil {
 			return err

@@ -67,6 +67,10 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 		hostrpc.OpWriteFile:       a.rpcWriteFile,
 		hostrpc.OpReadFile:        a.rpcReadFile,
 		hostrpc.OpListFiles:       a.rpcListFiles,
+		hostrpc.OpProcessStart:    a.rpcProcessStart,
+		hostrpc.OpProcessRead:     a.rpcProcessRead,
+		hostrpc.OpProcessWait:     a.rpcProcessWait,
+		hostrpc.OpProcessKill:     a.rpcProcessKill,
 	}
 	for op, h := range handlers {
 		err := group.AddEndpoint(op, micro.HandlerFunc(func(req micro.Request) {
@@ -240,29 +244,48 @@ func execCommand(language string) (ExecSpec, error) {
 	return ExecSpec{}, rpcErrorf(hostrpc.CodeBadRequest, "unknown language %q: use python, node or shell", language)
 }
 
-func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
-	var req hostrpc.ExecRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
-		return nil, err
+// codeRun is a command ready to run in an environment, with what its audit event records.
+type codeRun struct {
+	t        target
+	spec     ExecSpec
+	lang     string // language, or install:<runtime>
+	codeSHA  string
+	codeSize int
+}
+
+// prepareCode checks code for env and builds the command that runs it in language (default: the
+// environment's runtime); execute and process_start run code the same way.
+func (a *Agent) prepareCode(ctx context.Context, env, code, language string) (codeRun, error) {
+	if len(code) > a.cfg.MaxCodeBytes {
+		return codeRun{}, rpcErrorf(hostrpc.CodeTooLarge, "code is %d bytes, the limit is %d", len(code), a.cfg.MaxCodeBytes)
 	}
-	if len(req.Code) > a.cfg.MaxCodeBytes {
-		return nil, rpcErrorf(hostrpc.CodeTooLarge, "code is %d bytes, the limit is %d", len(req.Code), a.cfg.MaxCodeBytes)
-	}
-	t, err := a.running(ctx, req.Env)
+	t, err := a.running(ctx, env)
 	if err != nil {
-		return nil, err
+		return codeRun{}, err
 	}
-	lang := req.Language
+	lang := language
 	if lang == "" {
 		lang = t.runtime
 	}
 	spec, err := execCommand(lang)
 	if err != nil {
+		return codeRun{}, err
+	}
+	spec.Stdin = []byte(code)
+	sum := sha256.Sum256(spec.Stdin)
+	return codeRun{t: t, spec: spec, lang: lang, codeSHA: hex.EncodeToString(sum[:]), codeSize: len(code)}, nil
+}
+
+func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
+	var req hostrpc.ExecRequest
+	if err := decode(c, &req, func() string { return req.Env }); err != nil {
 		return nil, err
 	}
-	spec.Stdin = []byte(req.Code)
-	sum := sha256.Sum256(spec.Stdin)
-	return a.run(ctx, t, c, spec, clampTimeout(req.Timeout, a.cfg.DefaultExecTimeout, a.cfg.MaxExecTimeout), lang, hex.EncodeToString(sum[:]), len(req.Code))
+	r, err := a.prepareCode(ctx, req.Env, req.Code, req.Language)
+	if err != nil {
+		return nil, err
+	}
+	return a.run(ctx, c, r, clampTimeout(req.Timeout, a.cfg.DefaultExecTimeout, a.cfg.MaxExecTimeout))
 }
 
 func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
@@ -280,36 +303,56 @@ func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
 	}
 	cmd := strings.Join(argv, " ")
 	sum := sha256.Sum256([]byte(cmd))
-	return a.run(ctx, t, c, ExecSpec{Argv: argv}, clampTimeout(req.Timeout, a.cfg.InstallTimeout, a.cfg.InstallTimeout),
-		"install:"+t.runtime, hex.EncodeToString(sum[:]), len(cmd))
+	return a.run(ctx, c, codeRun{t: t, spec: ExecSpec{Argv: argv}, lang: "install:" + t.runtime, codeSHA: hex.EncodeToString(sum[:]), codeSize: len(cmd)},
+		clampTimeout(req.Timeout, a.cfg.InstallTimeout, a.cfg.InstallTimeout))
 }
 
-// run executes spec in t's guest, audits it as an exec event and shapes the reply to fit one
-// NATS message (output beyond the caps is cut and flagged truncated).
-func (a *Agent) run(ctx context.Context, t target, c *rpcCall, spec ExecSpec, timeout time.Duration, lang, codeSHA string, codeSize int) (any, error) {
+// outputCap is the per-stream output cap: two streams must fit in one reply.
+func (a *Agent) outputCap() int {
+	return min(a.cfg.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
+}
+
+// execute runs spec in t's guest with the timeout and the output cap.
+func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout time.Duration) (ExecResult, error) {
 	spec.Timeout = timeout
-	spec.MaxOutput = min(a.cfg.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
+	spec.MaxOutput = a.outputCap()
 	// The guest enforces the timeout (and kills the process group); the margin covers SSH.
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
-	res, err := t.m.Exec(ctx, spec)
-	if err != nil {
-		return nil, fmt.Errorf("%s in environment %s: %w", c.op, t.e.id, err)
-	}
-	a.audit(ctx, t, c, events.EnvExec, events.Exec{Language: lang, CodeSHA256: codeSHA, CodeSize: codeSize,
+	return t.m.Exec(ctx, spec)
+}
+
+// auditExec appends the exec audit event of a finished command.
+func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, background bool) {
+	a.audit(ctx, r.t, c, events.EnvExec, events.Exec{Language: r.lang, CodeSHA256: r.codeSHA, CodeSize: r.codeSize,
 		ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), StdoutBytes: len(res.Stdout),
-		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated})
+		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: background})
+}
+
+// run executes r, audits it as an exec event and shapes the reply to fit one NATS message
+// (output beyond the caps is cut and flagged truncated).
+func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (any, error) {
+	res, err := a.execute(ctx, r.t, r.spec, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
+	}
+	a.auditExec(ctx, r, c, res, false)
 	out := hostrpc.ExecResult{Stdout: string(res.Stdout), Stderr: string(res.Stderr), ExitCode: res.ExitCode,
 		DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated}
-	// JSON escaping can grow binary output up to six times: cut until the reply fits.
-	for limit := a.maxPayload() - replyOverhead; ; {
+	fitReply(&out, a.maxPayload()-replyOverhead)
+	return out, nil
+}
+
+// fitReply cuts the output of out until its JSON takes at most limit bytes: JSON escaping can
+// grow binary output up to six times.
+func fitReply(out *hostrpc.ExecResult, limit int) {
+	for {
 		body, err := json.Marshal(out)
 		if err != nil || len(body) <= limit {
-			break
+			return
 		}
 		out.Stdout, out.Stderr, out.Truncated = out.Stdout[:len(out.Stdout)/2], out.Stderr[:len(out.Stderr)/2], true
 	}
-	return out, nil
 }
 
 func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {

@@ -117,7 +117,7 @@ func (v *vmMachine) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error)
 		return ExecResult{}, err
 	}
 	res, err := c.Exec(ctx, guestclient.ExecRequest{Argv: spec.Argv, Env: spec.Env, Stdin: spec.Stdin,
-		Timeout: spec.Timeout, MaxOutput: spec.MaxOutput})
+		Timeout: spec.Timeout, MaxOutput: spec.MaxOutput, Stdout: spec.Stdout, Stderr: spec.Stderr})
 	if err != nil {
 		v.retire(c, err)
 		return ExecResult{}, err

@@ -230,6 +230,11 @@ const (
 	toolWrite    = "write_file"
 	toolRead     = "read_file"
 	toolListFile = "list_files"
+	toolStart    = "start_process"
+	toolReadProc = "read_process"
+	toolWaitProc = "wait_process"
+	toolKillProc = "kill_process"
+	argProcess   = "process_id"
 )
 
 type createArgs struct {
@@ -271,8 +276,9 @@ type execArgs struct {
 	TimeoutSeconds      int
 }
 
-func decodeExec(raw any, languages []string) (execArgs, error) {
-	a, err := newArgs(toolExecute, raw, argEnv, "code", "language", "timeout_seconds")
+// decodeExec reads the arguments of execute and start_process (tool).
+func decodeExec(tool string, raw any, languages []string) (execArgs, error) {
+	a, err := newArgs(tool, raw, argEnv, "code", "language", "timeout_seconds")
 	if err != nil {
 		return execArgs{}, err
 	}
@@ -283,6 +289,26 @@ func decodeExec(raw any, languages []string) (execArgs, error) {
 		TimeoutSeconds: a.integer("timeout_seconds"),
 	}
 	return e, a.err
+}
+
+type processArgs struct {
+	Env, Process   string
+	TimeoutSeconds int
+}
+
+// decodeProcess reads the arguments of read_process, kill_process and (withTimeout)
+// wait_process.
+func decodeProcess(tool string, raw any, withTimeout bool) (processArgs, error) {
+	names := []string{argEnv, argProcess}
+	if withTimeout {
+		names = append(names, "timeout_seconds")
+	}
+	a, err := newArgs(tool, raw, names...)
+	if err != nil {
+		return processArgs{}, err
+	}
+	pa := processArgs{Env: a.str(argEnv, true), Process: a.str(argProcess, true), TimeoutSeconds: a.integer("timeout_seconds")}
+	return pa, a.err
 }
 
 type installArgs struct{ Env, Packages string }

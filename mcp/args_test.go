@@ -50,10 +50,14 @@ func TestDecodeOthers(t *testing.T) {
 		args string
 		err  string
 	}{
-		{"exec ok", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"environment_id":"e","code":"print(1)","language":"python","timeout_seconds":10}`, ""},
-		{"exec no code", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"environment_id":"e"}`, "code is required"},
-		{"exec bad lang", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"environment_id":"e","code":"x","language":"go"}`, `language "go" is not allowed`},
-		{"exec no env", func(a any) error { _, err := decodeExec(a, router.Runtimes()); return err }, `{"code":"x"}`, "environment_id is required"},
+		{"exec ok", func(a any) error { _, err := decodeExec(toolExecute, a, router.Runtimes()); return err }, `{"environment_id":"e","code":"print(1)","language":"python","timeout_seconds":10}`, ""},
+		{"exec no code", func(a any) error { _, err := decodeExec(toolExecute, a, router.Runtimes()); return err }, `{"environment_id":"e"}`, "code is required"},
+		{"exec bad lang", func(a any) error { _, err := decodeExec(toolExecute, a, router.Runtimes()); return err }, `{"environment_id":"e","code":"x","language":"go"}`, `language "go" is not allowed`},
+		{"exec no env", func(a any) error { _, err := decodeExec(toolExecute, a, router.Runtimes()); return err }, `{"code":"x"}`, "environment_id is required"},
+		{"start_process names itself", func(a any) error { _, err := decodeExec(toolStart, a, router.Runtimes()); return err }, `{"environment_id":"e","code":"x","x":1}`, `start_process: unknown argument "x"`},
+		{"process ok", func(a any) error { _, err := decodeProcess(toolWaitProc, a, true); return err }, `{"environment_id":"e","process_id":"p-1","timeout_seconds":5}`, ""},
+		{"process no id", func(a any) error { _, err := decodeProcess(toolReadProc, a, false); return err }, `{"environment_id":"e"}`, "process_id is required"},
+		{"read_process takes no timeout", func(a any) error { _, err := decodeProcess(toolReadProc, a, false); return err }, `{"environment_id":"e","process_id":"p","timeout_seconds":1}`, `unknown argument "timeout_seconds"`},
 		{"install string", func(a any) error { _, err := decodeInstall(a); return err }, `{"environment_id":"e","packages":"a b"}`, ""},
 		{"install array", func(a any) error { _, err := decodeInstall(a); return err }, `{"environment_id":"e","packages":["a","b"]}`, ""},
 		{"install empty", func(a any) error { _, err := decodeInstall(a); return err }, `{"environment_id":"e","packages":"  "}`, "packages is required"},
@@ -100,7 +104,7 @@ func FuzzDecoders(f *testing.F) {
 				t.Fatalf("create accepted %+v", c)
 			}
 		}
-		if e, err := decodeExec(raw, router.Runtimes()); err == nil && (e.Env == "" || e.Code == "") {
+		if e, err := decodeExec(toolExecute, raw, router.Runtimes()); err == nil && (e.Env == "" || e.Code == "") {
 			t.Fatalf("exec accepted %+v", e)
 		}
 		if i, err := decodeInstall(raw); err == nil && (i.Env == "" || strings.TrimSpace(i.Packages) == "") {
@@ -114,6 +118,11 @@ func FuzzDecoders(f *testing.F) {
 		}
 		if l, err := decodeListFiles(raw); err == nil && (l.Env == "" || l.Path == "") {
 			t.Fatalf("list_files accepted %+v", l)
+		}
+		for _, wait := range []bool{false, true} {
+			if pa, err := decodeProcess(toolWaitProc, raw, wait); err == nil && (pa.Env == "" || pa.Process == "" || (!wait && pa.TimeoutSeconds != 0)) {
+				t.Fatalf("process (wait %v) accepted %+v", wait, pa)
+			}
 		}
 		if id, err := decodeEnvID(toolGet, raw); err == nil && id == "" {
 			t.Fatal("get accepted an empty id")

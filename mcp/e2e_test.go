@@ -57,7 +57,8 @@ func TestEndToEnd(t *testing.T) {
 				}
 			}
 			slices.Sort(names)
-			want := []string{toolCreate, toolDestroy, toolExecute, toolGet, toolInstall, toolList, toolListFile, toolRead, toolWrite}
+			want := []string{toolCreate, toolDestroy, toolExecute, toolGet, toolInstall, toolKillProc, toolList, toolListFile, toolRead,
+				toolReadProc, toolStart, toolWaitProc, toolWrite}
 			if !slices.Equal(names, want) {
 				t.Fatalf("tools %v, want %v", names, want)
 			}
@@ -130,7 +131,8 @@ func TestEndToEnd(t *testing.T) {
 			}{
 				{toolExecute, with("code", "print(1)")}, {toolGet, id}, {toolDestroy, id},
 				{toolRead, with("path", "/home/sandbox/a.txt")}, {toolWrite, with("path", "/x", "content", "x")},
-				{toolListFile, id}, {toolInstall, with("packages", "x")},
+				{toolListFile, id}, {toolInstall, with("packages", "x")}, {toolStart, with("code", "print(1)")},
+				{toolReadProc, with(argProcess, "p-1")}, {toolWaitProc, with(argProcess, "p-1")}, {toolKillProc, with(argProcess, "p-1")},
 			} {
 				if msg := globex.fails(tc.tool, tc.args); !strings.Contains(msg, notFound) {
 					t.Errorf("globex %s: %q, want %q", tc.tool, msg, notFound)

@@ -80,15 +80,29 @@ func (m *memVM) IsAlive() bool {
 	return !m.dead
 }
 
-func (m *memVM) Exec(_ context.Context, spec hostagent.ExecSpec) (hostagent.ExecResult, error) {
+func (m *memVM) Exec(ctx context.Context, spec hostagent.ExecSpec) (hostagent.ExecResult, error) {
 	code := string(spec.Stdin)
+	var res hostagent.ExecResult
 	switch {
 	case strings.Contains(code, "6*7"):
-		return hostagent.ExecResult{Stdout: []byte("42\n"), Duration: time.Millisecond}, nil
+		res = hostagent.ExecResult{Stdout: []byte("42\n"), Duration: time.Millisecond}
 	case strings.Contains(code, "exit(3)"):
-		return hostagent.ExecResult{Stderr: []byte("boom\n"), ExitCode: 3}, nil
+		res = hostagent.ExecResult{Stderr: []byte("boom\n"), ExitCode: 3}
+	default:
+		res = hostagent.ExecResult{Stdout: []byte(strings.Join(spec.Argv, " ") + ":" + code)}
 	}
-	return hostagent.ExecResult{Stdout: []byte(strings.Join(spec.Argv, " ") + ":" + code)}, nil
+	if spec.Stdout != nil {
+		_, _ = spec.Stdout.Write(res.Stdout)
+	}
+	if spec.Stderr != nil {
+		_, _ = spec.Stderr.Write(res.Stderr)
+	}
+	if strings.Contains(code, "forever") {
+		// Runs until it is killed, like a server would.
+		<-ctx.Done()
+		return hostagent.ExecResult{ExitCode: -1}, ctx.Err()
+	}
+	return res, nil
 }
 
 func (m *memVM) WriteFile(_ context.Context, p string, data []byte, _ uint32) error {

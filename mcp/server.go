@@ -14,6 +14,7 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/router"
 )
 
@@ -34,14 +35,16 @@ func NewServer(r *router.Router) *server.MCPServer {
 		server.WithRecovery(),
 		server.WithInstructions("waggle runs code in disposable microVM environments. "+
 			"Call create_environment first, then execute, write_file, read_file, list_files and install_packages "+
-			"with its environment_id, and destroy_environment when done."),
+			"with its environment_id, and destroy_environment when done. For programs that run longer than a "+
+			"tool call may last, use start_process and then read_process, wait_process or kill_process."),
 	)
 	h := &handlers{r: r}
 	defs := tools(r.Config())
 	for name, fn := range map[string]func(context.Context, router.Principal, any) (any, error){
 		toolCreate: h.create, toolDestroy: h.destroy, toolList: h.list, toolGet: h.get,
 		toolExecute: h.execute, toolInstall: h.install, toolWrite: h.write, toolRead: h.read,
-		toolListFile: h.listFiles,
+		toolListFile: h.listFiles, toolStart: h.startProcess, toolReadProc: h.readProcess, toolWaitProc: h.waitProcess,
+		toolKillProc: h.killProcess,
 	} {
 		s.AddTool(defs[name], h.wrap(name, fn))
 	}
@@ -149,7 +152,7 @@ func (h *handlers) get(ctx context.Context, p router.Principal, raw any) (any, e
 }
 
 func (h *handlers) execute(ctx context.Context, p router.Principal, raw any) (any, error) {
-	a, err := decodeExec(raw, router.Runtimes())
+	a, err := decodeExec(toolExecute, raw, router.Runtimes())
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +161,45 @@ func (h *handlers) execute(ctx context.Context, p router.Principal, raw any) (an
 	}
 	return h.r.Exec(ctx, p, a.Env, router.ExecRequest{Code: a.Code, Language: a.Language,
 		Timeout: time.Duration(a.TimeoutSeconds) * time.Second})
+}
+
+func (h *handlers) startProcess(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeExec(toolStart, raw, router.Runtimes())
+	if err != nil {
+		return nil, err
+	}
+	if a.TimeoutSeconds < 0 {
+		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(hostrpc.MaxProcessTimeout.Seconds()))
+	}
+	return h.r.StartProcess(ctx, p, a.Env, router.ExecRequest{Code: a.Code, Language: a.Language,
+		Timeout: time.Duration(a.TimeoutSeconds) * time.Second})
+}
+
+func (h *handlers) readProcess(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeProcess(toolReadProc, raw, false)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.ReadProcess(ctx, p, a.Env, a.Process)
+}
+
+func (h *handlers) waitProcess(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeProcess(toolWaitProc, raw, true)
+	if err != nil {
+		return nil, err
+	}
+	if a.TimeoutSeconds < 0 {
+		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(hostrpc.MaxProcessWait.Seconds()))
+	}
+	return h.r.WaitProcess(ctx, p, a.Env, a.Process, time.Duration(a.TimeoutSeconds)*time.Second)
+}
+
+func (h *handlers) killProcess(ctx context.Context, p router.Principal, raw any) (any, error) {
+	a, err := decodeProcess(toolKillProc, raw, false)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.KillProcess(ctx, p, a.Env, a.Process)
 }
 
 func (h *handlers) install(ctx context.Context, p router.Principal, raw any) (any, error) {

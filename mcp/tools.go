@@ -6,6 +6,7 @@ import (
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/router"
 )
 
@@ -14,6 +15,10 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 	envID := mcpgo.WithString(argEnv, mcpgo.Required(), mcpgo.MaxLength(64),
 		mcpgo.Description("The environment's id, as create_environment or list_environments returned it"))
 	runtimes := strings.Join(router.Runtimes(), ", ")
+	processID := mcpgo.WithString(argProcess, mcpgo.Required(), mcpgo.MaxLength(64),
+		mcpgo.Description("The process's id, as start_process returned it"))
+	processResult := " Returns process_id, running, stdout and stderr (all output so far, capped; truncated says so), " +
+		"and once running is false: exit_code, timed_out, killed, duration_ms. A finished process is forgotten once its end was returned."
 	return map[string]mcpgo.Tool{
 		toolCreate: mcpgo.NewTool(toolCreate,
 			mcpgo.WithDescription("Create an isolated environment (a microVM) with the given runtime and wait until it runs. "+
@@ -54,6 +59,41 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 			mcpgo.WithInteger("timeout_seconds", mcpgo.Min(1), mcpgo.Max(int(cfg.MaxExecTimeout.Seconds())), mcpgo.DefaultNumber(int(cfg.DefaultExecTimeout.Seconds())),
 				mcpgo.Description(fmt.Sprintf("Time limit (1-%d seconds, default %d); the process group is killed after it", int(cfg.MaxExecTimeout.Seconds()), int(cfg.DefaultExecTimeout.Seconds())))),
 			mcpgo.WithOpenWorldHintAnnotation(true),
+		),
+		toolStart: mcpgo.NewTool(toolStart,
+			mcpgo.WithDescription("Start code in the background and return its process_id at once; it runs until it ends, "+
+				"timeout_seconds passes or kill_process. Follow it with read_process, wait_process and kill_process. "+
+				"At most 16 processes per environment; destroying the environment kills them."),
+			envID,
+			mcpgo.WithString("code", mcpgo.Required(), mcpgo.MinLength(1), mcpgo.MaxLength(cfg.MaxCodeBytes),
+				mcpgo.Description(fmt.Sprintf("The program (at most %d bytes)", cfg.MaxCodeBytes))),
+			mcpgo.WithString("language", mcpgo.Enum(router.Runtimes()...),
+				mcpgo.Description("Interpreter: "+runtimes+" (default: the environment's runtime)")),
+			mcpgo.WithInteger("timeout_seconds", mcpgo.Min(1), mcpgo.Max(int(hostrpc.MaxProcessTimeout.Seconds())),
+				mcpgo.DefaultNumber(int(hostrpc.DefaultProcessTimeout.Seconds())),
+				mcpgo.Description(fmt.Sprintf("Time limit (1-%d seconds, default %d); the process group is killed after it",
+					int(hostrpc.MaxProcessTimeout.Seconds()), int(hostrpc.DefaultProcessTimeout.Seconds())))),
+			mcpgo.WithOpenWorldHintAnnotation(true),
+		),
+		toolReadProc: mcpgo.NewTool(toolReadProc,
+			mcpgo.WithDescription("Read a background process's output so far without waiting."+processResult),
+			envID, processID,
+			mcpgo.WithReadOnlyHintAnnotation(false), mcpgo.WithOpenWorldHintAnnotation(false),
+		),
+		toolWaitProc: mcpgo.NewTool(toolWaitProc,
+			mcpgo.WithDescription("Wait until a background process ends or timeout_seconds passes (then running is true); "+
+				"call it again to keep waiting."+processResult),
+			envID, processID,
+			mcpgo.WithInteger("timeout_seconds", mcpgo.Min(1), mcpgo.Max(int(hostrpc.MaxProcessWait.Seconds())),
+				mcpgo.DefaultNumber(int(hostrpc.DefaultProcessWait.Seconds())),
+				mcpgo.Description(fmt.Sprintf("How long to wait (1-%d seconds, default %d)",
+					int(hostrpc.MaxProcessWait.Seconds()), int(hostrpc.DefaultProcessWait.Seconds())))),
+			mcpgo.WithOpenWorldHintAnnotation(false),
+		),
+		toolKillProc: mcpgo.NewTool(toolKillProc,
+			mcpgo.WithDescription("Kill a background process (its whole process group) and return its final output."+processResult),
+			envID, processID,
+			mcpgo.WithDestructiveHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolInstall: mcpgo.NewTool(toolInstall,
 			mcpgo.WithDescription("Install packages with the environment's package manager (pip for python, npm for node, apt for shell)."),

@@ -26,33 +26,43 @@ type ExecRequest struct {
 
 // Exec runs code in one of the caller's environments. A non-zero exit code is a result.
 func (r *Router) Exec(ctx context.Context, p Principal, env string, req ExecRequest) (*hostrpc.ExecResult, error) {
-	if req.Code == "" {
-		return nil, userErr(KindBadRequest, "code is empty: give the program to run")
-	}
-	if len(req.Code) > r.cfg.MaxCodeBytes {
-		return nil, userErr(KindTooLarge, "code is %d bytes; the limit is %d bytes: write it to a file with write_file and run that", len(req.Code), r.cfg.MaxCodeBytes)
-	}
-	if req.Language != "" && !knownRuntime(req.Language) {
-		return nil, userErr(KindBadRequest, "unknown language %q: use one of %s", req.Language, strings.Join(Runtimes(), ", "))
-	}
-	if req.Timeout == 0 {
-		req.Timeout = r.cfg.DefaultExecTimeout
-	}
-	if req.Timeout < time.Second || req.Timeout > r.cfg.MaxExecTimeout {
-		return nil, userErr(KindBadRequest, "timeout_seconds %g is out of range: use 1 to %d", req.Timeout.Seconds(), int(r.cfg.MaxExecTimeout.Seconds()))
-	}
-	own, err := r.owned(ctx, p, env)
+	own, lang, err := r.checkCode(ctx, p, env, &req, r.cfg.DefaultExecTimeout, r.cfg.MaxExecTimeout)
 	if err != nil {
 		return nil, err
-	}
-	lang := req.Language
-	if lang == "" {
-		lang = own.runtime
 	}
 	var res hostrpc.ExecResult
 	err = r.call(ctx, p, env, own.host, hostrpc.OpExec, req.Timeout+r.cfg.RPCMargin,
 		hostrpc.ExecRequest{Env: env, Code: req.Code, Language: lang, Timeout: req.Timeout}, &res)
 	return &res, err
+}
+
+// checkCode checks the code, language and timeout (default def, at most max) of execute and
+// start_process, and finds the caller's environment and the language to run the code in.
+func (r *Router) checkCode(ctx context.Context, p Principal, env string, req *ExecRequest, def, max time.Duration) (ownerEntry, string, error) {
+	if req.Code == "" {
+		return ownerEntry{}, "", userErr(KindBadRequest, "code is empty: give the program to run")
+	}
+	if len(req.Code) > r.cfg.MaxCodeBytes {
+		return ownerEntry{}, "", userErr(KindTooLarge, "code is %d bytes; the limit is %d bytes: write it to a file with write_file and run that", len(req.Code), r.cfg.MaxCodeBytes)
+	}
+	if req.Language != "" && !knownRuntime(req.Language) {
+		return ownerEntry{}, "", userErr(KindBadRequest, "unknown language %q: use one of %s", req.Language, strings.Join(Runtimes(), ", "))
+	}
+	if req.Timeout == 0 {
+		req.Timeout = def
+	}
+	if req.Timeout < time.Second || req.Timeout > max {
+		return ownerEntry{}, "", userErr(KindBadRequest, "timeout_seconds %g is out of range: use 1 to %d", req.Timeout.Seconds(), int(max.Seconds()))
+	}
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return ownerEntry{}, "", err
+	}
+	lang := req.Language
+	if lang == "" {
+		lang = own.runtime
+	}
+	return own, lang, nil
 }
 
 // packagePattern is one package spec: a name (npm scope allowed), optional pip extras and an

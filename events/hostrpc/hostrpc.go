@@ -12,6 +12,10 @@ const (
 	OpReadFile        = "read_file"
 	OpListFiles       = "list_files"
 	OpInstallPackages = "install_packages"
+	OpProcessStart    = "process_start"
+	OpProcessRead     = "process_read"
+	OpProcessWait     = "process_wait"
+	OpProcessKill     = "process_kill"
 )
 
 // Subject is the request subject of one operation on one host.
@@ -54,6 +58,46 @@ type ExecResult struct {
 	DurationMS int64  `json:"duration_ms"`
 	TimedOut   bool   `json:"timed_out"`
 	Truncated  bool   `json:"truncated"`
+}
+
+// ProcessStartRequest starts code in the background, run like ExecRequest's; Timeout (default
+// DefaultProcessTimeout, at most MaxProcessTimeout) kills it.
+type ProcessStartRequest struct {
+	Env      string        `json:"env"`
+	Code     string        `json:"code"`
+	Language string        `json:"language"`
+	Timeout  time.Duration `json:"timeout"`
+}
+
+// ProcessStartResult names the started process.
+type ProcessStartResult struct {
+	ProcessID string `json:"process_id"`
+}
+
+// Limits and defaults of background processes.
+const (
+	DefaultProcessTimeout = 10 * time.Minute
+	MaxProcessTimeout     = time.Hour
+	DefaultProcessWait    = 30 * time.Second
+	MaxProcessWait        = 50 * time.Second
+)
+
+// ProcessRequest is process_read, process_wait and process_kill of one process; Timeout is
+// only process_wait's (default DefaultProcessWait, at most MaxProcessWait).
+type ProcessRequest struct {
+	Env       string        `json:"env"`
+	ProcessID string        `json:"process_id"`
+	Timeout   time.Duration `json:"timeout,omitempty"`
+}
+
+// ProcessResult is a process's state: its output so far (capped like exec's) and, once Running
+// is false, how it ended (ExitCode means nothing while it runs). A host forgets a process once
+// it has answered with Running false.
+type ProcessResult struct {
+	ProcessID string `json:"process_id"`
+	Running   bool   `json:"running"`
+	Killed    bool   `json:"killed,omitempty"` // ended by process_kill
+	ExecResult
 }
 
 // InstallRequest installs packages with the runtime's package manager.

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func guestChecks() []guestCheck {
 		{"ContextCancelKills", checkContextCancel},
 		{"BackgroundProcessKilledAfterExit", checkBackground},
 		{"OutputCapped", checkOutputCap},
+		{"OutputStreamed", checkOutputStreamed},
 		{"StdinEnvDir", checkStdinEnvDir},
 		{"ArgvIsNotShellParsed", checkArgv},
 		{"BinaryFileRoundTrip", checkBinaryFile},
@@ -193,6 +195,66 @@ func checkOutputCap(t *testing.T, c *guestclient.Client, _ string) {
 	res = mustExec(t, c, guestclient.ExecRequest{Command: "head -c 5000 /dev/zero >&2; echo small", MaxOutput: 1000})
 	if !res.Truncated || len(res.Stderr) != 1000 || res.StderrBytes != 5000 || string(res.Stdout) != "small\n" {
 		t.Fatalf("stderr cap: truncated %v kept %d seen %d stdout %q", res.Truncated, len(res.Stderr), res.StderrBytes, res.Stdout)
+	}
+}
+
+// streamWriter records what it is given and signals each write.
+type streamWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	wrote chan struct{}
+}
+
+func newStreamWriter() *streamWriter { return &streamWriter{wrote: make(chan struct{}, 1)} }
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	select {
+	case w.wrote <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (w *streamWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func checkOutputStreamed(t *testing.T, c *guestclient.Client, _ string) {
+	// Output reaches the writers while the command still runs.
+	stdout, stderr := newStreamWriter(), newStreamWriter()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, guestclient.ExecRequest{Command: "echo out; echo err >&2; sleep 60", Stdout: stdout, Stderr: stderr})
+		done <- err
+	}()
+	for _, w := range []*streamWriter{stdout, stderr} {
+		select {
+		case <-w.wrote:
+		case err := <-done:
+			t.Fatalf("Exec ended before any output was streamed: %v", err)
+		case <-time.After(time.Minute):
+			t.Fatal("no output streamed within a minute")
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Exec after cancel: %v", err)
+	}
+	if stdout.String() != "out\n" || stderr.String() != "err\n" {
+		t.Fatalf("streamed stdout %q stderr %q", stdout, stderr)
+	}
+	// The writers get the capped output only.
+	capped := newStreamWriter()
+	res := mustExec(t, c, guestclient.ExecRequest{Command: "head -c 5000 /dev/zero", MaxOutput: 1000, Stdout: capped})
+	if !res.Truncated || capped.buf.Len() != 1000 {
+		t.Fatalf("capped stream: truncated %v streamed %d bytes", res.Truncated, capped.buf.Len())
 	}
 }
 

@@ -43,6 +43,9 @@ type ExecRequest struct {
 	// MaxOutput caps each of stdout and stderr, in bytes. Output beyond it is read and discarded
 	// and the result has Truncated set. 0 means DefaultMaxOutput; negative means no cap.
 	MaxOutput int
+	// Stdout and Stderr, if set, receive each stream's output as it arrives (the part within
+	// MaxOutput), in addition to the result. They must not block for long.
+	Stdout, Stderr io.Writer
 }
 
 // ExecResult is the outcome of a command.
@@ -74,7 +77,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 	if limit == 0 {
 		limit = DefaultMaxOutput
 	}
-	stdout, stderr := &capBuffer{max: limit}, &capBuffer{max: limit}
+	stdout, stderr := &capBuffer{max: limit, tee: req.Stdout}, &capBuffer{max: limit, tee: req.Stderr}
 	start := time.Now()
 	// Opening a session and starting the command wait for the guest's replies; a guest that
 	// does not answer must not outlive ctx.
@@ -216,11 +219,13 @@ func kill(sess *ssh.Session, done <-chan error) error {
 	}
 }
 
-// capBuffer keeps the first max bytes written to it (all if max < 0) and counts the rest. It has
-// no ReadFrom method on purpose: each stream gets its own buffer and its own copy loop.
+// capBuffer keeps the first max bytes written to it (all if max < 0), passes them on to tee (if
+// set) and counts the rest. It has no ReadFrom method on purpose: each stream gets its own buffer
+// and its own copy loop.
 type capBuffer struct {
 	mu    sync.Mutex
 	max   int
+	tee   io.Writer
 	buf   []byte
 	total int64
 }
@@ -234,6 +239,10 @@ func (b *capBuffer) Write(p []byte) (int, error) {
 		keep = p[:min(len(p), max(b.max-len(b.buf), 0))]
 	}
 	b.buf = append(b.buf, keep...)
+	if b.tee != nil && len(keep) > 0 {
+		// A failing tee must not break the command: its output is still in the result.
+		_, _ = b.tee.Write(keep)
+	}
 	return len(p), nil
 }
 

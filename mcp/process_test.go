@@ -1,0 +1,85 @@
+package mcp
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
+)
+
+// TestProcessesWithRealHostAgent drives the background process tools through a real MCP client,
+// the router and the real host agent (with in-memory VMs).
+func TestProcessesWithRealHostAgent(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	startRealAgent(t, c, "real-1")
+	cl := c.client(c.key("acme"), "")
+	globex := c.client(c.key("globex"), "")
+	var env envResult
+	cl.ok(toolCreate, map[string]any{"runtime": "python"}, &env)
+	with := func(kv ...any) map[string]any { return envArgs(env.ID, kv...) }
+
+	// A process that ends: wait_process returns its result, after which it is forgotten.
+	var started hostrpc.ProcessStartResult
+	cl.ok(toolStart, with("code", "print(6*7)"), &started)
+	var res hostrpc.ProcessResult
+	cl.ok(toolWaitProc, with(argProcess, started.ProcessID, "timeout_seconds", 10), &res)
+	if res.Running || res.Stdout != "42\n" || res.ExitCode != 0 || res.ProcessID != started.ProcessID {
+		t.Fatalf("wait_process: %+v", res)
+	}
+	if msg := cl.fails(toolReadProc, with(argProcess, started.ProcessID)); !strings.Contains(msg, "no process "+started.ProcessID) {
+		t.Errorf("read_process after its end was returned: %q", msg)
+	}
+
+	// A process that runs until killed: read_process shows its output so far, a short wait
+	// returns it still running, kill_process ends it.
+	cl.ok(toolStart, with("code", "serve_forever()", "timeout_seconds", 3600), &started)
+	cl.ok(toolReadProc, with(argProcess, started.ProcessID), &res)
+	if !res.Running || !strings.Contains(res.Stdout, "serve_forever()") {
+		t.Fatalf("read_process while running: %+v", res)
+	}
+	cl.ok(toolWaitProc, with(argProcess, started.ProcessID, "timeout_seconds", 1), &res)
+	if !res.Running {
+		t.Fatalf("wait_process that times out: %+v", res)
+	}
+	notFound := `environment "` + env.ID + `" not found`
+	if msg := globex.fails(toolKillProc, with(argProcess, started.ProcessID)); !strings.Contains(msg, notFound) {
+		t.Errorf("globex kill_process: %q, want %q", msg, notFound)
+	}
+	cl.ok(toolKillProc, with(argProcess, started.ProcessID), &res)
+	if res.Running || !res.Killed || res.ExitCode != -1 {
+		t.Fatalf("kill_process: %+v", res)
+	}
+
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+		want string
+	}{
+		{toolStart, with("code", "1", "timeout_seconds", 3601), "timeout_seconds 3601 is out of range: use 1 to 3600"},
+		{toolWaitProc, with(argProcess, "p-1", "timeout_seconds", 51), "timeout_seconds 51 is out of range: use 1 to 50"},
+		{toolReadProc, with(), "process_id is required"},
+		{toolKillProc, with(argProcess, "p-nope"), "no process p-nope"},
+		{toolReadProc, with(argProcess, "p-1", "timeout_seconds", 1), `unknown argument "timeout_seconds"`},
+	} {
+		if msg := cl.fails(tc.tool, tc.args); !strings.Contains(msg, tc.want) {
+			t.Errorf("%s(%v): %q, want %q", tc.tool, tc.args, msg, tc.want)
+		}
+	}
+
+	// Ended processes are audited as background execs.
+	evs, _, err := c.Log.Load(c.ctx, events.EnvAggregate(env.Host, env.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	background := 0
+	for _, ev := range evs {
+		var x events.Exec
+		if ev.Type == events.EnvExec && ev.DecodeData(&x) == nil && x.Background {
+			background++
+		}
+	}
+	if background != 2 {
+		t.Errorf("%d background exec events, want 2", background)
+	}
+}
