@@ -36,6 +36,18 @@ func (r *Router) Exec(ctx context.Context, p Principal, env string, req ExecRequ
 	return &res, err
 }
 
+// timeoutInRange is t, or def when t is 0, if it lies between 1 s and max; otherwise a caller's
+// error naming the allowed range of timeout_seconds.
+func timeoutInRange(t, def, max time.Duration) (time.Duration, error) {
+	if t == 0 {
+		t = def
+	}
+	if t < time.Second || t > max {
+		return 0, userErr(KindBadRequest, "timeout_seconds %g is out of range: use 1 to %d", t.Seconds(), int(max.Seconds()))
+	}
+	return t, nil
+}
+
 // checkCode checks the code, language and timeout (default def, at most max) of execute and
 // start_process, and finds the caller's environment and the language to run the code in.
 func (r *Router) checkCode(ctx context.Context, p Principal, env string, req *ExecRequest, def, max time.Duration) (ownerEntry, string, error) {
@@ -48,11 +60,9 @@ func (r *Router) checkCode(ctx context.Context, p Principal, env string, req *Ex
 	if req.Language != "" && !knownRuntime(req.Language) {
 		return ownerEntry{}, "", userErr(KindBadRequest, "unknown language %q: use one of %s", req.Language, strings.Join(Runtimes(), ", "))
 	}
-	if req.Timeout == 0 {
-		req.Timeout = def
-	}
-	if req.Timeout < time.Second || req.Timeout > max {
-		return ownerEntry{}, "", userErr(KindBadRequest, "timeout_seconds %g is out of range: use 1 to %d", req.Timeout.Seconds(), int(max.Seconds()))
+	var err error
+	if req.Timeout, err = timeoutInRange(req.Timeout, def, max); err != nil {
+		return ownerEntry{}, "", err
 	}
 	own, err := r.owned(ctx, p, env)
 	if err != nil {

@@ -32,11 +32,9 @@ func (r *Router) ReadProcess(ctx context.Context, p Principal, env, id string) (
 // WaitProcess waits up to wait (default hostrpc.DefaultProcessWait, at most hostrpc.MaxProcessWait) for
 // a background process to end and returns its state then.
 func (r *Router) WaitProcess(ctx context.Context, p Principal, env, id string, wait time.Duration) (*hostrpc.ProcessResult, error) {
-	if wait == 0 {
-		wait = hostrpc.DefaultProcessWait
-	}
-	if wait < time.Second || wait > hostrpc.MaxProcessWait {
-		return nil, userErr(KindBadRequest, "timeout_seconds %g is out of range: use 1 to %d", wait.Seconds(), int(hostrpc.MaxProcessWait.Seconds()))
+	wait, err := timeoutInRange(wait, hostrpc.DefaultProcessWait, hostrpc.MaxProcessWait)
+	if err != nil {
+		return nil, err
 	}
 	return r.process(ctx, p, env, id, hostrpc.OpProcessWait, wait)
 }
