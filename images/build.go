@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // DefaultCacheDir is the cache directory under the default data directory /var/lib/waggle.
@@ -156,7 +158,7 @@ func ensureBootstrap(ctx context.Context, cfg BuildConfig, p progress) (_ string
 	if err := os.MkdirAll(trees, 0o755); err != nil {
 		return "", fmt.Errorf("bootstrap: %w", err)
 	}
-	unlock, err := lock(ctx, filepath.Join(trees, "lock"), func() {
+	unlock, err := fsutil.Lock(ctx, filepath.Join(trees, "lock"), func() {
 		p.printf(label, "waiting for another build of the bootstrap tree")
 	})
 	if err != nil {
@@ -252,7 +254,7 @@ var newlyInstalledRE = regexp.MustCompile(`(\d+) newly installed`)
 // false if another process built it meanwhile.
 func buildImage(ctx context.Context, cfg BuildConfig, p progress, boot string, def Definition) (_ bool, err error) {
 	hash := def.Hash()
-	unlock, err := lock(ctx, filepath.Join(imageDir(cfg.CacheDir), def.Name+".lock"), func() {
+	unlock, err := fsutil.Lock(ctx, filepath.Join(imageDir(cfg.CacheDir), def.Name+".lock"), func() {
 		p.printf(def.Name, "waiting for another build of this image")
 	})
 	if err != nil {

@@ -1,7 +1,6 @@
 package images
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -117,43 +116,5 @@ func TestCache(t *testing.T) {
 	}
 	if _, err := Find(dir, "python"); err != nil {
 		t.Errorf("Find(python) after Prune: %v", err)
-	}
-}
-
-func TestLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "x.lock")
-	ctx := context.Background()
-	unlock, err := lock(ctx, path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A second open file description (as in another process) must wait.
-	waited := false
-	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	if _, err := lock(short, path, func() { waited = true }); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second lock: %v, want deadline exceeded", err)
-	}
-	if !waited {
-		t.Error("onWait not called")
-	}
-	// Released: the next taker gets it while it waits.
-	got := make(chan error, 1)
-	go func() {
-		u, err := lock(ctx, path, nil)
-		if err == nil {
-			u()
-		}
-		got <- err
-	}()
-	time.Sleep(150 * time.Millisecond)
-	unlock()
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("lock not taken after release")
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // ErrUnsafePath is returned (wrapped) when an image layer names a path outside the image root.
@@ -78,7 +80,7 @@ func Import(ctx context.Context, cfg ImportConfig, ref, name string) (_ Image, e
 	if err := os.MkdirAll(filepath.Join(imageDir(cfg.CacheDir), "tmp"), 0o755); err != nil {
 		return Image{}, fmt.Errorf("images: import: %w", err)
 	}
-	unlock, err := lock(ctx, filepath.Join(imageDir(cfg.CacheDir), name+".lock"), func() {
+	unlock, err := fsutil.Lock(ctx, filepath.Join(imageDir(cfg.CacheDir), name+".lock"), func() {
 		p.printf(name, "waiting for another build of this image")
 	})
 	if err != nil {

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
 	"github.com/waggle-dev/waggle/hostagent/vm/kernel"
 	"github.com/waggle-dev/waggle/hostagent/vm/qemu"
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // accelVerdict is the cached result of the KVM probe.

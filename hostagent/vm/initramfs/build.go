@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // Build returns the path of an initramfs in cacheDir/initramfs with init as /init and the

@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // Config says where to cache the kernel and which package and modules to take.
@@ -60,7 +60,7 @@ func Fetch(ctx context.Context, cfg Config) (*Kernel, error) {
 		cfg.Logger = slog.Default()
 	}
 	dir := filepath.Join(cfg.CacheDir, "kernel")
-	unlock, err := fsutil.Lock(ctx, filepath.Join(dir, ".lock"))
+	unlock, err := fsutil.Lock(ctx, filepath.Join(dir, ".lock"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}

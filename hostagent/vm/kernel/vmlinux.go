@@ -8,7 +8,7 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // payload is one compression format a bzImage may carry, with the tool that decompresses it

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
-	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // Names of the files in a VM's directory.

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/waggle-dev/waggle/hostagent/vm"
-	"github.com/waggle-dev/waggle/hostagent/vm/internal/fsutil"
 	"github.com/waggle-dev/waggle/hostagent/vm/kernel"
 	"github.com/waggle-dev/waggle/images"
+	"github.com/waggle-dev/waggle/internal/fsutil"
 )
 
 // RequireEnv, when "1", turns every skip of this package into a failure.
@@ -278,7 +278,7 @@ func busyboxImage(cache string) (string, error) {
 	path := filepath.Join(dir, "busybox.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	unlock, err := fsutil.Lock(ctx, filepath.Join(dir, ".lock"))
+	unlock, err := fsutil.Lock(ctx, filepath.Join(dir, ".lock"), nil)
 	if err != nil {
 		return "", err
 	}

@@ -1,19 +1,25 @@
-// Package fsutil holds the small file-system helpers the VM layer's caches share: an exclusive
-// lock file and atomic writes.
+// Package fsutil holds the small file-system helpers waggle's caches share: an exclusive lock
+// file and atomic writes.
 package fsutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Lock takes an exclusive flock on path (creating it), waiting until it is free or ctx ends.
-// The returned function releases it.
-func Lock(ctx context.Context, path string) (func(), error) {
+// lockPoll is how often a waiting Lock retries a held lock.
+const lockPoll = 100 * time.Millisecond
+
+// Lock takes an exclusive flock on path (creating it and its directory), waiting until it is
+// free or ctx ends. onWait, if not nil, is called once when someone else holds the lock. The
+// returned function releases it; so does the kernel if the process dies.
+func Lock(ctx context.Context, path string, onWait func()) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -21,24 +27,26 @@ func Lock(ctx context.Context, path string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	var flockErr error
-	done := make(chan struct{}) // closed when flockErr is set
-	go func() {
-		flockErr = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		close(done)
-	}()
-	select {
-	case <-done:
-		if flockErr != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, flockErr)
+	tick := time.NewTicker(lockPoll)
+	defer tick.Stop()
+	for waited := false; ; waited = true {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
 		}
-		return func() { f.Close() }, nil
-	case <-ctx.Done():
-		// Closing the file makes a late flock harmless: the lock dies with the descriptor, so
-		// whether the flock succeeded or failed no longer matters.
-		go func() { <-done; f.Close() }()
-		return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !waited && onWait != nil {
+			onWait()
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+		case <-tick.C:
+		}
 	}
 }
 

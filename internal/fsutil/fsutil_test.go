@@ -11,21 +11,40 @@ import (
 
 func TestLockExcludes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", ".lock")
-	unlock, err := Lock(context.Background(), path)
+	ctx := context.Background()
+	unlock, err := Lock(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	// A second open file description (as in another process) must wait.
+	waited := false
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if _, err := Lock(ctx, path); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Lock(short, path, func() { waited = true }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("second Lock while held: %v, want deadline exceeded", err)
 	}
-	unlock()
-	unlock2, err := Lock(context.Background(), path)
-	if err != nil {
-		t.Fatalf("Lock after unlock: %v", err)
+	if !waited {
+		t.Error("onWait not called")
 	}
-	unlock2()
+	// Released: the next taker gets it while it waits.
+	got := make(chan error, 1)
+	go func() {
+		u, err := Lock(ctx, path, nil)
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	time.Sleep(150 * time.Millisecond)
+	unlock()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("lock not taken after release")
+	}
 }
 
 func TestWriteFileAtomic(t *testing.T) {
