@@ -2,8 +2,6 @@ package hostagent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -272,8 +270,7 @@ func (a *Agent) prepareCode(ctx context.Context, env, code, language string) (co
 		return codeRun{}, err
 	}
 	spec.Stdin = []byte(code)
-	sum := sha256.Sum256(spec.Stdin)
-	return codeRun{t: t, spec: spec, lang: lang, codeSHA: hex.EncodeToString(sum[:]), codeSize: len(code)}, nil
+	return codeRun{t: t, spec: spec, lang: lang, codeSHA: events.Hash(spec.Stdin), codeSize: len(code)}, nil
 }
 
 func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
@@ -302,8 +299,7 @@ func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
 		return nil, rpcErrorf(hostrpc.CodeBadRequest, "%v", err)
 	}
 	cmd := strings.Join(argv, " ")
-	sum := sha256.Sum256([]byte(cmd))
-	return a.run(ctx, c, codeRun{t: t, spec: ExecSpec{Argv: argv}, lang: "install:" + t.runtime, codeSHA: hex.EncodeToString(sum[:]), codeSize: len(cmd)},
+	return a.run(ctx, c, codeRun{t: t, spec: ExecSpec{Argv: argv}, lang: "install:" + t.runtime, codeSHA: events.Hash([]byte(cmd)), codeSize: len(cmd)},
 		clampTimeout(req.Timeout, a.cfg.InstallTimeout, a.cfg.InstallTimeout))
 }
 
@@ -385,8 +381,7 @@ func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
 	if err := t.m.WriteFile(ctx, p, content, mode&0o7777); err != nil {
 		return nil, machineError("write", p, err)
 	}
-	sum := sha256.Sum256(content)
-	digest := hex.EncodeToString(sum[:])
+	digest := events.Hash(content)
 	a.audit(ctx, t, c, events.EnvFileWritten, events.File{Path: p, Size: int64(len(content)), SHA256: digest})
 	return hostrpc.WriteFileResult{Path: p, BytesWritten: int64(len(content)), SHA256: digest}, nil
 }
@@ -438,8 +433,7 @@ func (a *Agent) rpcReadFile(ctx context.Context, c *rpcCall) (any, error) {
 	} else if res.ContentRef, err = a.transfers.Put(ctx, data); err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
-	sum := sha256.Sum256(data)
-	a.audit(ctx, t, c, events.EnvFileRead, events.File{Path: p, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	a.audit(ctx, t, c, events.EnvFileRead, events.File{Path: p, Size: int64(len(data)), SHA256: events.Hash(data)})
 	return res, nil
 }
 
