@@ -77,6 +77,11 @@ func NewHostEvent(host, typ, principal string, data any) (*Event, error) {
 	return newEvent(typ, "", host, principal, data)
 }
 
+// NewAuditEvent builds an audit record (subject waggle.audit.<kind>), such as a digest.
+func NewAuditEvent(kind, principal string, data any) (*Event, error) {
+	return newEvent(kind, "", "", principal, data)
+}
+
 func newEvent(typ, env, host, principal string, data any) (*Event, error) {
 	ev := &Event{ID: ulid.Make().String(), Type: typ, V: SchemaVersion, Env: env, Host: host,
 		Time: time.Now().UTC(), Principal: principal}

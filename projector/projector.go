@@ -2,7 +2,6 @@ package projector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/projector/audit"
@@ -435,12 +433,10 @@ func (d *digester) maybeEmit(ctx context.Context, applied uint64) error {
 		return nil
 	}
 	dg := d.rng.Cut(d.cfg.DigestEvery)
-	data, err := json.Marshal(dg)
+	ev, err := events.NewAuditEvent(events.AuditDigest, "system", dg)
 	if err != nil {
-		return fmt.Errorf("projector: encode digest: %w", err)
+		return fmt.Errorf("projector: %w", err)
 	}
-	ev := &events.Event{ID: ulid.Make().String(), Type: events.AuditDigest, V: events.SchemaVersion,
-		Time: time.Now().UTC(), Principal: "system", Data: data}
 	head, err := d.log.Append(ctx, ev, d.head)
 	if errors.Is(err, events.ErrConflict) {
 		head, err = d.log.Head(ctx, digestAggregate)
