@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hostagent is the per-host agent of a waggle cluster: it consumes the placements of its
 // host from the event log, admits them by free capacity, boots and stops the microVMs, serves the
 // exec/file RPC for its environments, enforces idle TTLs, reconciles VMs with the log on start,

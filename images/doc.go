@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package images builds and caches the read-only ext4 root filesystems that guests boot from:
 // the built-in Debian images (base, python, node, shell) made with debootstrap, and images
 // flattened from OCI references.

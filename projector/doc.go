@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package projector folds the event log into the queryable view of environments and hosts:
 // one pure fold (Apply) drives the live projector (KV buckets waggle_envs and waggle_hosts), a
 // full rebuild into fresh buckets, and the in-memory replay of the log as of any moment.

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command waggle-init is PID 1 of every waggle guest (see package hostagent/guest). Build it
 // static: CGO_ENABLED=0 go build ./cmd/waggle-init. The initramfs must hold it as /init with mode
 // 0755, because the guest also runs it as the sandbox user: `waggle-init sftp-server` is the

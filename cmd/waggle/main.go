@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command waggle is the one binary of a waggle cluster: it runs every role (up, nats, router,
 // hostagent, projector) and the operator and auditor tools (events, replay, audit, env, hosts,
 // images, vm, token, bench).

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package eventstest starts a real embedded JetStream server with waggle's event log for tests,
 // and stops it when the test ends.
 package eventstest

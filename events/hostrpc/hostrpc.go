@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hostrpc is the wire contract between routers and host agents: the NATS request/reply
 // subjects of a host's exec and file service, the JSON bodies they carry, and the object store
 // transfers that carry file contents too large for one message.

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package guest is PID 1 of a waggle guest (cmd/waggle-init): a pipeline of named boot stages
 // (early mounts, kernel command line, modules, root disk, switch root, late mounts, hostname,
 // network, kernel hardening, lockdown, SSH) that ends with the SSH server of package sshd serving

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package guestclient is the host's side of the guest control channel: one SSH connection to a
 // guest's init (hostagent/guest) over an already-open net.Conn, on which it runs commands (stdout
 // and stderr kept apart, exit status, timeouts that kill the guest process group, capped output)

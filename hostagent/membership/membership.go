@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package membership runs a host agent's gossip membership (hashicorp/memberlist): who is in the
 // cluster, with what static metadata, and which members were declared dead.
 package membership

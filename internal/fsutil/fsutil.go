@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package fsutil holds the small file-system helpers waggle's caches share: an exclusive lock
 // file and atomic writes.
 package fsutil

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package sshd is the guest's SSH server: it accepts only the host's per-VM key and runs each
 // session's command, or the SFTP subsystem, as the sandbox user in a process group of its own.
 //

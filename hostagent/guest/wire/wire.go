@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package wire is the contract between the guest's init (hostagent/guest) and the host-side
 // client (hostagent/guestclient): console markers, SSH request names and the encoding of argv
 // exec requests. Both sides import it so the two never drift apart.

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package cgroup puts a VM's hypervisor process into its own cgroup v2 group with CPU and
 // memory limits.
 package cgroup

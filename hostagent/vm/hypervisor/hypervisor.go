@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hypervisor defines what a VM backend provides (prepare a root disk, start a VM, a
 // handle to stop it) so that QEMU, and later libkrun or Firecracker, fit behind one interface.
 package hypervisor

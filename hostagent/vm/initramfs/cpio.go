@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package initramfs writes the guest's initramfs: a newc cpio archive holding /init (the static
 // waggle-init binary), the kernel modules in /lib/modules and their load order in
 // /lib/modules.order. Archives are cached by content hash.

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package kernel fetches Debian's amd64 kernel package and turns it into what a microVM boots:
 // the uncompressed vmlinux (for PVH entry) and the few modules the guest needs, in load order.
 package kernel

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package qemu is the QEMU `-M microvm` backend: it prepares qcow2 overlay disks and runs
 // qemu-system-x86_64 with a PVH kernel, an initramfs, virtio-mmio devices, QEMU's seccomp
 // sandbox, and optionally as an unprivileged user inside a cgroup.

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package vmtest gives tests real microVMs: Require skips a test (or fails it when
 // WAGGLE_REQUIRE_VM=1) on hosts that cannot boot them, and Manager, Launch and Image build
 // waggle and waggle-init, fetch the kernel and find a guest image, all cached across runs.

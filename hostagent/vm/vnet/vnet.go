@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package vnet runs one VM's user-space network: a gvisor-tap-vsock stack that QEMU's
 // `-netdev stream` socket plugs into, through a frame filter that lets the host reach the
 // guest's SSH server and enforces the VM's egress Policy on every connection the guest starts.
