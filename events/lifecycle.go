@@ -41,51 +41,42 @@ func Live(state string) bool {
 	return false
 }
 
-// transitions maps a state to the event types allowed in it and the state each leads to.
-// Audit events (exec, file_*, touched) keep the state and are allowed only while running.
+// transitions maps a state to the lifecycle event types allowed in it and the state each leads
+// to. Audit events (see IsAudit) are not in it: they never change the state.
 var transitions = map[string]map[string]string{
-	StateNone:      {EnvRequested: StateRequested},
-	StateRequested: {EnvPlaced: StatePlaced, EnvRejected: StateRejected, EnvFailed: StateFailed, EnvLost: StateLost},
+	StateNone: {EnvRequested: StateRequested},
+	// A requested environment may be destroyed: its router died (or its caller went away)
+	// before placing it, and it must not count against its tenant for ever.
+	StateRequested: {EnvPlaced: StatePlaced, EnvRejected: StateRejected, EnvFailed: StateFailed, EnvLost: StateLost,
+		EnvDestroyRequested: StateDestroying},
 	StatePlaced: {EnvStarting: StateStarting, EnvRejected: StateRejected, EnvFailed: StateFailed,
 		EnvDestroyRequested: StateDestroying, EnvLost: StateLost},
 	StateStarting: {EnvStarted: StateRunning, EnvFailed: StateFailed, EnvDestroyRequested: StateDestroying,
 		EnvLost: StateLost},
-	StateRunning: {EnvTouched: StateRunning, EnvExec: StateRunning, EnvFileWritten: StateRunning,
-		EnvFileRead: StateRunning, EnvDestroyRequested: StateDestroying, EnvFailed: StateFailed, EnvLost: StateLost},
+	StateRunning:    {EnvDestroyRequested: StateDestroying, EnvFailed: StateFailed, EnvLost: StateLost},
 	StateDestroying: {EnvDestroyed: StateDestroyed, EnvLost: StateLost, EnvFailed: StateFailed},
 }
 
-// Next is the state an environment reaches when an event of type typ follows state, or an
-// error naming the illegal transition. Writers fold an aggregate with it before they append.
-func Next(state, typ string) (string, error) {
-	if next, ok := transitions[state][typ]; ok {
-		return next, nil
+// IsAudit reports whether typ is an audit event: a record of a call (exec, file_written,
+// file_read) or of activity (touched). Audit events change no state and are accepted in any
+// state once the environment has run, so that nothing that ran goes unrecorded, even when the
+// environment was destroyed or lost while the call was under way.
+func IsAudit(typ string) bool {
+	switch typ {
+	case EnvExec, EnvFileWritten, EnvFileRead, EnvTouched:
+		return true
 	}
-	from := state
-	if from == StateNone {
-		from = "new"
-	}
-	return state, fmt.Errorf("%w: %s environment cannot take %q", ErrIllegalTransition, from, typ)
+	return false
 }
 
-// Allows reports whether an event of type typ may follow state.
-func Allows(state, typ string) bool {
-	_, ok := transitions[state][typ]
-	return ok
-}
-
-// ErrIllegalTransition is returned by Next for an event the state machine does not allow.
+// ErrIllegalTransition is returned for an event the state machine does not allow.
 var ErrIllegalTransition = errors.New("illegal transition")
 
-// EnvState folds an environment's history into its current state, refusing illegal sequences.
-func EnvState(history []*Event) (string, error) {
-	state := StateNone
-	for _, ev := range history {
-		next, err := Next(state, ev.Type)
-		if err != nil {
-			return state, fmt.Errorf("event %d (%s): %w", ev.Seq, ev.ID, err)
-		}
-		state = next
+// next is the state a lifecycle event of type typ leads to from state, or an error naming the
+// illegal transition.
+func next(state, typ string) (string, error) {
+	if n, ok := transitions[state][typ]; ok {
+		return n, nil
 	}
-	return state, nil
+	return state, fmt.Errorf("%w: %s environment cannot take %q", ErrIllegalTransition, orNew(state), typ)
 }

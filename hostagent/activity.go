@@ -23,9 +23,9 @@ func (a *Agent) markActive(e *envEntry, t time.Time, call bool) {
 }
 
 // ttl is e's idle timeout.
-func (a *Agent) ttl(req events.Requested) time.Duration {
-	if req.TTLSeconds > 0 {
-		return time.Duration(req.TTLSeconds) * time.Second
+func (a *Agent) ttl(env events.Env) time.Duration {
+	if env.TTLSeconds > 0 {
+		return env.TTL()
 	}
 	return a.cfg.DefaultTTL
 }
@@ -114,9 +114,9 @@ func (a *Agent) expire(ctx context.Context, env string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if !ok && e.agg.state != events.StateDestroying {
+	if !ok && e.agg.State != events.StateDestroying {
 		return nil
 	}
-	a.logger.Info("ttl: environment idle past its timeout", "env", env, "ttl", a.ttl(e.agg.req), "idle_since", idleSince)
+	a.logger.Info("ttl: environment idle past its timeout", "env", env, "ttl", a.ttl(e.agg.Env), "idle_since", idleSince)
 	return a.finishDestroy(ctx, e, "")
 }

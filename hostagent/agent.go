@@ -173,26 +173,26 @@ func (a *Agent) releaseLocked(e *envEntry) {
 // setMachine records e's VM (nil once it is stopped), releasing the reservation with the VM.
 // The caller holds e.mu.
 func (a *Agent) setMachine(e *envEntry, m Machine) {
-	ttl := a.ttl(e.agg.req)
+	ttl := a.ttl(e.agg.Env)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e.machine, e.ttl, e.runtime = m, ttl, e.agg.req.Runtime
+	e.machine, e.ttl, e.runtime = m, ttl, e.agg.Runtime
 	if m == nil {
 		a.releaseLocked(e)
 	}
-	e.serving = m != nil && e.agg.state == events.StateRunning
+	e.serving = m != nil && e.agg.State == events.StateRunning
 }
 
 // updateServing re-derives whether e serves calls after its state changed. The caller holds e.mu.
 func (a *Agent) updateServing(e *envEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e.serving = e.machine != nil && e.agg.state == events.StateRunning
+	e.serving = e.machine != nil && e.agg.State == events.StateRunning
 }
 
-// resources is what an environment reserves: its request, with defaults for unset fields.
-func (a *Agent) resources(req events.Requested) events.Resources {
-	res := req.Resources
+// resources is what an environment reserves: what it asked for, with defaults for unset fields.
+func (a *Agent) resources(env events.Env) events.Resources {
+	res := env.Resources
 	if res.CPUs <= 0 {
 		res.CPUs = a.cfg.DefaultResources.CPUs
 	}

@@ -106,7 +106,7 @@ func TestDuplicatePlacedStartsOneVM(t *testing.T) {
 	// The copies are illegal in the aggregate's history, so fold as the agent does (skipping them).
 	g := aggregate{host: "h1", env: env}
 	waitFor(t, 10*time.Second, "running", func() bool {
-		return g.load(context.Background(), c.Log) == nil && g.state == events.StateRunning
+		return g.load(context.Background(), c.Log) == nil && g.State == events.StateRunning
 	})
 	time.Sleep(500 * time.Millisecond) // let the duplicates be handled
 	evs := history(t, c, "h1", env)

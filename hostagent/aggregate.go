@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/waggle-dev/waggle/events"
@@ -25,43 +24,12 @@ type EventLog interface {
 // maxAppendAttempts bounds the re-read-and-retry loop of one append under contention.
 const maxAppendAttempts = 8
 
-// aggregate is the folded state of one environment, as far as the agent needs it.
+// aggregate is one environment folded from the log (events.Env), with the head it was read at.
 type aggregate struct {
-	host, env  string
-	loaded     bool
-	head       events.Head
-	state      string
-	req        events.Requested
-	lastActive time.Time
-}
-
-// apply folds one event; an illegal event (which writers refuse) is skipped.
-func (g *aggregate) apply(ev *events.Event) error {
-	next, err := events.Next(g.state, ev.Type)
-	if err != nil {
-		return err
-	}
-	g.state = next
-	switch ev.Type {
-	case events.EnvRequested:
-		if err := ev.DecodeData(&g.req); err != nil {
-			return err
-		}
-	case events.EnvStarted, events.EnvExec, events.EnvFileWritten, events.EnvFileRead:
-		g.active(ev.Time)
-	case events.EnvTouched:
-		var t events.Touched
-		if err := ev.DecodeData(&t); err == nil {
-			g.active(t.LastActive)
-		}
-	}
-	return nil
-}
-
-func (g *aggregate) active(t time.Time) {
-	if t.After(g.lastActive) {
-		g.lastActive = t
-	}
+	host, env string
+	loaded    bool
+	head      events.Head
+	events.Env
 }
 
 // load reads the aggregate from the log.
@@ -74,7 +42,7 @@ func (g *aggregate) load(ctx context.Context, log EventLog) error {
 	for _, ev := range evs {
 		// The writers refuse illegal transitions; skipping one here keeps a damaged
 		// history readable (audit verify reports it).
-		_ = fresh.apply(ev)
+		_ = fresh.Apply(ev)
 	}
 	*g = fresh
 	return nil
@@ -90,7 +58,7 @@ func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principa
 				return false, err
 			}
 		}
-		if !events.Allows(g.state, typ) {
+		if !g.Allows(typ) {
 			return false, nil
 		}
 		ev, err := events.NewEnvEvent(g.host, g.env, typ, principal, data)
@@ -108,7 +76,7 @@ func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principa
 			return false, fmt.Errorf("append %s to environment %s: %w", typ, g.env, err)
 		}
 		g.head = head
-		_ = g.apply(ev) // allowed: checked with Next above
+		_ = g.Apply(ev) // allowed: checked above
 		return true, nil
 	}
 	return false, fmt.Errorf("append %s to environment %s: still conflicting after %d attempts", typ, g.env, maxAppendAttempts)
@@ -123,7 +91,7 @@ func foldHost(ctx context.Context, log EventLog, host string) (map[string]*aggre
 			g = &aggregate{host: host, env: ev.Env}
 			aggs[ev.Env] = g
 		}
-		_ = g.apply(ev)
+		_ = g.Apply(ev)
 		g.head = events.Head{Seq: ev.Seq, Hash: events.Hash(ev.Raw)}
 		g.loaded = true
 		return nil

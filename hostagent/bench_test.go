@@ -97,7 +97,7 @@ func destroyAndWait(tb testing.TB, c *eventstest.Node, host, env string) {
 	ok, err := g.appendEvent(context.Background(), c.Log, events.EnvDestroyRequested, "bench", "",
 		events.DestroyRequested{By: "bench", Reason: events.ReasonUser})
 	if err != nil || !ok {
-		tb.Fatalf("destroy %s: %v (state %s)", env, err, g.state)
+		tb.Fatalf("destroy %s: %v (state %s)", env, err, g.State)
 	}
 	waitState(tb, c, host, env, events.StateDestroyed, time.Minute)
 }

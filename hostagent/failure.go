@@ -98,7 +98,7 @@ func (a *Agent) markHostLost(ctx context.Context, host string) error {
 	}
 	var errs []error
 	for env, g := range aggs {
-		if !events.Live(g.state) {
+		if !events.Live(g.State) {
 			continue
 		}
 		ok, err := g.appendEvent(ctx, a.log, events.EnvLost, a.principal, "",

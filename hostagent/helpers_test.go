@@ -134,10 +134,11 @@ func history(t testing.TB, c *eventstest.Node, host, env string) []*events.Event
 
 func state(t testing.TB, c *eventstest.Node, host, env string) string {
 	t.Helper()
-	s, err := events.EnvState(history(t, c, host, env))
+	e, err := events.FoldEnv(history(t, c, host, env))
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := e.State
 	return s
 }
 

@@ -102,11 +102,11 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	if err := e.agg.load(ctx, a.log); err != nil {
 		return err
 	}
-	if e.agg.state != events.StatePlaced || e.machine != nil {
+	if e.agg.State != events.StatePlaced || e.machine != nil {
 		return nil // handled before (or moved on by someone else)
 	}
-	res := a.resources(e.agg.req)
-	warm, reason := a.admit(e, e.agg.req.Runtime, res)
+	res := a.resources(e.agg.Env)
+	warm, reason := a.admit(e, e.agg.Runtime, res)
 	if reason != "" {
 		a.logger.Info("placement rejected", "env", env, "reason", reason)
 		_, err := e.agg.appendEvent(ctx, a.log, events.EnvRejected, a.principal, correlation, events.Reason{Reason: reason})
@@ -120,7 +120,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	start := time.Now()
 	m := warm
 	if m == nil {
-		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.req.Runtime, Resources: res})
+		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.Runtime, Resources: res})
 	} else {
 		err = a.pool.claim(env, m)
 	}
@@ -145,7 +145,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 		// Destroyed while booting: finish what the destroy request asked.
 		return a.finishDestroy(ctx, e, correlation)
 	}
-	a.logger.Info("environment started", "env", env, "runtime", e.agg.req.Runtime, "warm", warm != nil,
+	a.logger.Info("environment started", "env", env, "runtime", e.agg.Runtime, "warm", warm != nil,
 		"boot_ms", time.Since(start).Milliseconds())
 	return nil
 }
@@ -199,7 +199,7 @@ func (a *Agent) destroy(ctx context.Context, env, correlation string) error {
 	if err := e.agg.load(ctx, a.log); err != nil {
 		return err
 	}
-	if e.agg.state != events.StateDestroying {
+	if e.agg.State != events.StateDestroying {
 		return nil
 	}
 	return a.finishDestroy(ctx, e, correlation)
@@ -220,7 +220,7 @@ func (a *Agent) finishDestroy(ctx context.Context, e *envEntry, correlation stri
 		a.setMachine(e, nil)
 		a.pool.unclaim(e.id)
 	}
-	if e.agg.state == events.StateDestroying {
+	if e.agg.State == events.StateDestroying {
 		if _, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyed, a.principal, correlation, nil); err != nil {
 			return err
 		}

@@ -35,7 +35,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			env = m.ID()
 		}
 		g := aggs[env]
-		if g == nil || !m.IsAlive() || (g.state != events.StateStarting && g.state != events.StateRunning && g.state != events.StateDestroying) {
+		if g == nil || !m.IsAlive() || (g.State != events.StateStarting && g.State != events.StateRunning && g.State != events.StateDestroying) {
 			a.logger.Info("reconcile: killing VM the log does not hold live here", "vm", m.ID(), "env", env)
 			a.stopQuietly(ctx, m)
 			if claimed {
@@ -58,7 +58,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			continue
 		}
 		typ, data := events.EnvLost, any(events.Reason{Reason: "VM not found when the host agent started"})
-		switch g.state {
+		switch g.State {
 		case events.StateStarting, events.StateRunning:
 		case events.StateDestroying:
 			typ, data = events.EnvDestroyed, nil
@@ -68,7 +68,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		if _, err := g.appendEvent(ctx, a.log, typ, a.principal, "", data); err != nil {
 			return fmt.Errorf("reconcile: %s %s: %w", typ, env, err)
 		}
-		a.logger.Warn("reconcile: live environment without a VM", "env", env, "state", g.state, "appended", typ)
+		a.logger.Warn("reconcile: live environment without a VM", "env", env, "state", g.State, "appended", typ)
 	}
 	return nil
 }
@@ -78,19 +78,19 @@ func (a *Agent) adopt(ctx context.Context, g *aggregate, m Machine) error {
 	e := a.lockEntry(g.env)
 	defer a.unlockEntry(e)
 	e.agg = *g
-	res := a.resources(g.req)
+	res := a.resources(g.Env)
 	a.mu.Lock()
 	a.addLocked(res, 1)
 	e.res, e.reserved = res, true
 	a.mu.Unlock()
 	a.setMachine(e, m)
-	active := g.lastActive
+	active := g.LastActive
 	if active.IsZero() {
 		active = time.Now()
 	}
 	a.markActive(e, active, false)
-	a.logger.Info("reconcile: adopted running VM", "env", g.env, "vm", m.ID(), "state", g.state)
-	switch e.agg.state {
+	a.logger.Info("reconcile: adopted running VM", "env", g.env, "vm", m.ID(), "state", g.State)
+	switch e.agg.State {
 	case events.StateStarting:
 		_, err := e.agg.appendEvent(ctx, a.log, events.EnvStarted, a.principal, "", events.Started{})
 		a.updateServing(e)

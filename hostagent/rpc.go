@@ -163,10 +163,10 @@ func (a *Agent) running(ctx context.Context, env string) (target, error) {
 	if err := g.load(ctx, a.log); err != nil {
 		return target{}, err
 	}
-	if g.state == events.StateNone {
+	if g.State == events.StateNone {
 		return target{}, rpcErrorf(hostrpc.CodeNotFound, "environment %s not found on host %s", env, a.cfg.HostID)
 	}
-	return target{}, rpcErrorf(hostrpc.CodeNotRunning, "environment %s is %s, not running", env, g.state)
+	return target{}, rpcErrorf(hostrpc.CodeNotRunning, "environment %s is %s, not running", env, g.State)
 }
 
 // audit appends an audit event for a call and counts the call as activity.

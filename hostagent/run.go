@@ -182,7 +182,7 @@ func (a *Agent) drainAll(ctx context.Context) error {
 		e := a.lockEntry(id)
 		ok, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyRequested, a.principal, "",
 			events.DestroyRequested{By: a.principal, Reason: events.ReasonHostLeft})
-		if err == nil && (ok || e.agg.state == events.StateDestroying) {
+		if err == nil && (ok || e.agg.State == events.StateDestroying) {
 			err = a.finishDestroy(ctx, e, "")
 		}
 		a.unlockEntry(e)

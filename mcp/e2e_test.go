@@ -214,7 +214,7 @@ func TestEndToEnd(t *testing.T) {
 			if !strings.HasPrefix(evs[0].Principal, "acme/") || evs[0].Correlation == "" || evs[1].Causation != evs[0].ID {
 				t.Fatalf("requested %+v placed %+v", evs[0], evs[1])
 			}
-			if _, err := events.EnvState(evs); err != nil {
+			if _, err := events.FoldEnv(evs); err != nil {
 				t.Fatal(err)
 			}
 			for _, h := range c.hosts[0].headers() {

@@ -24,25 +24,12 @@ const (
 	HostLeft    = "left"
 )
 
-// Env is one environment as the view sees it. Times are producer times of the events (UTC).
+// Env is one environment as the view sees it: the fold of its events (events.Env) and when it
+// expires if it stays idle.
 type Env struct {
-	ID         string            `json:"id"`
-	Name       string            `json:"name,omitempty"`
-	Owner      string            `json:"owner"` // tenant
-	Runtime    string            `json:"runtime"`
-	Resources  events.Resources  `json:"resources"`
-	Host       string            `json:"host"`
-	State      string            `json:"state"`
-	TTLSeconds int64             `json:"ttl_s,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
-	Created    time.Time         `json:"created,omitzero"`
-	Started    time.Time         `json:"started,omitzero"`
-	LastActive time.Time         `json:"last_active,omitzero"`
+	events.Env
 	// Expires is LastActive + TTL while the environment runs, zero otherwise.
-	Expires   time.Time `json:"expires,omitzero"`
-	LastError string    `json:"last_error,omitempty"`
-	// Seq is the stream sequence of the last event that changed this environment.
-	Seq uint64 `json:"seq"`
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Host is one VM host as the view sees it. Allocated and EnvCount sum its live environments
@@ -144,52 +131,14 @@ func nextEnv(prev *Env, ev *events.Event) (*Env, error) {
 	if prev != nil {
 		n = *prev
 	}
-	state, err := events.Next(n.State, ev.Type)
-	if err != nil {
-		return nil, notApplicable(ev, err)
+	if err := n.Apply(ev); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotApplicable, err)
 	}
-	at := ev.Time.UTC()
-	switch ev.Type {
-	case events.EnvRequested:
-		var d events.Requested
-		if err := ev.DecodeData(&d); err != nil {
-			return nil, notApplicable(ev, err)
-		}
-		// The host is the aggregate's (its subject's): it never changes, and it is the host
-		// whose agent consumes the environment's events.
-		n = Env{ID: ev.Env, Name: d.Name, Owner: d.Owner, Runtime: d.Runtime, Resources: d.Resources,
-			Host: ev.Host, TTLSeconds: d.TTLSeconds, Labels: d.Labels, Created: at}
-	case events.EnvStarted:
-		n.Started, n.LastActive = at, at
-	case events.EnvTouched:
-		var d events.Touched
-		if err := ev.DecodeData(&d); err != nil {
-			return nil, notApplicable(ev, err)
-		}
-		n.LastActive = later(n.LastActive, d.LastActive.UTC())
-	case events.EnvExec, events.EnvFileWritten, events.EnvFileRead:
-		n.LastActive = later(n.LastActive, at)
-	case events.EnvRejected, events.EnvFailed, events.EnvLost:
-		var d events.Reason
-		if err := ev.DecodeData(&d); err != nil {
-			return nil, notApplicable(ev, err)
-		}
-		n.LastError = d.Reason
-	}
-	n.State = state
 	n.Expires = time.Time{}
 	if n.State == events.StateRunning && n.TTLSeconds > 0 {
-		n.Expires = n.LastActive.Add(time.Duration(n.TTLSeconds) * time.Second)
+		n.Expires = n.LastActive.Add(n.TTL())
 	}
-	n.Seq = ev.Seq
 	return &n, nil
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // nextHost is the host after one of its lifecycle events; prev (nil if unknown) is not modified.

@@ -141,42 +141,19 @@ func (r *Router) findOwner(ctx context.Context, env string) (ownerEntry, error) 
 
 // summarize folds an environment's events into what a caller sees.
 func summarize(evs []*events.Event) (EnvInfo, error) {
-	var info EnvInfo
-	state := events.StateNone
-	for _, ev := range evs {
-		next, err := events.Next(state, ev.Type)
-		if err != nil {
-			return EnvInfo{}, fmt.Errorf("environment %s: event %d: %w", ev.Env, ev.Seq, err)
-		}
-		state = next
-		at := eventTime(ev)
-		switch ev.Type {
-		case events.EnvRequested:
-			var req events.Requested
-			if err := ev.DecodeData(&req); err != nil {
-				return EnvInfo{}, err
-			}
-			info = EnvInfo{ID: ev.Env, Name: req.Name, Runtime: req.Runtime, Host: ev.Host,
-				CPUs: req.Resources.CPUs, MemoryMiB: req.Resources.MemoryMiB,
-				TimeoutMinutes: req.TTLSeconds / 60, CreatedAt: at}
-		case events.EnvStarted:
-			var st events.Started
-			if err := ev.DecodeData(&st); err != nil {
-				return EnvInfo{}, err
-			}
-			info.StartedAt, info.BootMS = &at, st.BootMillis
-		case events.EnvRejected, events.EnvFailed, events.EnvLost:
-			var reason events.Reason
-			if err := ev.DecodeData(&reason); err != nil {
-				return EnvInfo{}, err
-			}
-			info.LastError = reason.Reason
-		case events.EnvTouched, events.EnvExec, events.EnvFileRead, events.EnvFileWritten:
-			info.LastActive = &at
-		}
+	e, err := events.FoldEnv(evs)
+	if err != nil {
+		return EnvInfo{}, err
 	}
-	info.Status = state
-	return info, nil
+	return envInfo(e), nil
+}
+
+// envInfo is what a caller sees of a folded environment.
+func envInfo(e events.Env) EnvInfo {
+	return EnvInfo{ID: e.ID, Name: e.Name, Runtime: e.Runtime, Status: e.State, Host: e.Host,
+		CPUs: e.Resources.CPUs, MemoryMiB: e.Resources.MemoryMiB, TimeoutMinutes: e.TTLSeconds / 60,
+		CreatedAt: e.Created, StartedAt: timePtr(e.Started), LastActive: timePtr(e.LastActive),
+		BootMS: e.BootMillis, LastError: e.LastError}
 }
 
 // eventTime is when an event was stored (server time), or its producer time if unknown.
@@ -206,11 +183,7 @@ func (r *Router) List(ctx context.Context, p Principal) ([]EnvInfo, error) {
 }
 
 func viewInfo(e *projector.Env) EnvInfo {
-	info := EnvInfo{ID: e.ID, Name: e.Name, Runtime: e.Runtime, Status: e.State, Host: e.Host,
-		CPUs: e.Resources.CPUs, MemoryMiB: e.Resources.MemoryMiB, TimeoutMinutes: e.TTLSeconds / 60,
-		CreatedAt: e.Created.UTC(), LastError: e.LastError}
-	info.StartedAt = timePtr(e.Started)
-	info.LastActive = timePtr(e.LastActive)
+	info := envInfo(e.Env)
 	info.ExpiresAt = timePtr(e.Expires)
 	return info
 }
@@ -285,10 +258,11 @@ func (r *Router) Destroy(ctx context.Context, p Principal, env string) (*Destroy
 		if err != nil {
 			return nil, fmt.Errorf("load environment %s: %w", env, err)
 		}
-		state, err := events.EnvState(evs)
+		e, err := events.FoldEnv(evs)
 		if err != nil {
-			return nil, fmt.Errorf("environment %s: %w", env, err)
+			return nil, err
 		}
+		state := e.State
 		if events.Terminal(state) {
 			return &DestroyResult{ID: env, Status: state,
 				Message: fmt.Sprintf("environment %s is already %s; nothing to destroy", env, state)}, nil
@@ -297,7 +271,7 @@ func (r *Router) Destroy(ctx context.Context, p Principal, env string) (*Destroy
 			from = head.Seq
 			break
 		}
-		if !events.Allows(state, events.EnvDestroyRequested) {
+		if !e.Allows(events.EnvDestroyRequested) {
 			return nil, userErr(KindNotRunning, "environment %s is %s and cannot be destroyed yet; try again in a moment", env, state)
 		}
 		ev, err := events.NewEnvEvent(own.host, env, events.EnvDestroyRequested, p.String(),

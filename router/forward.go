@@ -276,11 +276,11 @@ func (r *Router) envState(ctx context.Context, host, env string) string {
 	if err != nil {
 		return "unknown"
 	}
-	state, err := events.EnvState(evs)
-	if err != nil || state == events.StateNone {
+	e, err := events.FoldEnv(evs)
+	if err != nil || e.State == events.StateNone {
 		return "unknown"
 	}
-	return state
+	return e.State
 }
 
 // hostState describes a host's state in the view, for error messages.

@@ -288,12 +288,13 @@ func (r *Router) abandon(ctx context.Context, p Principal, host, env, reason str
 		r.logger.Error("abandon: load", "env", env, "host", host, "err", err)
 		return "unknown"
 	}
-	state, err := events.EnvState(evs)
+	e, err := events.FoldEnv(evs)
 	if err != nil {
 		r.logger.Error("abandon: fold", "env", env, "host", host, "err", err)
 		return "unknown"
 	}
-	if !events.Allows(state, events.EnvDestroyRequested) {
+	state := e.State
+	if !e.Allows(events.EnvDestroyRequested) {
 		return state
 	}
 	ev, err := events.NewEnvEvent(host, env, events.EnvDestroyRequested, p.String(),

@@ -101,6 +101,9 @@ func nextLine(t *testing.T, lines <-chan timedLine) timedLine {
 // TestEventsTail: an event appended over another connection shows up in `waggle events tail`
 // (measured latency logged; the bound asserted is generous, the target is 100 ms).
 func TestEventsTail(t *testing.T) {
+	// The separate-process case runs the built binary: build it before any deadline runs, so a
+	// cold build cache costs time, not the test.
+	builtWaggle(t)
 	url := eventstest.Start(t).Server.ClientURL()
 	nc, err := nats.Connect(url) // the writer: its own TCP connection
 	if err != nil {
@@ -114,7 +117,7 @@ func TestEventsTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	heads := map[string]events.Head{}
-	appendEv := func(env, typ string, data any) *events.Event {
+	appendEv := func(t *testing.T, env, typ string, data any) *events.Event {
 		t.Helper()
 		ev, err := events.NewEnvEvent("h1", env, typ, "acme", data)
 		if err != nil {
@@ -125,7 +128,7 @@ func TestEventsTail(t *testing.T) {
 		}
 		return ev
 	}
-	appendEv("old", events.EnvRequested, nil) // before the tails start
+	appendEv(t, "old", events.EnvRequested, nil) // before the tails start
 
 	tests := []struct {
 		name       string
@@ -171,7 +174,7 @@ func TestEventsTail(t *testing.T) {
 			defer ready.Stop()
 		warmup:
 			for {
-				appendEv(tt.warmupEnv, tt.warmupType, nil)
+				appendEv(t, tt.warmupEnv, tt.warmupType, nil)
 				select {
 				case <-lines:
 					break warmup
@@ -180,9 +183,9 @@ func TestEventsTail(t *testing.T) {
 			}
 			// Another environment's event must not show up in the filtered tail; the measured
 			// event is appended last.
-			appendEv("other", events.EnvPlaced, events.Placed{Host: "h1"})
+			appendEv(t, "other", events.EnvPlaced, events.Placed{Host: "h1"})
 			start := time.Now()
-			ev := appendEv("watched", events.EnvPlaced, events.Placed{Host: "h1"})
+			ev := appendEv(t, "watched", events.EnvPlaced, events.Placed{Host: "h1"})
 			seq := fmt.Sprint(ev.Seq)
 			var line timedLine
 			for line = nextLine(t, lines); !strings.HasPrefix(line.text, seq+" ") && !strings.Contains(line.text, `"seq":`+seq+`,`); line = nextLine(t, lines) {
