@@ -31,6 +31,7 @@ const openAttemptTimeout = time.Second
 // Log is the event log: the WAGGLE_EVENTS stream and the operations on it. It is safe for
 // concurrent use.
 type Log struct {
+	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	locks  keyedMutex
@@ -103,7 +104,7 @@ func OpenLog(ctx context.Context, nc *nats.Conn, opts ...LogOption) (*Log, error
 		stream, err := ensureStream(attemptCtx, js, o)
 		cancel()
 		if err == nil {
-			return &Log{js: js, stream: stream}, nil
+			return &Log{nc: nc, js: js, stream: stream}, nil
 		}
 		if ctx.Err() != nil || !transientOpenError(err) {
 			return nil, fmt.Errorf("open event log: stream %s: %w", StreamName, err)

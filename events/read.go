@@ -57,24 +57,6 @@ func (l *Log) Get(ctx context.Context, seq uint64) (*Event, error) {
 	return decodeStored(msg.Data, msg.Sequence, msg.Subject, msg.Time)
 }
 
-// Load reads every event of an aggregate (a wildcard subject such as EnvAggregate(h, e)) in
-// order, and the head they end at. An empty aggregate gives no events and the zero Head.
-func (l *Log) Load(ctx context.Context, aggregate string) ([]*Event, Head, error) {
-	head, err := l.Head(ctx, aggregate)
-	if err != nil || head.Seq == 0 {
-		return nil, head, err
-	}
-	var evs []*Event
-	err = l.read(ctx, Position{}, []string{aggregate}, head.Seq, func(ev *Event) error {
-		evs = append(evs, ev)
-		return nil
-	})
-	if err != nil {
-		return nil, Head{}, fmt.Errorf("event log: load %s: %w", aggregate, err)
-	}
-	return evs, head, nil
-}
-
 // Follow calls fn for every event matching filters (subjects, wildcards allowed; none = all)
 // from position on, in stream order, and keeps following new events. It returns nil when ctx
 // ends, or fn's error, or an error naming the sequence of a message it cannot decode.

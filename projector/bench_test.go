@@ -73,7 +73,7 @@ func BenchmarkProjectorLag(b *testing.B) {
 
 	r, _ := NewReader(l.JetStream())
 	waitView(b, ctx, r, a.heads[events.HostAggregate("h0")].Seq)
-	kv, err := l.JetStream().KeyValue(ctx, EnvsBucket)
+	kv, err := l.JetStream().KeyValue(ctx, events.EnvsBucket)
 	if err != nil {
 		b.Fatal(err)
 	}

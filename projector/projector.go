@@ -281,13 +281,13 @@ func (p *Projector) idle(ctx context.Context, flush func() error, dg *digester, 
 func watchGeneration(ctx context.Context, meta jetstream.KeyValue, rev uint64, cancel context.CancelCauseFunc) error {
 	w, err := meta.Watch(ctx, keyCurrent, jetstream.UpdatesOnly())
 	if err != nil {
-		return fmt.Errorf("projector: watch %s/%s: %w", MetaBucket, keyCurrent, err)
+		return fmt.Errorf("projector: watch %s/%s: %w", events.ViewBucket, keyCurrent, err)
 	}
 	// A swap between reading the pointer and starting the watch is not in the updates.
 	if e, err := meta.Get(ctx, keyCurrent); err != nil || e.Revision() != rev {
 		_ = w.Stop()
 		if err != nil {
-			return fmt.Errorf("projector: read %s/%s: %w", MetaBucket, keyCurrent, err)
+			return fmt.Errorf("projector: read %s/%s: %w", events.ViewBucket, keyCurrent, err)
 		}
 		return errNewGeneration
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/waggle-dev/waggle/events"
 )
 
 // ErrNotFound is returned for an environment the view does not hold.
@@ -55,12 +57,12 @@ func (r *Reader) current(ctx context.Context) (*genHandles, error) {
 	if r.gen != nil && time.Since(r.resolved) < resolveEvery {
 		return r.gen, nil
 	}
-	meta, err := r.js.KeyValue(ctx, MetaBucket)
+	meta, err := r.js.KeyValue(ctx, events.ViewBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("projector: open %s: %w", MetaBucket, err)
+		return nil, fmt.Errorf("projector: open %s: %w", events.ViewBucket, err)
 	}
 	g, _, err := currentGeneration(ctx, meta)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

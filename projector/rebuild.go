@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,7 +59,7 @@ type RebuildResult struct {
 // Rebuild folds the whole log in memory, writes the result into the buckets of a new
 // generation, and makes it the live one (a revision-checked swap of the pointer, so of two
 // concurrent rebuilds one fails). Live projectors then continue in the new generation from its
-// sequence. Generations older than the previous one are deleted.
+// sequence. The generation before the live one is overwritten (two slots per bucket).
 func Rebuild(ctx context.Context, log *events.Log, sc StoreConfig) (RebuildResult, error) {
 	start := time.Now()
 	js := log.JetStream()
@@ -79,7 +77,9 @@ func Rebuild(ctx context.Context, log *events.Log, sc StoreConfig) (RebuildResul
 	}
 	next := generation(cur.Gen + 1)
 	next.BuiltAt = view.Seq
-	for _, b := range []string{next.Envs, next.Hosts} { // left over from a rebuild that failed
+	// The next generation's slot holds the generation before the live one (or what a failed
+	// rebuild left): readers that far behind have had a whole rebuild's time to move on.
+	for _, b := range []string{next.Envs, next.Hosts} {
 		if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return RebuildResult{}, fmt.Errorf("projector: rebuild: clear %s: %w", b, err)
 		}
@@ -101,7 +101,7 @@ func Rebuild(ctx context.Context, log *events.Log, sc StoreConfig) (RebuildResul
 	if _, err := meta.Update(ctx, keyCurrent, raw, rev); err != nil {
 		return RebuildResult{}, fmt.Errorf("projector: rebuild: swap to generation %d (another rebuild finished first?): %w", next.Gen, err)
 	}
-	if err := dropGenerationsBefore(ctx, js, meta, next.Gen-1); err != nil {
+	if err := forgetGenerationsBefore(ctx, meta, next.Gen-1); err != nil {
 		return RebuildResult{}, err
 	}
 	return RebuildResult{Generation: next, Seq: view.Seq, Envs: len(view.Envs), Hosts: len(view.Hosts),
@@ -121,42 +121,13 @@ func writeAll[T any](ctx context.Context, kv jetstream.KeyValue, vals map[string
 	return nil
 }
 
-// dropGenerationsBefore deletes the buckets and applied sequences of generations below keep.
-func dropGenerationsBefore(ctx context.Context, js jetstream.JetStream, meta jetstream.KeyValue, keep uint64) error {
-	names := js.KeyValueStoreNames(ctx)
-	var doomed []string
-	for name := range names.Name() {
-		if g, ok := generationOf(name); ok && g < keep {
-			doomed = append(doomed, name)
-		}
-	}
-	if err := names.Error(); err != nil {
-		return fmt.Errorf("projector: list buckets: %w", err)
-	}
-	for _, name := range doomed {
-		if err := js.DeleteKeyValue(ctx, name); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("projector: delete old bucket %s: %w", name, err)
-		}
-	}
+// forgetGenerationsBefore drops the applied sequences of generations below keep (their
+// buckets are the slots the next rebuilds reuse).
+func forgetGenerationsBefore(ctx context.Context, meta jetstream.KeyValue, keep uint64) error {
 	for g := uint64(1); g < keep; g++ {
 		if err := meta.Purge(ctx, appliedKey(g)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("projector: forget generation %d: %w", g, err)
 		}
 	}
 	return nil
-}
-
-// generationOf is the generation whose bucket is name, if it is one of the view's buckets.
-func generationOf(name string) (uint64, bool) {
-	for _, base := range []string{EnvsBucket, HostsBucket} {
-		if name == base {
-			return 1, true
-		}
-		if rest, ok := strings.CutPrefix(name, base+"_"); ok {
-			if g, err := strconv.ParseUint(rest, 10, 64); err == nil {
-				return g, true
-			}
-		}
-	}
-	return 0, false
 }

@@ -12,15 +12,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/waggle-dev/waggle/events"
 )
 
-// Bucket and key names of the view.
-const (
-	MetaBucket  = "waggle_view"  // pointer to the live generation, applied sequences
-	EnvsBucket  = "waggle_envs"  // environments, generation 1 (later: waggle_envs_<gen>)
-	HostsBucket = "waggle_hosts" // hosts, generation 1 (later: waggle_hosts_<gen>)
-	keyCurrent  = "current"
-)
+// keyCurrent is the key in events.ViewBucket that names the live generation.
+const keyCurrent = "current"
 
 // Generation is one complete copy of the view: its number and buckets, and the stream
 // sequence a rebuild wrote it at (0 for the generation the live projector started).
@@ -32,14 +29,10 @@ type Generation struct {
 	Created time.Time `json:"created"`
 }
 
-// generation is the bucket layout of generation gen.
+// generation is the bucket layout of generation gen: its slot of each view bucket.
 func generation(gen uint64) Generation {
-	g := Generation{Gen: gen, Envs: EnvsBucket, Hosts: HostsBucket, Created: time.Now().UTC()}
-	if gen > 1 {
-		suffix := "_" + strconv.FormatUint(gen, 10)
-		g.Envs, g.Hosts = EnvsBucket+suffix, HostsBucket+suffix
-	}
-	return g
+	return Generation{Gen: gen, Envs: events.ViewSlot(events.EnvsBucket, gen), Hosts: events.ViewSlot(events.HostsBucket, gen),
+		Created: time.Now().UTC()}
 }
 
 func appliedKey(gen uint64) string { return "applied." + strconv.FormatUint(gen, 10) }
@@ -65,9 +58,9 @@ func bucketConfig(name, desc string, sc StoreConfig) jetstream.KeyValueConfig {
 }
 
 func openMeta(ctx context.Context, js jetstream.JetStream, sc StoreConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(MetaBucket, "waggle view: live generation and applied sequences", sc))
+	kv, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(events.ViewBucket, "waggle view: live generation and applied sequences", sc))
 	if err != nil {
-		return nil, fmt.Errorf("projector: open bucket %s: %w", MetaBucket, err)
+		return nil, fmt.Errorf("projector: open bucket %s: %w", events.ViewBucket, err)
 	}
 	return kv, nil
 }
@@ -99,12 +92,12 @@ func readOrStartGeneration(ctx context.Context, js jetstream.JetStream, meta jet
 		if err == nil {
 			var g Generation
 			if err := json.Unmarshal(e.Value(), &g); err != nil {
-				return Generation{}, 0, fmt.Errorf("projector: decode %s/%s: %w", MetaBucket, keyCurrent, err)
+				return Generation{}, 0, fmt.Errorf("projector: decode %s/%s: %w", events.ViewBucket, keyCurrent, err)
 			}
 			return g, e.Revision(), nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyNotFound) || !create {
-			return Generation{}, 0, fmt.Errorf("projector: read %s/%s: %w", MetaBucket, keyCurrent, err)
+			return Generation{}, 0, fmt.Errorf("projector: read %s/%s: %w", events.ViewBucket, keyCurrent, err)
 		}
 		g := generation(1)
 		if _, _, err := openGeneration(ctx, js, g, sc); err != nil {

@@ -312,7 +312,7 @@ func (r *Router) await(ctx context.Context, host, env string, seq uint64, timeou
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var got *events.Event
-	err := r.log.Follow(wctx, events.Position{Seq: seq}, []string{events.EnvAggregate(host, env)}, func(ev *events.Event) error {
+	err := r.log.Watch(wctx, events.EnvAggregate(host, env), seq, func(ev *events.Event) error {
 		for _, t := range types {
 			if ev.Type == t {
 				got = ev

@@ -26,7 +26,7 @@ import (
 type EventLog interface {
 	Append(ctx context.Context, ev *events.Event, head events.Head) (events.Head, error)
 	Load(ctx context.Context, aggregate string) ([]*events.Event, events.Head, error)
-	Follow(ctx context.Context, from events.Position, filters []string, fn func(*events.Event) error) error
+	Watch(ctx context.Context, aggregate string, from uint64, fn func(*events.Event) error) error
 }
 
 // View is what the router reads of the projected view (*projector.Reader implements it).
