@@ -99,22 +99,75 @@ func OpenLog(ctx context.Context, nc *nats.Conn, opts ...LogOption) (*Log, error
 	if err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
+	var stream jetstream.Stream
+	err = retryTransient(ctx, func(ctx context.Context) error {
+		stream, err = ensureStream(ctx, js, o)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open event log: stream %s: %w", StreamName, err)
+	}
+	return &Log{nc: nc, js: js, stream: stream}, nil
+}
+
+// retryTransient runs fn, each attempt bounded by openAttemptTimeout, again after a transient
+// error (a cluster still electing its leaders, a request lost meanwhile) until ctx ends.
+func retryTransient(ctx context.Context, fn func(context.Context) error) error {
 	for {
 		attemptCtx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
-		stream, err := ensureStream(attemptCtx, js, o)
+		err := fn(attemptCtx)
 		cancel()
-		if err == nil {
-			return &Log{nc: nc, js: js, stream: stream}, nil
-		}
-		if ctx.Err() != nil || !transientOpenError(err) {
-			return nil, fmt.Errorf("open event log: stream %s: %w", StreamName, err)
+		if err == nil || ctx.Err() != nil || !transientOpenError(err) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("open event log: stream %s: %w (last error: %w)", StreamName, ctx.Err(), err)
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// BindLog opens the log on the event stream as it is, for a role that may not create or
+// change it: it waits (until ctx ends) for the stream to exist, and refuses one that is not
+// audit-grade (the admin's setup makes it so; see OpenLog).
+func BindLog(ctx context.Context, nc *nats.Conn) (*Log, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bind event log: %w", err)
+	}
+	// A stream not found yet is waited for: the admin's setup may come after this role starts.
+	var stream jetstream.Stream
+	err = retryTransient(ctx, func(ctx context.Context) error {
+		stream, err = js.Stream(ctx, StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("%w (waiting for the admin's setup)", errWaiting)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bind event log: stream %s: %w", StreamName, err)
+	}
+	if err := checkAuditGrade(stream.CachedInfo().Config); err != nil {
+		return nil, fmt.Errorf("bind event log: %w", err)
+	}
+	return &Log{nc: nc, js: js, stream: stream}, nil
+}
+
+// errWaiting marks a condition retryTransient waits out.
+var errWaiting = errors.New("not there yet")
+
+// checkAuditGrade refuses a stream configuration that could lose history.
+func checkAuditGrade(cfg jetstream.StreamConfig) error {
+	want := cfg
+	applyAuditSettings(&want)
+	if cfg.DenyDelete != want.DenyDelete || cfg.DenyPurge != want.DenyPurge || cfg.MaxAge != want.MaxAge ||
+		cfg.MaxMsgs != want.MaxMsgs || cfg.MaxBytes != want.MaxBytes || cfg.Storage != want.Storage ||
+		cfg.Retention != want.Retention || cfg.Duplicates < MinDuplicateWindow || cfg.AllowDirect {
+		return fmt.Errorf("stream %s is not audit-grade (deny delete %v, deny purge %v, max age %s, max msgs %d, max bytes %d, duplicates %s): let the admin set it up again (waggle setup)",
+			StreamName, cfg.DenyDelete, cfg.DenyPurge, cfg.MaxAge, cfg.MaxMsgs, cfg.MaxBytes, cfg.Duplicates)
+	}
+	return nil
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, o logOptions) (jetstream.Stream, error) {
@@ -149,7 +202,7 @@ const (
 )
 
 func transientOpenError(err error) bool {
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // created concurrently: update it
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || errors.Is(err, errWaiting) { // created concurrently: update it
 		return true
 	}
 	var apiErr *jetstream.APIError

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+
+	"github.com/nats-io/nats.go"
 )
 
 // NodeConfig configures RunNode: one embedded server and the event stream on it.
@@ -14,8 +16,12 @@ type NodeConfig struct {
 	Server ServerConfig
 	// Replicas of the event stream; 0 = 3 in a cluster, 1 standalone.
 	Replicas int
-	// Ready, if set, is called once the stream exists.
-	Ready  func(*Server, *Log)
+	// SetupOptions are the options of the in-process connection that sets the cluster up (with
+	// Server.Auth: the admin's credential).
+	SetupOptions []nats.Option
+	// Setup creates the stream and what goes beside it once JetStream is ready (default:
+	// Setup, the stream and the KV buckets).
+	Setup  func(ctx context.Context, nc *nats.Conn, replicas int) (*Log, error)
 	Logger *slog.Logger
 }
 
@@ -49,7 +55,7 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 	defer srv.Shutdown()
 	logger.Info("nats server listening", "url", srv.ClientURL(), "cluster", cfg.Server.ClusterName, "route_url", srv.ClusterURL())
 
-	nc, err := srv.Connect()
+	nc, err := srv.Connect(cfg.SetupOptions...)
 	if err != nil {
 		return err
 	}
@@ -57,7 +63,13 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 	if cfg.Server.ClusterName != "" {
 		logger.Info("waiting for a JetStream quorum to create the event stream", "replicas", replicas, "routes", cfg.Server.Routes)
 	}
-	l, err := OpenLog(ctx, nc, WithReplicas(replicas))
+	setup := cfg.Setup
+	if setup == nil {
+		setup = func(ctx context.Context, nc *nats.Conn, replicas int) (*Log, error) {
+			return Setup(ctx, nc, WithReplicas(replicas))
+		}
+	}
+	l, err := setup(ctx, nc, replicas)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -66,9 +78,6 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 	}
 	info := l.Stream().CachedInfo()
 	logger.Info("event stream ready", "stream", StreamName, "replicas", info.Config.Replicas, "events", info.State.Msgs, "last_seq", info.State.LastSeq)
-	if cfg.Ready != nil {
-		cfg.Ready(srv, l)
-	}
 	<-ctx.Done()
 	logger.Info("nats server shutting down")
 	return nil

@@ -41,14 +41,15 @@ func (l *Log) Load(ctx context.Context, aggregate string) ([]*Event, Head, error
 	return evs, head, nil
 }
 
-// Scan calls fn, in stream order, for every event on subject (wildcards allowed) stored up
-// to the stream's last sequence at the time of the call.
-func (l *Log) Scan(ctx context.Context, subject string, fn func(*Event) error) error {
+// Scan calls fn, in stream order, for every event on subject (wildcards allowed) from sequence
+// from (0: the beginning) up to the stream's last sequence at the time of the call. fn's error
+// ends the scan and is returned.
+func (l *Log) Scan(ctx context.Context, subject string, from uint64, fn func(*Event) error) error {
 	last, err := l.LastSeq(ctx)
 	if err != nil || last == 0 {
 		return err
 	}
-	if _, err := l.scan(ctx, subject, 1, last, fn); err != nil {
+	if _, err := l.scan(ctx, subject, max(from, 1), last, fn); err != nil {
 		return fmt.Errorf("event log: scan %s: %w", subject, err)
 	}
 	return nil

@@ -31,7 +31,7 @@ func TestScanAndLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen []*Event
-	if err := l.Scan(ctx, HostEnvs("h1"), func(ev *Event) error { seen = append(seen, ev); return nil }); err != nil {
+	if err := l.Scan(ctx, HostEnvs("h1"), 0, func(ev *Event) error { seen = append(seen, ev); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(seen) != 30 {

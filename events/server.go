@@ -4,21 +4,30 @@
 package events
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
 // DefaultMaxPayload is the largest message the embedded server accepts unless configured.
 const DefaultMaxPayload = 8 << 20
+
+// MaxControlLine is the longest protocol line the server takes (the default, 4 KiB, is too
+// short for a CONNECT carrying a role's JWT with its permission lists).
+const MaxControlLine = 64 << 10
 
 // serverReadyTimeout bounds how long StartServer waits for listeners and JetStream.
 const serverReadyTimeout = 30 * time.Second
@@ -38,9 +47,33 @@ type ServerConfig struct {
 	// a power loss, at about a tenth of the append rate. Without it the file store is synced
 	// every 2 minutes; in a cluster the replication quorum is the durability boundary.
 	SyncAlways bool
+	// Auth, when set, makes the server refuse every client without a credential it trusts.
+	Auth *ServerAuth
+	// TLS, when set, makes client and route connections use TLS.
+	TLS *TLSFiles
 	// Logger receives the server's own log lines; nil discards them.
 	Logger *slog.Logger
 }
+
+// ServerAuth is decentralized JWT authentication with one trusted operator: clients connect
+// with a user JWT (a .creds file) signed by an account the operator signed; each user's
+// permissions are in its JWT (see package events/access).
+type ServerAuth struct {
+	OperatorJWT   string
+	SystemAccount string // the system account's public key
+	// AccountJWTs are the accounts' JWTs by public key, stored into the server's account
+	// resolver (a directory under DataDir) at start unless it holds newer ones.
+	AccountJWTs map[string]string
+}
+
+// TLSFiles are the PEM files of a TLS setup: this side's certificate and key, and the CA that
+// signed the other side's (clients verify the server with it; servers verify routes with it).
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
+}
+
+// resolverDir is where a server with Auth keeps account JWTs (pushed updates included).
+const resolverDir = "jwt"
 
 // Server is a running embedded NATS server with JetStream enabled.
 type Server struct {
@@ -108,6 +141,8 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 		MaxPayload: maxPayload,
 		SyncAlways: cfg.SyncAlways,
 		NoSigs:     true,
+		// A client's CONNECT line carries its user JWT, which lists its permissions.
+		MaxControlLine: MaxControlLine,
 	}
 	switch cfg.Port {
 	case 0:
@@ -115,6 +150,16 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 	case -1:
 		opts.DontListen = true
 		opts.Port = 0
+	}
+	if err := cfg.applyAuth(opts); err != nil {
+		return nil, err
+	}
+	tlsConfig, err := cfg.TLS.serverConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tlsConfig != nil {
+		opts.TLSConfig, opts.TLS, opts.TLSVerify, opts.TLSTimeout = tlsConfig, true, false, 2
 	}
 	if cfg.ClusterName == "" {
 		if len(cfg.Routes) > 0 {
@@ -137,6 +182,12 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 		clusterPort = server.RANDOM_PORT
 	}
 	opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: clusterHost, Port: clusterPort}
+	if tlsConfig != nil {
+		// Routes authenticate each other with certificates of the same CA.
+		routeTLS := tlsConfig.Clone()
+		routeTLS.ClientAuth = tls.RequireAndVerifyClientCert
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = routeTLS, 2
+	}
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(r)
 		if err != nil || u.Host == "" {
@@ -207,3 +258,62 @@ func (s *serverLog) Fatalf(format string, v ...any)  { s.recordError(format, v) 
 func (s *serverLog) Errorf(format string, v ...any)  { s.recordError(format, v) }
 func (s *serverLog) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
 func (s *serverLog) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+
+// applyAuth configures operator mode: the trusted operator, the system account and a directory
+// account resolver holding the accounts' JWTs.
+func (cfg ServerConfig) applyAuth(opts *server.Options) error {
+	if cfg.Auth == nil {
+		return nil
+	}
+	op, err := jwt.DecodeOperatorClaims(cfg.Auth.OperatorJWT)
+	if err != nil {
+		return fmt.Errorf("nats server: operator JWT: %w", err)
+	}
+	res, err := server.NewDirAccResolver(filepath.Join(cfg.DataDir, resolverDir), 0, time.Minute, server.NoDelete)
+	if err != nil {
+		return fmt.Errorf("nats server: account resolver: %w", err)
+	}
+	for pub, token := range cfg.Auth.AccountJWTs {
+		if err := res.Store(pub, token); err != nil {
+			return fmt.Errorf("nats server: store account %s: %w", pub, err)
+		}
+	}
+	opts.TrustedOperators = []*jwt.OperatorClaims{op}
+	opts.SystemAccount = cfg.Auth.SystemAccount
+	opts.AccountResolver = res
+	return nil
+}
+
+// serverConfig is the TLS configuration of a server that presents CertFile and verifies
+// clients' certificates against CAFile when they send one (nil without TLS).
+func (t *TLSFiles) serverConfig() (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("nats server: TLS certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pool, err := loadCA(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs, cfg.RootCAs = pool, pool
+	}
+	return cfg, nil
+}
+
+// loadCA reads a PEM bundle of CA certificates.
+func loadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("TLS CA %s: no PEM certificate in it", path)
+	}
+	return pool, nil
+}

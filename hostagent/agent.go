@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/membership"
 )
@@ -71,6 +72,9 @@ func New(cfg Config, log EventLog, nc *nats.Conn, machines Machines) (*Agent, er
 	}
 	if log == nil || nc == nil || machines == nil {
 		return nil, errors.New("hostagent: event log, NATS connection and machines are required")
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = access.HostConsumer(cfg.HostID)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

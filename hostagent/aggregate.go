@@ -18,7 +18,7 @@ type EventLog interface {
 	Head(ctx context.Context, aggregate string) (events.Head, error)
 	Append(ctx context.Context, ev *events.Event, head events.Head) (events.Head, error)
 	Load(ctx context.Context, aggregate string) ([]*events.Event, events.Head, error)
-	Scan(ctx context.Context, subject string, fn func(*events.Event) error) error
+	Scan(ctx context.Context, subject string, from uint64, fn func(*events.Event) error) error
 }
 
 // maxAppendAttempts bounds the re-read-and-retry loop of one append under contention.
@@ -85,7 +85,7 @@ func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principa
 // foldHost replays every environment of host and returns their folded aggregates.
 func foldHost(ctx context.Context, log EventLog, host string) (map[string]*aggregate, error) {
 	aggs := map[string]*aggregate{}
-	err := log.Scan(ctx, events.HostEnvs(host), func(ev *events.Event) error {
+	err := log.Scan(ctx, events.HostEnvs(host), 0, func(ev *events.Event) error {
 		g := aggs[ev.Env]
 		if g == nil {
 			g = &aggregate{host: host, env: ev.Env}

@@ -30,6 +30,10 @@ type Capacity struct {
 type Config struct {
 	HostID  string
 	DataDir string // the agent's own state (warm pool claims)
+	// Consumer is the name of the host's durable placement consumer (default
+	// access.HostConsumer(HostID); with credentials, the secret name in them, see
+	// events/access.Durable).
+	Consumer string
 
 	Capacity Capacity
 	// DefaultResources apply to a requested environment that names none.

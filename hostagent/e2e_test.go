@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/events/eventstest"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/vm"
@@ -56,9 +57,10 @@ func shortDir(t *testing.T, prefix string) string {
 // gossipKey is the AES-256 key the test's agents share, base64.
 const gossipKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
-func newAgentProc(t *testing.T, bins vmtest.Binaries, natsURL, id, bind, join string) *agentProc {
+func newAgentProc(t *testing.T, bins vmtest.Binaries, c *eventstest.Node, id, bind, join string) *agentProc {
 	p := &agentProc{id: id, dataDir: shortDir(t, "wha-"+id), bind: bind}
-	p.args = []string{"hostagent", "--host-id", id, "--nats-url", natsURL, "--data-dir", p.dataDir,
+	p.args = []string{"hostagent", "--host-id", id, "--nats-url", c.Server.ClientURL(), "--data-dir", p.dataDir,
+		"--nats-creds", c.Creds(t, access.HostAgent, id),
 		"--cache-dir", vmtest.CacheDir(t), "--init", bins.Init, "--bind", bind, "--join", join,
 		"--gossip-key", gossipKey, "--capacity-memory", "2048", "--capacity-cpus", "4", "--max-environments", "4",
 		"--accel", "tcg", "--drain", DrainKeep, "--log-level", "debug"}
@@ -193,12 +195,11 @@ func TestTwoAgentProcesses(t *testing.T) {
 	vmtest.Image(t, "shell")
 	bins := vmtest.Build(t)
 	vmtest.Kernel(t)
-	c := eventstest.Start(t)
-	url := c.Server.ClientURL()
+	c := eventstest.StartSecure(t) // each agent with its own credential, as in a cluster
 
 	bindA, bindB := freeAddr(t), freeAddr(t)
-	a := newAgentProc(t, bins, url, "a", bindA, bindB) // B is not up yet: A retries the join
-	b := newAgentProc(t, bins, url, "b", bindB, bindA)
+	a := newAgentProc(t, bins, c, "a", bindA, bindB) // B is not up yet: A retries the join
+	b := newAgentProc(t, bins, c, "b", bindB, bindA)
 	t.Cleanup(func() { // safety net: stop every VM left in either data dir, then look for QEMU
 		for _, p := range []*agentProc{a, b} {
 			cfg := vm.DefaultConfig()

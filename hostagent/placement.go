@@ -12,9 +12,6 @@ import (
 	"github.com/waggle-dev/waggle/events"
 )
 
-// consumerName is the durable placement consumer of a host.
-func consumerName(host string) string { return "hostagent_" + host }
-
 // placementBatch bounds how many placements one host works on at once.
 const placementBatch = 64
 
@@ -23,7 +20,7 @@ const placementBatch = 64
 func (a *Agent) startConsumer(ctx context.Context) (jetstream.ConsumeContext, error) {
 	h := a.cfg.HostID
 	cons, err := a.log.JetStream().CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
-		Durable:        consumerName(h),
+		Durable:        a.cfg.Consumer,
 		Description:    "placements of host " + h,
 		FilterSubjects: []string{events.EnvSubject(h, "*", events.EnvPlaced), events.EnvSubject(h, "*", events.EnvDestroyRequested)},
 		AckPolicy:      jetstream.AckExplicitPolicy,

@@ -18,7 +18,6 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/waggle-dev/waggle/events/eventstest"
 	"github.com/waggle-dev/waggle/projector"
@@ -65,7 +64,6 @@ func newCluster(t testing.TB, nRouters int, adjust func(*router.Config), modes .
 	pcfg := projector.DefaultConfig()
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	pcfg.Name, pcfg.DigestEvery, pcfg.Logger = "test", 0, quiet
-	pcfg.Store.Storage = jetstream.MemoryStorage
 	run(projector.New(pcfg, c.Log).Run)
 	for i, m := range modes {
 		nc, lg := c.Connect(t)

@@ -14,19 +14,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/projector/audit"
 )
 
-// ConsumerPrefix starts the name of every projector's durable consumer.
-const ConsumerPrefix = "waggle-projector-"
-
 // Config configures one projector replica.
 type Config struct {
-	// Name identifies the replica: its durable consumer is ConsumerPrefix+Name. Replicas that
+	// Name identifies the replica and names its durable consumer (see Consumer). Replicas that
 	// run at the same time need distinct names; a restarted replica keeps its name.
 	Name string
-	// Store is how the view's buckets are created.
-	Store StoreConfig
+	// Consumer is the name of this replica's durable consumer (default: access.ProjectorConsumer(Name);
+	// with credentials, the secret name in them, see events/access.Durable).
+	Consumer string
 	// DigestEvery is the most events one audit digest covers; a digest is appended once this
 	// many events are uncovered. 0 or less: this replica appends no digests.
 	DigestEvery int
@@ -49,7 +48,6 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Name:           "default",
-		Store:          StoreConfig{Replicas: 1, Storage: jetstream.FileStorage},
 		DigestEvery:    1000,
 		DigestInterval: time.Minute,
 		MetaInterval:   100 * time.Millisecond,
@@ -73,6 +71,9 @@ func New(cfg Config, log *events.Log) *Projector {
 	def := DefaultConfig()
 	if cfg.Name == "" {
 		cfg.Name = def.Name
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = access.ProjectorConsumer(cfg.Name)
 	}
 	if cfg.DigestInterval <= 0 {
 		cfg.DigestInterval = def.DigestInterval
@@ -132,15 +133,15 @@ func (p *Projector) Run(ctx context.Context) error {
 // generation changes or an error.
 func (p *Projector) session(ctx context.Context) error {
 	js := p.log.JetStream()
-	meta, err := openMeta(ctx, js, p.cfg.Store)
+	meta, err := openMeta(ctx, js)
 	if err != nil {
 		return err
 	}
-	gen, genRev, err := readOrStartGeneration(ctx, js, meta, p.cfg.Store)
+	gen, genRev, err := readOrStartGeneration(ctx, meta, true)
 	if err != nil {
 		return err
 	}
-	envs, hosts, err := openGeneration(ctx, js, gen, p.cfg.Store)
+	envs, hosts, err := openGeneration(ctx, js, gen)
 	if err != nil {
 		return err
 	}
@@ -316,7 +317,7 @@ func watchGeneration(ctx context.Context, meta jetstream.KeyValue, rev uint64, c
 // or when a rebuild swapped in a generation at another sequence).
 func (p *Projector) consumer(ctx context.Context, applied uint64) (jetstream.Consumer, error) {
 	stream := p.log.Stream()
-	name := ConsumerPrefix + p.cfg.Name
+	name := p.cfg.Consumer
 	cons, err := stream.Consumer(ctx, name)
 	if err == nil {
 		info := cons.CachedInfo()
@@ -337,7 +338,6 @@ func (p *Projector) consumer(ctx context.Context, applied uint64) (jetstream.Con
 		Description:   "waggle projector replica " + p.cfg.Name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      p.cfg.Store.Replicas,
 	}
 	if applied > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, applied+1
@@ -388,7 +388,7 @@ func (d *digester) start(ctx context.Context, applied uint64) error {
 	if applied <= d.rng.Covered() {
 		return nil
 	}
-	err = d.log.Replay(ctx, events.Position{Seq: d.rng.Covered() + 1}, nil, func(ev *events.Event) error {
+	err = d.log.Scan(ctx, events.AllSubjects, d.rng.Covered()+1, func(ev *events.Event) error {
 		if ev.Seq > applied {
 			return errStop
 		}

@@ -53,7 +53,7 @@ func TestProjectorConverges(t *testing.T) {
 			startProjector(t, pl, testConfig("a"))
 			a := newAppender(l)
 			a.appendConcurrently(t, ctx, evs[:6000])
-			res, err := Rebuild(ctx, l, DefaultConfig().Store)
+			res, err := Rebuild(ctx, l)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +67,7 @@ func TestProjectorConverges(t *testing.T) {
 			a.appendConcurrently(t, ctx, evs[6000:])
 			r, _ := NewReader(l.JetStream())
 			waitView(t, ctx, r, lastSeq(evs))
-			res, err = Rebuild(ctx, l, DefaultConfig().Store)
+			res, err = Rebuild(ctx, l)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -60,17 +60,25 @@ type RebuildResult struct {
 // generation, and makes it the live one (a revision-checked swap of the pointer, so of two
 // concurrent rebuilds one fails). Live projectors then continue in the new generation from its
 // sequence. The generation before the live one is overwritten (two slots per bucket).
-func Rebuild(ctx context.Context, log *events.Log, sc StoreConfig) (RebuildResult, error) {
+//
+// It creates and deletes buckets: only the admin's credential may.
+func Rebuild(ctx context.Context, log *events.Log) (RebuildResult, error) {
 	start := time.Now()
 	js := log.JetStream()
-	meta, err := openMeta(ctx, js, sc)
+	meta, err := openMeta(ctx, js)
 	if err != nil {
 		return RebuildResult{}, err
 	}
-	cur, rev, err := readOrStartGeneration(ctx, js, meta, sc)
+	cur, rev, err := readOrStartGeneration(ctx, meta, true)
 	if err != nil {
 		return RebuildResult{}, err
 	}
+	// The new buckets get as many replicas as the live ones.
+	live, err := js.Stream(ctx, "KV_"+cur.Envs)
+	if err != nil {
+		return RebuildResult{}, fmt.Errorf("projector: rebuild: bucket %s: %w", cur.Envs, err)
+	}
+	replicas := live.CachedInfo().Config.Replicas
 	view, refused, err := Fold(ctx, log, nil)
 	if err != nil {
 		return RebuildResult{}, err
@@ -84,7 +92,12 @@ func Rebuild(ctx context.Context, log *events.Log, sc StoreConfig) (RebuildResul
 			return RebuildResult{}, fmt.Errorf("projector: rebuild: clear %s: %w", b, err)
 		}
 	}
-	envs, hosts, err := openGeneration(ctx, js, next, sc)
+	for _, b := range []string{next.Envs, next.Hosts} {
+		if _, err := js.CreateKeyValue(ctx, events.BucketConfig(b, replicas)); err != nil {
+			return RebuildResult{}, fmt.Errorf("projector: rebuild: create %s: %w", b, err)
+		}
+	}
+	envs, hosts, err := openGeneration(ctx, js, next)
 	if err != nil {
 		return RebuildResult{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 )
 
 // Status is the projection's state as an operator sees it.
@@ -55,7 +56,8 @@ func ReadStatus(ctx context.Context, log *events.Log) (Status, error) {
 	}
 	list := log.Stream().ListConsumers(ctx)
 	for info := range list.Info() {
-		name, ok := strings.CutPrefix(info.Name, ConsumerPrefix)
+		// (a name from a credential ends in its secret suffix: the admin sees it)
+		name, ok := strings.CutPrefix(info.Name, access.ProjectorConsumer(""))
 		if !ok {
 			continue
 		}

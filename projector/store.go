@@ -46,47 +46,42 @@ type applied struct {
 // errRace means a revision-checked write lost against another writer: re-read and retry.
 var errRace = errors.New("projector: concurrent write")
 
-// StoreConfig is how the view's buckets are created.
-type StoreConfig struct {
-	Replicas int                   // KV replicas (1 standalone, 3 in a cluster)
-	Storage  jetstream.StorageType // FileStorage by default
-}
-
-func bucketConfig(name, desc string, sc StoreConfig) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1,
-		Storage: sc.Storage, Replicas: max(sc.Replicas, 1)}
-}
-
-func openMeta(ctx context.Context, js jetstream.JetStream, sc StoreConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(events.ViewBucket, "waggle view: live generation and applied sequences", sc))
+// bind opens one of the view's buckets, which the admin's setup (events.Setup) or a rebuild
+// created.
+func bind(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("projector: bucket %s does not exist: the admin's setup creates it (waggle setup, or the first start of waggle up or waggle nats)", bucket)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("projector: open bucket %s: %w", events.ViewBucket, err)
+		return nil, fmt.Errorf("projector: open bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }
 
-// openGeneration creates (or opens) the buckets of g.
-func openGeneration(ctx context.Context, js jetstream.JetStream, g Generation, sc StoreConfig) (envs, hosts jetstream.KeyValue, err error) {
-	envs, err = js.CreateOrUpdateKeyValue(ctx, bucketConfig(g.Envs, "waggle view: environments", sc))
-	if err != nil {
-		return nil, nil, fmt.Errorf("projector: open bucket %s: %w", g.Envs, err)
+func openMeta(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	return bind(ctx, js, events.ViewBucket)
+}
+
+// openGeneration opens the buckets of g.
+func openGeneration(ctx context.Context, js jetstream.JetStream, g Generation) (envs, hosts jetstream.KeyValue, err error) {
+	if envs, err = bind(ctx, js, g.Envs); err != nil {
+		return nil, nil, err
 	}
-	hosts, err = js.CreateOrUpdateKeyValue(ctx, bucketConfig(g.Hosts, "waggle view: hosts", sc))
-	if err != nil {
-		return nil, nil, fmt.Errorf("projector: open bucket %s: %w", g.Hosts, err)
+	if hosts, err = bind(ctx, js, g.Hosts); err != nil {
+		return nil, nil, err
 	}
 	return envs, hosts, nil
 }
 
 // currentGeneration reads the live generation. A missing pointer gives jetstream.ErrKeyNotFound.
 func currentGeneration(ctx context.Context, meta jetstream.KeyValue) (Generation, uint64, error) {
-	return readOrStartGeneration(ctx, nil, meta, StoreConfig{})
+	return readOrStartGeneration(ctx, meta, false)
 }
 
-// readOrStartGeneration reads the live generation; when there is none and js is not nil, it
-// creates generation 1's buckets and then points at them.
-func readOrStartGeneration(ctx context.Context, js jetstream.JetStream, meta jetstream.KeyValue, sc StoreConfig) (Generation, uint64, error) {
-	create := js != nil
+// readOrStartGeneration reads the live generation; when there is none and start is set, it
+// points at generation 1 (whose buckets the setup created).
+func readOrStartGeneration(ctx context.Context, meta jetstream.KeyValue, start bool) (Generation, uint64, error) {
 	for {
 		e, err := meta.Get(ctx, keyCurrent)
 		if err == nil {
@@ -96,13 +91,10 @@ func readOrStartGeneration(ctx context.Context, js jetstream.JetStream, meta jet
 			}
 			return g, e.Revision(), nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyNotFound) || !create {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || !start {
 			return Generation{}, 0, fmt.Errorf("projector: read %s/%s: %w", events.ViewBucket, keyCurrent, err)
 		}
 		g := generation(1)
-		if _, _, err := openGeneration(ctx, js, g, sc); err != nil {
-			return Generation{}, 0, err
-		}
 		raw, _ := json.Marshal(g)
 		rev, err := meta.Create(ctx, keyCurrent, raw)
 		if errors.Is(err, jetstream.ErrKeyExists) {

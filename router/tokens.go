@@ -20,10 +20,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// TokensBucket is the KV bucket holding API keys (hashed).
-const TokensBucket = "waggle_tokens"
+	"github.com/waggle-dev/waggle/events"
+)
 
 // keyPrefix starts every API key, so a leaked key is easy to recognise.
 const keyPrefix = "wgl_"
@@ -60,16 +59,11 @@ type Tokens struct {
 	kv jetstream.KeyValue
 }
 
-// OpenTokens creates or opens the token bucket.
+// OpenTokens opens the token bucket (events.TokensBucket), which the admin's setup created.
 func OpenTokens(ctx context.Context, js jetstream.JetStream) (*Tokens, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      TokensBucket,
-		Description: "waggle API keys (SHA-256 only)",
-		History:     5,
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := js.KeyValue(ctx, events.TokensBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open token bucket %s: %w", TokensBucket, err)
+		return nil, fmt.Errorf("open token bucket %s (the admin's setup creates it): %w", events.TokensBucket, err)
 	}
 	return &Tokens{kv: kv}, nil
 }

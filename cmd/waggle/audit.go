@@ -17,14 +17,14 @@ import (
 
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify the log's hash chains and digests; print who did what"}
-	natsURL := natsURLFlag(cmd)
+	natsF := newNATSFlags(cmd)
 
 	var asJSON bool
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Walk every aggregate's hash chain and check every digest; exit 1 naming the first problem",
 		Args:  cobra.NoArgs,
-		RunE: withEventLog(natsURL, "waggle-audit", func(cmd *cobra.Command, _ []string, l *events.Log) error {
+		RunE: natsF.withLog("waggle-audit", operatorRole, func(cmd *cobra.Command, _ []string, l *events.Log) error {
 			rep, err := audit.Verify(cmd.Context(), l)
 			if err != nil {
 				return err
@@ -75,11 +75,11 @@ func newAuditCmd() *cobra.Command {
 				}
 				filters = []string{events.EnvAggregate("*", env)}
 			}
-			l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-audit")
+			nc, l, err := natsF.bindTool(ctx, "waggle-audit", operatorRole)
 			if err != nil {
 				return err
 			}
-			defer closeNC()
+			defer nc.Close()
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !logJSON {

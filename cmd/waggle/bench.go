@@ -22,18 +22,19 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 )
 
 // benchOptions are the settings of `waggle bench`.
 type benchOptions struct {
-	url, key, runtime string
-	natsURL           string
-	creates, parallel int
-	memoryMiB         int
-	execs             int
-	timeout           time.Duration
-	asJSON            bool
+	url, key, runtime  string
+	natsURL, natsCreds string
+	creates, parallel  int
+	memoryMiB          int
+	execs              int
+	timeout            time.Duration
+	asJSON             bool
 }
 
 func newBenchCmd() *cobra.Command {
@@ -61,6 +62,7 @@ func newBenchCmd() *cobra.Command {
 	f.StringVar(&o.url, "url", "http://127.0.0.1:8080/mcp", "MCP endpoint of a router")
 	f.StringVar(&o.key, "key", "", "API key (sent as Authorization: Bearer KEY); empty when the router runs --no-auth")
 	f.StringVar(&o.natsURL, "nats-url", "", "also time direct host RPCs over this NATS server (optional)")
+	f.StringVar(&o.natsCreds, "nats-creds", "", "router credentials for --nats-url (a router may call host RPC)")
 	f.StringVar(&o.runtime, "runtime", "python", "runtime of the environments: python, node or shell")
 	f.IntVar(&o.creates, "creates", 3, "environments to create")
 	f.IntVar(&o.memoryMiB, "memory-mib", 0, "memory of each environment (0: the router's default); a warm pool serves only its hosts' default size")
@@ -139,7 +141,15 @@ func runBench(ctx context.Context, o benchOptions) (*benchReport, error) {
 	var nc *nats.Conn
 	if o.natsURL != "" {
 		var err error
-		if nc, err = nats.Connect(o.natsURL, nats.Name("waggle-bench")); err != nil {
+		opts := []nats.Option{nats.Name("waggle-bench")}
+		if o.natsCreds != "" {
+			co, err := access.ConnectOptions(o.natsCreds)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, co...)
+		}
+		if nc, err = nats.Connect(o.natsURL, opts...); err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", o.natsURL, err)
 		}
 		defer nc.Close()

@@ -22,12 +22,12 @@ func newEventsCmd() *cobra.Command {
 		Use:   "events",
 		Short: "Read the event log",
 	}
-	natsURL := natsURLFlag(cmd)
-	cmd.AddCommand(newEventsTailCmd(natsURL))
+	natsF := newNATSFlags(cmd)
+	cmd.AddCommand(newEventsTailCmd(natsF))
 	return cmd
 }
 
-func newEventsTailCmd(natsURL *string) *cobra.Command {
+func newEventsTailCmd(natsF *natsFlags) *cobra.Command {
 	var sel events.Selector
 	var since string
 	var asJSON bool
@@ -47,11 +47,11 @@ func newEventsTailCmd(natsURL *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-events-tail")
+			nc, l, err := natsF.bindTool(ctx, "waggle-events-tail", operatorRole)
 			if err != nil {
 				return err
 			}
-			defer closeNC()
+			defer nc.Close()
 			from := start.pos
 			if start.newOnly {
 				last, err := l.LastSeq(ctx)

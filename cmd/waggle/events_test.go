@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/events/eventstest"
 )
 
@@ -286,17 +288,40 @@ func TestNATSCommand(t *testing.T) {
 				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 			}
 			var urls []string
+			// A standalone node makes its trust on first start; a cluster's is made once and
+			// shared by its nodes.
+			dataDir := t.TempDir()
+			creds := filepath.Join(dataDir, "creds")
+			if tt.nodes > 1 {
+				creds = filepath.Join(t.TempDir(), "cluster-creds")
+				if out, err := waggle(t, "creds", "init", "--dir", creds); err != nil {
+					t.Fatalf("waggle creds init: %v: %s", err, out)
+				}
+			}
 			for i := range tt.nodes {
 				listen := fmt.Sprintf("127.0.0.1:%d", clientPorts[i])
 				urls = append(urls, "nats://"+listen)
-				args := []string{"nats", "--data-dir", t.TempDir(), "--listen", listen, "--server-name", fmt.Sprintf("n%d", i)}
-				if tt.nodes > 1 {
-					args = append(args, "--cluster-name", "cli", "--cluster-listen", fmt.Sprintf("127.0.0.1:%d", routePorts[i]),
-						"--routes", strings.Join(routes, ","))
+				args := []string{"nats", "--listen", listen, "--server-name", fmt.Sprintf("n%d", i)}
+				if tt.nodes == 1 {
+					args = append(args, "--data-dir", dataDir)
+				} else {
+					args = append(args, "--data-dir", t.TempDir(), "--creds-dir", creds, "--cluster-name", "cli",
+						"--cluster-listen", fmt.Sprintf("127.0.0.1:%d", routePorts[i]), "--routes", strings.Join(routes, ","))
 				}
 				startWaggle(t, args...)
 			}
-			stream := waitForStream(t, strings.Join(urls, ","))
+			url := strings.Join(urls, ",")
+			stream := waitForStream(t, url, filepath.Join(creds, "operator.creds"))
+			for _, f := range []string{"admin.creds", "operator.creds", "router.creds", "projector.creds", "account.nk"} {
+				st, err := os.Stat(filepath.Join(creds, f))
+				if err != nil || st.Mode().Perm() != 0o600 {
+					t.Fatalf("%s: %v (mode %v), want a 0600 file", f, err, st)
+				}
+			}
+			if nc, err := nats.Connect(url); err == nil {
+				nc.Close()
+				t.Fatal("waggle nats let a client without credentials connect")
+			}
 			cfg := stream.CachedInfo().Config
 			if cfg.Replicas != tt.replicas || !cfg.DenyDelete || !cfg.DenyPurge || cfg.Storage != jetstream.FileStorage {
 				t.Fatalf("stream config %+v", cfg)
@@ -305,13 +330,21 @@ func TestNATSCommand(t *testing.T) {
 	}
 }
 
-// waitForStream connects to url and waits until the event stream exists.
-func waitForStream(t *testing.T, url string) jetstream.Stream {
+// waitForStream connects to url with the credential at creds and waits until the event stream
+// exists.
+func waitForStream(t *testing.T, url, creds string) jetstream.Stream {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var nc *nats.Conn
 	var err error
-	for nc, err = nats.Connect(url); err != nil; nc, err = nats.Connect(url) {
+	var opts []nats.Option
+	for opts, err = access.ConnectOptions(creds); err != nil; opts, err = access.ConnectOptions(creds) {
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for nc, err = nats.Connect(url, opts...); err != nil; nc, err = nats.Connect(url, opts...) {
 		if time.Now().After(deadline) {
 			t.Fatal(err)
 		}

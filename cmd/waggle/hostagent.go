@@ -5,24 +5,27 @@ package main
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
 // hostAgentOptions are the flags of `waggle hostagent` that are not fields of hostagent.Config.
 type hostAgentOptions struct {
-	natsURL, gossipKey, cacheDir, logLevel string
-	vm                                     vmOptions
+	gossipKey, cacheDir, logLevel string
+	insecureGossip                bool
+	vm                            vmOptions
 }
 
 func newHostAgentCmd() *cobra.Command {
 	cfg := hostagent.DefaultConfig()
 	var o hostAgentOptions
+	var natsF *natsFlags
 	cmd := &cobra.Command{
 		Use:   "hostagent --host-id ID [flags]",
 		Short: "Run the host agent of this VM host: placements, microVMs, exec/file RPC, membership",
@@ -31,17 +34,18 @@ func newHostAgentCmd() *cobra.Command {
 			"other host agents to report failed hosts. Ctrl-C drains (see --drain) and leaves cleanly.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runHostAgent(cmd, cfg, o)
+			return runHostAgent(cmd, cfg, o, natsF)
 		},
 	}
+	natsF = newNATSFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&cfg.HostID, "host-id", "", "this host's id (letters, digits, '-', '_'); required")
-	f.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma separated")
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "data directory: VM state in vms/, warm pool claims in claims/")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "kernel and image cache (default: cache/ in --data-dir)")
 	f.StringVar(&cfg.Membership.BindAddr, "bind", "127.0.0.1:7946", "gossip address host:port (UDP and TCP; port 0 picks one)")
 	f.StringSliceVar(&cfg.Membership.Join, "join", nil, "gossip addresses of other host agents, comma separated")
-	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes) shared by all host agents; empty: no encryption")
+	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes) shared by all host agents (required unless --insecure-gossip)")
+	f.BoolVar(&o.insecureGossip, "insecure-gossip", false, "gossip without encryption or authentication (anyone who reaches --bind can forge membership)")
 	f.IntVar(&cfg.Capacity.MemoryMiB, "capacity-memory", cfg.Capacity.MemoryMiB, "memory offered to environments, MiB")
 	f.IntVar(&cfg.Capacity.CPUs, "capacity-cpus", cfg.Capacity.CPUs, "CPUs offered to environments")
 	f.IntVar(&cfg.Capacity.MaxEnvironments, "max-environments", cfg.Capacity.MaxEnvironments, "most VMs at once (warm pool included)")
@@ -59,7 +63,7 @@ func newHostAgentCmd() *cobra.Command {
 	return cmd
 }
 
-func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions) error {
+func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions, natsF *natsFlags) error {
 	ctx := cmd.Context()
 	logger, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
 	if err != nil {
@@ -67,12 +71,24 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions) 
 	}
 	logger = logger.With("role", "hostagent")
 	cfg.Logger = logger
-	if o.gossipKey != "" {
+	switch {
+	case o.gossipKey != "":
 		key, err := base64.StdEncoding.DecodeString(o.gossipKey)
 		if err != nil {
 			return fmt.Errorf("--gossip-key: %w", err)
 		}
 		cfg.Membership.SecretKey = key
+	case !o.insecureGossip:
+		return errors.New("--gossip-key is required: a forged gossip message can declare a live host dead; give every host agent the same key (e.g. `head -c 32 /dev/urandom | base64`), or --insecure-gossip to go without")
+	}
+	role, err := access.NewRole(access.HostAgent, cfg.HostID)
+	if err != nil {
+		return err
+	}
+	if creds := natsF.credsFor(role); creds != "" {
+		if cfg.Consumer, err = credsDurable(creds, role); err != nil {
+			return err
+		}
 	}
 	if o.cacheDir == "" {
 		o.cacheDir = cacheDir(cfg.DataDir)
@@ -81,7 +97,7 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions) 
 	if err != nil {
 		return err
 	}
-	nc, log, err := connectEventLog(ctx, o.natsURL, "waggle hostagent "+cfg.HostID)
+	nc, log, err := natsF.bindLog(ctx, "waggle hostagent "+cfg.HostID, role)
 	if err != nil {
 		return err
 	}

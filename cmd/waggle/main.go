@@ -55,7 +55,7 @@ func newRootCmd() *cobra.Command {
 		newRouterCmd(),
 		newVMCmd(),
 		newProjectorCmd(), newReplayCmd(), newEnvCmd(), newHostsCmd(), newAuditCmd(),
-		newNATSCmd(), newEventsCmd(),
+		newNATSCmd(), newEventsCmd(), newCredsCmd(), newSetupCmd(),
 		newHostAgentCmd(),
 		newUpCmd(),
 		newBenchCmd(),

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 )
 
 // defaultClusterPort is the route port a cluster node listens on unless --cluster-listen says.
@@ -21,8 +23,9 @@ const defaultClusterPort = 6222
 func newNATSCmd() *cobra.Command {
 	cfg := events.DefaultNodeConfig()
 	cfg.Server.ServerName, _ = os.Hostname()
-	var dataDir, listen, clusterListen string
+	var dataDir, listen, clusterListen, creds string
 	var routes []string
+	var tlsFiles events.TLSFiles
 	cmd := &cobra.Command{
 		Use:   "nats",
 		Short: "Run one embedded NATS JetStream node holding the event log, until Ctrl-C",
@@ -48,12 +51,38 @@ func newNATSCmd() *cobra.Command {
 			} else if clusterListen != "" || len(routes) > 0 {
 				return fmt.Errorf("--cluster-listen and --routes need --cluster-name")
 			}
+			if creds == "" {
+				creds = credsDir(dataDir)
+			}
+			// A standalone node makes its cluster's trust on first start; the nodes of a
+			// cluster share one, made once (`waggle creds init`) and copied to each.
+			trust, err := openTrust(cmd.Context(), cmd.ErrOrStderr(), creds, cfg.Server.ClusterName == "",
+				adminRole, operatorRole, routerRole, access.Role{Kind: access.Projector, ID: access.DefaultProjector})
+			if err != nil {
+				return err
+			}
+			auth := trust.Server()
+			cfg.Server.Auth = &auth
+			if cfg.SetupOptions, err = trustOptions(trust, adminRole); err != nil {
+				return err
+			}
+			cfg.Setup = setupCluster
+			if tlsFiles.CertFile != "" || tlsFiles.KeyFile != "" {
+				if tlsFiles.CertFile == "" || tlsFiles.KeyFile == "" {
+					return errors.New("--tls-cert and --tls-key go together")
+				}
+				cfg.Server.TLS = &tlsFiles
+			}
 			cfg.Logger = slog.Default()
 			return events.RunNode(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", defaultDataDir, "data directory; the JetStream file store is its jetstream/")
+	f.StringVar(&creds, "creds-dir", "", "the cluster's credentials directory (default <data-dir>/creds; a standalone node creates it on first start)")
+	f.StringVar(&tlsFiles.CertFile, "tls-cert", "", "PEM certificate for the client and route listeners (TLS)")
+	f.StringVar(&tlsFiles.KeyFile, "tls-key", "", "PEM key of --tls-cert")
+	f.StringVar(&tlsFiles.CAFile, "tls-ca", "", "PEM CA bundle that signed the other nodes' route certificates")
 	f.StringVar(&listen, "listen", net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port)), "client listen address HOST:PORT (port 0 = any free port)")
 	f.StringVar(&cfg.Server.ServerName, "server-name", cfg.Server.ServerName, "name of this node, unique in the cluster")
 	f.StringVar(&cfg.Server.ClusterName, "cluster-name", "", "JetStream cluster name (empty = standalone)")

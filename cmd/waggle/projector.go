@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/projector"
 )
 
@@ -25,13 +26,22 @@ func newProjectorCmd() *cobra.Command {
 		Short: "Fold the event log into the view (KV buckets waggle_envs, waggle_hosts); rebuild it; show its lag",
 		Args:  cobra.NoArgs,
 	}
-	natsURL := natsURLFlag(cmd)
+	natsF := newNATSFlags(cmd)
 	run := func(cmd *cobra.Command, _ []string) error {
-		l, closeNC, err := openEventLog(cmd.Context(), *natsURL, "waggle-projector-"+cfg.Name)
+		role, err := access.NewRole(access.Projector, cfg.Name)
 		if err != nil {
 			return err
 		}
-		defer closeNC()
+		if creds := natsF.credsFor(role); creds != "" {
+			if cfg.Consumer, err = credsDurable(creds, role); err != nil {
+				return err
+			}
+		}
+		nc, l, err := natsF.bindLog(cmd.Context(), "waggle-projector-"+cfg.Name, role)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
 		cfg.Logger = slog.Default()
 		return projector.New(cfg, l).Run(cmd.Context())
 	}
@@ -47,7 +57,6 @@ func newProjectorCmd() *cobra.Command {
 		f.StringVar(&cfg.Name, "name", cfg.Name, "replica name (its durable consumer); replicas running at once need distinct names")
 		f.IntVar(&cfg.DigestEvery, "digest-every", cfg.DigestEvery, "append an audit digest every N events (0: none from this replica)")
 		f.DurationVar(&cfg.DigestInterval, "digest-interval", cfg.DigestInterval, "append an audit digest at least this often while events come")
-		f.IntVar(&cfg.Store.Replicas, "replicas", cfg.Store.Replicas, "replicas of the view's KV buckets (3 in a 3-node cluster)")
 	}
 
 	var asJSON bool
@@ -55,8 +64,8 @@ func newProjectorCmd() *cobra.Command {
 		Use:   "rebuild",
 		Short: "Fold the whole log into fresh buckets, then swap them in; prints the new view's hash",
 		Args:  cobra.NoArgs,
-		RunE: withEventLog(natsURL, "waggle-projector-rebuild", func(cmd *cobra.Command, _ []string, l *events.Log) error {
-			res, err := projector.Rebuild(cmd.Context(), l, cfg.Store)
+		RunE: natsF.withLog("waggle-projector-rebuild", adminRole, func(cmd *cobra.Command, _ []string, l *events.Log) error {
+			res, err := projector.Rebuild(cmd.Context(), l)
 			if err != nil {
 				return err
 			}
@@ -69,13 +78,12 @@ func newProjectorCmd() *cobra.Command {
 		}),
 	}
 	rebuild.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	rebuild.Flags().IntVar(&cfg.Store.Replicas, "replicas", cfg.Store.Replicas, "replicas of the new buckets")
 
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the live generation, the applied sequence, the lag and every replica's consumer",
 		Args:  cobra.NoArgs,
-		RunE: withEventLog(natsURL, "waggle-projector-status", func(cmd *cobra.Command, _ []string, l *events.Log) error {
+		RunE: natsF.withLog("waggle-projector-status", adminRole, func(cmd *cobra.Command, _ []string, l *events.Log) error {
 			st, err := projector.ReadStatus(cmd.Context(), l)
 			if err != nil {
 				return err

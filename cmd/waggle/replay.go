@@ -42,18 +42,18 @@ func newReplayCmd() *cobra.Command {
 			"The view hash it prints equals `waggle env ls --hash` when TIME is now and the projector is caught up.",
 		Args: cobra.NoArgs,
 	}
-	natsURL := natsURLFlag(cmd)
+	natsF := newNATSFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		t, err := parseWhen(at, time.Now())
 		if err != nil {
 			return err
 		}
 		ctx := cmd.Context()
-		l, closeNC, err := openEventLog(ctx, *natsURL, "waggle-replay")
+		nc, l, err := natsF.bindTool(ctx, "waggle-replay", operatorRole)
 		if err != nil {
 			return err
 		}
-		defer closeNC()
+		defer nc.Close()
 		v, err := projector.ReplayAt(ctx, l, t)
 		if err != nil {
 			return err

@@ -16,7 +16,7 @@ import (
 
 func newRouterCmd() *cobra.Command {
 	cfg := router.DefaultConfig()
-	var natsURL *string
+	var natsF *natsFlags
 	cmd := &cobra.Command{
 		Use:   "router",
 		Short: "Run a stateless MCP router (Streamable HTTP at /mcp, plus /healthz, /readyz, /metrics)",
@@ -29,7 +29,7 @@ func newRouterCmd() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			nc, log, err := connectEventLog(ctx, *natsURL, "waggle-router-"+cfg.ID)
+			nc, log, err := natsF.bindLog(ctx, "waggle-router-"+cfg.ID, routerRole)
 			if err != nil {
 				return err
 			}
@@ -51,7 +51,7 @@ func newRouterCmd() *cobra.Command {
 			return r.Run(ctx)
 		},
 	}
-	natsURL = natsURLFlag(cmd)
+	natsF = newNATSFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address")
 	f.BoolVar(&cfg.NoAuth, "no-auth", false, "serve every caller as tenant \""+router.DefaultTenant+"\" without an API key (loopback only)")

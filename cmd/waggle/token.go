@@ -19,10 +19,10 @@ func newTokenCmd() *cobra.Command {
 		Use:   "token",
 		Short: "Create, list and revoke API keys (stored hashed in the waggle_tokens bucket)",
 	}
-	natsURL := natsURLFlag(cmd)
+	natsF := newNATSFlags(cmd)
 	// withTokens is a RunE that opens the key store and runs fn with it.
 	withTokens := func(fn func(cmd *cobra.Command, args []string, toks *router.Tokens) error) func(*cobra.Command, []string) error {
-		return withEventLog(natsURL, "waggle-token", func(cmd *cobra.Command, args []string, l *events.Log) error {
+		return natsF.withLog("waggle-token", adminRole, func(cmd *cobra.Command, args []string, l *events.Log) error {
 			toks, err := router.OpenTokens(cmd.Context(), l.JetStream())
 			if err != nil {
 				return err

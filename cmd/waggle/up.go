@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +24,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 	"github.com/waggle-dev/waggle/images"
+	"github.com/waggle-dev/waggle/internal/fsutil"
 	"github.com/waggle-dev/waggle/mcp"
 	"github.com/waggle-dev/waggle/projector"
 	"github.com/waggle-dev/waggle/router"
@@ -106,29 +111,50 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	if err != nil {
 		return err
 	}
+	// Every role connects with its own credential, and the server's permissions keep them apart.
+	roles := []access.Role{adminRole, operatorRole, routerRole, {Kind: access.Projector, ID: access.DefaultProjector}}
+	for i := range o.hosts {
+		roles = append(roles, access.Role{Kind: access.HostAgent, ID: upHostID(i)})
+	}
+	trust, err := openTrust(ctx, stderr, credsDir(o.dataDir), true, roles...)
+	if err != nil {
+		return err
+	}
+	auth := trust.Server()
 	srv, err := events.StartServer(events.ServerConfig{
 		DataDir: filepath.Join(o.dataDir, "nats"), Host: natsHost, Port: natsPort,
-		ServerName: "waggle-up", Logger: logger,
+		ServerName: "waggle-up", Auth: &auth, Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
 	defer srv.Shutdown()
-	nc, err := srv.Connect(nats.Name("waggle up"))
+	c := &upConns{srv: srv, trust: trust}
+	defer c.close()
+	admin, err := c.connect(ctx, adminRole, "waggle up (admin)")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	log, err := events.OpenLog(ctx, nc)
+	log, err := setupCluster(ctx, admin.nc, 0)
 	if err != nil {
 		return err
 	}
+	gossipKey, err := upGossipKey(o.dataDir)
+	if err != nil {
+		return err
+	}
+	o.agent.Membership.SecretKey = gossipKey
 
-	agents, err := upHostAgents(o, cache, log, nc, logger)
+	agents, err := upHostAgents(ctx, o, cache, c, logger)
 	if err != nil {
 		return err
 	}
-	routers, key, err := upRouters(ctx, o, log, nc, logger)
+	routers, key, err := upRouters(ctx, o, log, c, logger)
+	if err != nil {
+		return err
+	}
+	projRole := roles[3]
+	projConn, err := c.connect(ctx, projRole, "waggle up (projector)")
 	if err != nil {
 		return err
 	}
@@ -144,7 +170,8 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 
 	pcfg := projector.DefaultConfig()
 	pcfg.Logger = logger.With("role", "projector")
-	proj := projector.New(pcfg, log)
+	pcfg.Consumer = projConn.durable
+	proj := projector.New(pcfg, projConn.log)
 	projDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(projDone)
@@ -216,9 +243,12 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	return g.Wait()
 }
 
+// upHostID is the id of the i-th host agent of `waggle up`.
+func upHostID(i int) string { return "host" + strconv.Itoa(i+1) }
+
 // upHostAgents builds the host agents of `waggle up`: host1..hostN, each with its own state
-// directory and gossip port, all joining the first.
-func upHostAgents(o upOptions, cache string, log *events.Log, nc *nats.Conn, logger *slog.Logger) ([]*hostagent.Agent, error) {
+// directory, gossip port and connection (its own credential), all joining the first.
+func upHostAgents(ctx context.Context, o upOptions, cache string, c *upConns, logger *slog.Logger) ([]*hostagent.Agent, error) {
 	agents := make([]*hostagent.Agent, 0, o.hosts)
 	first, err := offsetAddr(o.gossipListen, 0)
 	if err != nil {
@@ -226,7 +256,7 @@ func upHostAgents(o upOptions, cache string, log *events.Log, nc *nats.Conn, log
 	}
 	for i := range o.hosts {
 		cfg := o.agent
-		cfg.HostID = "host" + strconv.Itoa(i+1)
+		cfg.HostID = upHostID(i)
 		cfg.DataDir = filepath.Join(o.dataDir, "hosts", cfg.HostID)
 		cfg.Membership.BindAddr, _ = offsetAddr(o.gossipListen, i)
 		if i > 0 {
@@ -239,8 +269,12 @@ func upHostAgents(o upOptions, cache string, log *events.Log, nc *nats.Conn, log
 		if err != nil {
 			return nil, err
 		}
-		cfg.Logger = hlog
-		a, err := hostagent.New(cfg, log, nc, machines)
+		conn, err := c.connect(ctx, access.Role{Kind: access.HostAgent, ID: cfg.HostID}, "waggle up ("+cfg.HostID+")")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Logger, cfg.Consumer = hlog, conn.durable
+		a, err := hostagent.New(cfg, conn.log, conn.nc, machines)
 		if err != nil {
 			return nil, err
 		}
@@ -249,20 +283,13 @@ func upHostAgents(o upOptions, cache string, log *events.Log, nc *nats.Conn, log
 	return agents, nil
 }
 
-// upRouters builds the routers of `waggle up`, on consecutive ports, and returns them with the
-// API key it created on first start (empty when it already existed or authentication is off).
-func upRouters(ctx context.Context, o upOptions, log *events.Log, nc *nats.Conn, logger *slog.Logger) ([]*router.Router, string, error) {
-	view, err := projector.NewReader(log.JetStream())
-	if err != nil {
-		return nil, "", err
-	}
-	deps := router.Deps{NC: nc, Log: log, View: view, MCP: mcp.Handler}
+// upRouters builds the routers of `waggle up`, on consecutive ports, each with its own
+// connection, and returns them with the API key it created on first start (empty when it
+// already existed or authentication is off). The key is made with the admin's log.
+func upRouters(ctx context.Context, o upOptions, admin *events.Log, c *upConns, logger *slog.Logger) ([]*router.Router, string, error) {
 	key := ""
 	if !o.noAuth {
-		if deps.Tokens, err = router.OpenTokens(ctx, log.JetStream()); err != nil {
-			return nil, "", err
-		}
-		k, created, err := router.EnsureFirstToken(ctx, log.JetStream(), o.dataDir)
+		k, created, err := router.EnsureFirstToken(ctx, admin.JetStream(), o.dataDir)
 		if err != nil {
 			return nil, "", err
 		}
@@ -277,8 +304,23 @@ func upRouters(ctx context.Context, o upOptions, log *events.Log, nc *nats.Conn,
 		cfg := o.router
 		cfg.ID = "router" + strconv.Itoa(i+1)
 		cfg.Logger = logger.With("role", "router")
+		var err error
 		if cfg.Listen, err = offsetAddr(o.listen, i); err != nil {
 			return nil, "", err
+		}
+		conn, err := c.connect(ctx, routerRole, "waggle up ("+cfg.ID+")")
+		if err != nil {
+			return nil, "", err
+		}
+		view, err := projector.NewReader(conn.log.JetStream())
+		if err != nil {
+			return nil, "", err
+		}
+		deps := router.Deps{NC: conn.nc, Log: conn.log, View: view, MCP: mcp.Handler}
+		if !o.noAuth {
+			if deps.Tokens, err = router.OpenTokens(ctx, conn.log.JetStream()); err != nil {
+				return nil, "", err
+			}
 		}
 		r, err := router.New(cfg, deps)
 		if err != nil {
@@ -287,6 +329,84 @@ func upRouters(ctx context.Context, o upOptions, log *events.Log, nc *nats.Conn,
 		routers = append(routers, r)
 	}
 	return routers, key, nil
+}
+
+// upConns are the in-process connections of `waggle up`'s roles, each with its role's
+// credential from the data directory.
+type upConns struct {
+	srv   *events.Server
+	trust *access.Trust
+	open  []*nats.Conn
+}
+
+// upConn is one role's connection, its bound log and (host agents, projectors) its durable
+// consumer's name.
+type upConn struct {
+	nc      *nats.Conn
+	log     *events.Log
+	durable string
+}
+
+func (c *upConns) connect(ctx context.Context, r access.Role, name string) (*upConn, error) {
+	path, err := c.trust.EnsureCreds(r)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := access.ConnectOptions(path)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := c.srv.Connect(append(opts, nats.Name(name))...)
+	if err != nil {
+		return nil, err
+	}
+	c.open = append(c.open, nc)
+	conn := &upConn{nc: nc}
+	if r.Kind == access.HostAgent || r.Kind == access.Projector {
+		if conn.durable, err = access.Durable(path); err != nil {
+			return nil, err
+		}
+	}
+	if r.Kind != access.Admin { // the admin's setup makes the stream; the others bind to it
+		if conn.log, err = events.BindLog(ctx, nc); err != nil {
+			return nil, err
+		}
+	}
+	return conn, nil
+}
+
+func (c *upConns) close() {
+	for i := len(c.open) - 1; i >= 0; i-- {
+		c.open[i].Close()
+	}
+}
+
+// gossipKeyFile is the file in a data directory with the gossip key of `waggle up`'s host
+// agents (base64, mode 0600); separate host agents joining them take it as --gossip-key.
+const gossipKeyFile = "gossip.key"
+
+// upGossipKey is the data directory's gossip key, made on first start.
+func upGossipKey(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, gossipKeyFile)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := fsutil.WriteFileAtomic(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("gossip key: %w", err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gossip key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("gossip key %s: %w", path, err)
+	}
+	return key, nil
 }
 
 // waitProjected waits until the projector has applied every event stored so far (at start,

@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/hostagent/vm/vmtest"
 )
 
@@ -31,6 +36,32 @@ type upProc struct {
 	logPath string        // its stderr
 	exited  chan struct{} // closed when the process has ended
 	waitErr error         // set before exited is closed
+}
+
+// creds is the path of the credential `waggle up` wrote for a role (its file name without
+// .creds: admin, operator, router, projector, hostagent-host1, ...).
+func (p *upProc) creds(role string) string {
+	return filepath.Join(p.dataDir, "creds", role+".creds")
+}
+
+// openLog binds the event log of the running `waggle up` with the operator's (read-only)
+// credential.
+func (p *upProc) openLog(ctx context.Context, t *testing.T) *events.Log {
+	t.Helper()
+	opts, err := access.ConnectOptions(p.creds("operator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(p.natsURL, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	l, err := events.BindLog(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // upSetup says how to start a `waggle up`.

@@ -66,11 +66,7 @@ func TestUp(t *testing.T) {
 		s := dialT(ctx, t, again.urls[0], up.key, calls)
 		var l envListOut
 		s.ok("list_environments", nil, &l)
-		log, closeNC, err := openEventLog(ctx, again.natsURL, "waggle-up-test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer closeNC()
+		log := again.openLog(ctx, t)
 		if live != "" {
 			evs, _, err := log.Load(ctx, events.EnvAggregate("host1", live))
 			var types []string
@@ -415,7 +411,7 @@ func testUpMCPGo(ctx context.Context, t *testing.T, up *upProc, calls *callLog) 
 
 	t.Run("unknown and foreign environments", func(t *testing.T) {
 		unknown := py[:len(py)-1] + map[bool]string{true: "1", false: "0"}[strings.HasSuffix(py, "0")]
-		stdout, stderr, code := runWaggle(t, "token", "create", "--tenant", "other", "--nats-url", up.natsURL)
+		stdout, stderr, code := runWaggle(t, "token", "create", "--tenant", "other", "--nats-url", up.natsURL, "--nats-creds", up.creds("admin"))
 		if code != 0 {
 			t.Fatalf("waggle token create: exit %d: %s", code, stderr)
 		}
@@ -630,7 +626,7 @@ func testUpTypeScriptSDK(t *testing.T, up *upProc, calls *callLog) {
 
 func testUpBench(t *testing.T, up *upProc) {
 	out, err := waggle(t, "bench", "--url", up.urls[0], "--key", up.key, "--runtime", "python",
-		"--creates", "2", "--parallel", "2", "--execs", "6", "--nats-url", up.natsURL, "--json")
+		"--creates", "2", "--parallel", "2", "--execs", "6", "--nats-url", up.natsURL, "--nats-creds", up.creds("router"), "--json")
 	if err != nil {
 		t.Fatalf("waggle bench: %v\n%s", err, out)
 	}
@@ -656,11 +652,7 @@ func testUpBench(t *testing.T, up *upProc) {
 // testUpEvents checks the event stream against the calls made and runs the audit commands; it
 // returns the stream's last sequence.
 func testUpEvents(ctx context.Context, t *testing.T, up *upProc, calls *callLog) uint64 {
-	log, closeNC, err := openEventLog(ctx, up.natsURL, "waggle-up-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeNC()
+	log := up.openLog(ctx, t)
 	last, err := log.LastSeq(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -707,7 +699,7 @@ func testUpEvents(ctx context.Context, t *testing.T, up *upProc, calls *callLog)
 		}
 	}
 
-	stdout, stderr, code := runWaggle(t, "audit", "verify", "--nats-url", up.natsURL)
+	stdout, stderr, code := runWaggle(t, "audit", "verify", "--nats-url", up.natsURL, "--nats-creds", up.creds("operator"))
 	if code != 0 {
 		t.Errorf("waggle audit verify: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -715,7 +707,7 @@ func testUpEvents(ctx context.Context, t *testing.T, up *upProc, calls *callLog)
 	if len(envs) == 0 {
 		t.Fatal("no calls recorded")
 	}
-	stdout, stderr, code = runWaggle(t, "audit", "log", "--env", envs[0], "--nats-url", up.natsURL)
+	stdout, stderr, code = runWaggle(t, "audit", "log", "--env", envs[0], "--nats-url", up.natsURL, "--nats-creds", up.creds("operator"))
 	if code != 0 || !strings.Contains(stdout, "exec") {
 		t.Errorf("waggle audit log --env %s: exit %d, no exec in\n%s%s", envs[0], code, stdout, stderr)
 	}

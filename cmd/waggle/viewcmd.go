@@ -17,7 +17,7 @@ import (
 
 func newEnvCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "env", Short: "Query environments in the view"}
-	natsURL := natsURLFlag(cmd)
+	natsF := newNATSFlags(cmd)
 
 	var tenant, host string
 	var asJSON, withHash bool
@@ -25,7 +25,7 @@ func newEnvCmd() *cobra.Command {
 		Use:   "ls [--tenant T] [--host H] [--json] [--hash]",
 		Short: "List environments (and the sequence the view reflects); --hash prints the whole view's hash",
 		Args:  cobra.NoArgs,
-		RunE: withView(natsURL, "waggle-env", func(cmd *cobra.Command, _ []string, _ *events.Log, r *projector.Reader) error {
+		RunE: withView(natsF, "waggle-env", func(cmd *cobra.Command, _ []string, _ *events.Log, r *projector.Reader) error {
 			ctx := cmd.Context()
 			view, err := r.View(ctx)
 			if err != nil {
@@ -64,7 +64,7 @@ func newEnvCmd() *cobra.Command {
 		Use:   "get ID",
 		Short: "Show one environment and its full event history",
 		Args:  cobra.ExactArgs(1),
-		RunE: withView(natsURL, "waggle-env", func(cmd *cobra.Command, args []string, l *events.Log, r *projector.Reader) error {
+		RunE: withView(natsF, "waggle-env", func(cmd *cobra.Command, args []string, l *events.Log, r *projector.Reader) error {
 			ctx := cmd.Context()
 			id := args[0]
 			if err := events.ValidID(id); err != nil {
@@ -99,13 +99,13 @@ func newEnvCmd() *cobra.Command {
 
 func newHostsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "hosts", Short: "Query hosts in the view"}
-	natsURL := natsURLFlag(cmd)
+	natsF := newNATSFlags(cmd)
 	var asJSON bool
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List hosts: state, capacity, allocation",
 		Args:  cobra.NoArgs,
-		RunE: withView(natsURL, "waggle-hosts", func(cmd *cobra.Command, _ []string, _ *events.Log, r *projector.Reader) error {
+		RunE: withView(natsF, "waggle-hosts", func(cmd *cobra.Command, _ []string, _ *events.Log, r *projector.Reader) error {
 			ctx := cmd.Context()
 			seq, err := r.Freshness(ctx)
 			if err != nil {
@@ -133,8 +133,8 @@ func newHostsCmd() *cobra.Command {
 
 // withView is a command's RunE that opens the event log and the view's reader, and runs fn with
 // both.
-func withView(natsURL *string, client string, fn func(cmd *cobra.Command, args []string, l *events.Log, r *projector.Reader) error) func(*cobra.Command, []string) error {
-	return withEventLog(natsURL, client, func(cmd *cobra.Command, args []string, l *events.Log) error {
+func withView(natsF *natsFlags, client string, fn func(cmd *cobra.Command, args []string, l *events.Log, r *projector.Reader) error) func(*cobra.Command, []string) error {
+	return natsF.withLog(client, operatorRole, func(cmd *cobra.Command, args []string, l *events.Log) error {
 		r, err := projector.NewReader(l.JetStream())
 		if err != nil {
 			return err

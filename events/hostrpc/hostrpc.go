@@ -24,6 +24,10 @@ const (
 // Subject is the request subject of one operation on one host.
 func Subject(host, op string) string { return "waggle.rpc." + host + "." + op }
 
+// StreamSubject is where host publishes the output chunks of one streamed call (id names the
+// call); routers subscribe to it before they send the request.
+func StreamSubject(host, id string) string { return "waggle.stream." + host + "." + id }
+
 // Header names carried on every request.
 const (
 	HeaderPrincipal   = "Waggle-Principal"   // tenant/key id of the caller, for the audit event

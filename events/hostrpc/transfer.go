@@ -42,8 +42,24 @@ func Inline(size int, maxPayload int64) bool {
 	return (int64(size)+2)/3*4+Envelope <= maxPayload
 }
 
-// Transfers puts, gets and deletes transfer objects. The bucket is created (or its settings
-// restored) on first use, so a process that never moves a large file never touches it.
+// SetupTransfers creates the transfer bucket, or brings its settings back (the admin's setup;
+// routers and host agents only bind to it).
+func SetupTransfers(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	_, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      TransferBucket,
+		Description: "waggle file contents in transit between routers and host agents",
+		TTL:         TransferTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return fmt.Errorf("set up transfer bucket %s: %w", TransferBucket, err)
+	}
+	return nil
+}
+
+// Transfers puts, gets and deletes transfer objects. It binds to the bucket on first use, so a
+// process that never moves a large file never touches it.
 type Transfers struct {
 	js jetstream.JetStream
 
@@ -54,19 +70,14 @@ type Transfers struct {
 // NewTransfers returns the transfers of the JetStream domain js talks to.
 func NewTransfers(js jetstream.JetStream) *Transfers { return &Transfers{js: js} }
 
-// bucket opens the transfer bucket, creating it when needed.
+// bucket binds to the transfer bucket.
 func (t *Transfers) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.store != nil {
 		return t.store, nil
 	}
-	store, err := t.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      TransferBucket,
-		Description: "waggle file contents in transit between routers and host agents",
-		TTL:         TransferTTL,
-		Storage:     jetstream.FileStorage,
-	})
+	store, err := t.js.ObjectStore(ctx, TransferBucket)
 	if err != nil {
 		return nil, fmt.Errorf("open transfer bucket %s: %w", TransferBucket, err)
 	}
