@@ -427,10 +427,11 @@ func TestRolePermissions(t *testing.T) {
 func try(t *testing.T, c *cluster, cn *conn, do func(context.Context, *cluster, *conn) error) error {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- do(ctx, c, cn) }()
+	var err error
+	done := make(chan struct{})
+	go func() { err = do(ctx, c, cn); close(done) }()
 	select {
-	case err := <-done:
+	case <-done:
 		select {
 		case v := <-cn.violations:
 			return v
@@ -439,7 +440,7 @@ func try(t *testing.T, c *cluster, cn *conn, do func(context.Context, *cluster, 
 		}
 	case v := <-cn.violations:
 		cancel()
-		_ = <-done
+		<-done
 		return v
 	}
 }
