@@ -90,6 +90,9 @@ type HostInfo struct {
 // HostFailure is the data of HostFailed.
 type HostFailure struct {
 	DetectedBy string `json:"detected_by"`
+	// JoinSeq is the sequence of the host.joined of the incarnation declared failed: a host
+	// that rejoined since is a new incarnation the failure is not about.
+	JoinSeq uint64 `json:"join_seq,omitempty"`
 }
 
 // Digest is the data of AuditDigest: a hash over the stored bytes of a covered sequence range.

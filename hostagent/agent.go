@@ -40,6 +40,7 @@ type Agent struct {
 	stopping chan struct{} // closed when Run starts to stop: queued boots give up
 
 	members *membership.Membership // set by Run, guarded by mu
+	joinSeq uint64                 // this incarnation's host.joined, guarded by mu
 	ready   chan struct{}
 
 	tasks    sync.WaitGroup // background work started by Run

@@ -297,3 +297,79 @@ func TestTwoAgentProcesses(t *testing.T) {
 		t.Fatalf("VM directories left: %v", got)
 	}
 }
+
+// TestPausedHostFenced stops a host agent's process (SIGSTOP) past the failure detection time
+// and continues it: the other agent declares it failed and its environment lost; afterwards no
+// call on that environment succeeds, its VM is gone, the audit log holds every call that was
+// answered, and the host (a new incarnation) takes new environments.
+func TestPausedHostFenced(t *testing.T) {
+	vmtest.Require(t)
+	vmtest.Image(t, "shell")
+	bins := vmtest.Build(t)
+	vmtest.Kernel(t)
+	c := eventstest.StartSecure(t)
+	bindA, bindB := freeAddr(t), freeAddr(t)
+	a := newAgentProc(t, bins, c, "a", bindA, bindB)
+	b := newAgentProc(t, bins, c, "b", bindB, bindA)
+	t.Cleanup(func() {
+		if procs := qemuProcesses(a.dataDir, b.dataDir); len(procs) > 0 {
+			t.Errorf("QEMU processes survive: %v", procs)
+		}
+	})
+	a.start(t, bins, c)
+	b.start(t, bins, c)
+
+	env := newEnvID()
+	place(t, c, "b", env, events.Requested{Runtime: "shell", TTLSeconds: 600})
+	waitState(t, c, "b", env, events.StateRunning, 2*time.Minute)
+	execIn(t, c, "b", env, "echo before")
+	if e := call(t, c.NC, "b", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/f", Content: []byte("x")}, nil); e != nil {
+		t.Fatalf("write_file: %+v", e)
+	}
+
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	waitFor(t, 15*time.Second, "host.failed of b", func() bool { return countHostEvents(t, c, "b", events.HostFailed) == 1 })
+	waitState(t, c, "b", env, events.StateLost, 15*time.Second)
+	t.Logf("SIGSTOP of agent b -> host.failed and lost after %s", time.Since(paused).Round(time.Millisecond))
+	joinsBefore := countHostEvents(t, c, "b", events.HostJoined)
+	if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+
+	// No call on the lost environment succeeds, from the moment b runs again.
+	if e := call(t, c.NC, "b", hostrpc.OpExec, hostrpc.ExecRequest{Env: env, Code: "echo after", Language: "shell", Timeout: 10 * time.Second}, nil); e == nil {
+		t.Fatal("exec on the lost environment succeeded after SIGCONT")
+	}
+	waitFor(t, 30*time.Second, "b's VM of the lost environment removed", func() bool {
+		return len(vmDirs(t, b.dataDir)) == 0 && len(qemuProcesses(b.dataDir)) == 0
+	})
+	waitFor(t, 30*time.Second, "b announces a new incarnation", func() bool {
+		return countHostEvents(t, c, "b", events.HostJoined) > joinsBefore
+	})
+	for _, op := range []string{hostrpc.OpExec, hostrpc.OpReadFile} {
+		req := map[string]any{"env": env, "code": "true", "language": "shell", "path": "/home/sandbox/f"}
+		if e := call(t, c.NC, "b", op, req, nil); e == nil || e.Code != hostrpc.CodeNotRunning {
+			t.Fatalf("%s on the lost environment: %+v, want not_running", op, e)
+		}
+	}
+	// Every answered call is in the audit log.
+	h := history(t, c, "b", env)
+	if countType(h, events.EnvExec) != 1 || countType(h, events.EnvFileWritten) != 1 {
+		t.Fatalf("audit events %v: want the exec and the write that were answered", types(h))
+	}
+
+	// The new incarnation takes placements.
+	fresh := newEnvID()
+	place(t, c, "b", fresh, events.Requested{Runtime: "shell", TTLSeconds: 600})
+	waitState(t, c, "b", fresh, events.StateRunning, 2*time.Minute)
+	if got := execIn(t, c, "b", fresh, "echo fresh").Stdout; got != "fresh\n" {
+		t.Fatalf("exec on b's new environment: %q", got)
+	}
+	appendEnv(t, c, "b", fresh, mustEvent(t, "b", fresh, events.EnvDestroyRequested, events.DestroyRequested{By: "test", Reason: events.ReasonUser}))
+	waitState(t, c, "b", fresh, events.StateDestroyed, 30*time.Second)
+	a.stop(t, syscall.SIGTERM)
+	b.stop(t, syscall.SIGTERM)
+}

@@ -51,9 +51,10 @@ func (a *Agent) hostFailed(ctx context.Context, host string, joinSeq uint64) err
 				joined = ev
 			}
 		}
-		switch last := evs[len(evs)-1].Type; {
-		case joined == nil:
+		if joined == nil {
 			return nil // never announced itself: nothing of it in the log
+		}
+		switch last := evs[len(evs)-1].Type; {
 		case joinSeq != 0 && joined.Seq != joinSeq:
 			a.logger.Info("departed member has rejoined since; not reporting", "peer", host, "join_seq", joinSeq, "latest", joined.Seq)
 			return nil
@@ -62,7 +63,8 @@ func (a *Agent) hostFailed(ctx context.Context, host string, joinSeq uint64) err
 		case last == events.HostFailed:
 			return a.markHostLost(ctx, host) // reported already: make sure its environments are marked
 		}
-		ev, err := events.NewHostEvent(host, events.HostFailed, a.principal, events.HostFailure{DetectedBy: a.cfg.HostID})
+		ev, err := events.NewHostEvent(host, events.HostFailed, a.principal,
+			events.HostFailure{DetectedBy: a.cfg.HostID, JoinSeq: joined.Seq})
 		if err != nil {
 			return err
 		}

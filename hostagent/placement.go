@@ -15,14 +15,16 @@ import (
 // placementBatch bounds how many placements one host works on at once.
 const placementBatch = 64
 
-// startConsumer subscribes to the host's placements and destroy requests. Each message is
-// handled in its own task; handling is idempotent per environment, so redeliveries are safe.
+// startConsumer subscribes to the host's placements and destroy requests, and to what fences it
+// (lost for its environments, host.failed for itself). Each message is handled in its own
+// task; handling is idempotent per environment, so redeliveries are safe.
 func (a *Agent) startConsumer(ctx context.Context) (jetstream.ConsumeContext, error) {
 	h := a.cfg.HostID
 	cons, err := a.log.JetStream().CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
 		Durable:        a.cfg.Consumer,
 		Description:    "placements of host " + h,
-		FilterSubjects: []string{events.EnvSubject(h, "*", events.EnvPlaced), events.EnvSubject(h, "*", events.EnvDestroyRequested)},
+		FilterSubjects: []string{events.EnvSubject(h, "*", events.EnvPlaced), events.EnvSubject(h, "*", events.EnvDestroyRequested),
+			events.EnvSubject(h, "*", events.EnvLost), events.HostSubject(h, events.HostFailed)},
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        a.cfg.AckWait,
 		MaxAckPending:  placementBatch,
@@ -56,11 +58,15 @@ func (a *Agent) handleMsg(ctx context.Context, msg jetstream.Msg) {
 	}
 	stop := a.keepInProgress(msg)
 	defer stop()
-	switch ev.Type {
-	case events.EnvPlaced:
+	switch {
+	case ev.Env == "" && ev.Type == events.HostFailed:
+		err = a.fenceHost(ctx, ev)
+	case ev.Type == events.EnvPlaced:
 		err = a.place(ctx, ev.Env, ev.Correlation)
-	case events.EnvDestroyRequested:
+	case ev.Type == events.EnvDestroyRequested:
 		err = a.destroy(ctx, ev.Env, ev.Correlation)
+	case ev.Type == events.EnvLost:
+		err = a.fenceEnv(ctx, ev.Env)
 	}
 	if err != nil {
 		a.logger.Warn("placement consumer: handling failed, will retry", "env", ev.Env, "type", ev.Type, "err", err)

@@ -149,13 +149,27 @@ type target struct {
 	runtime string
 }
 
-// running finds env's VM if env runs on this host, or a not_found / not_running error.
+// running finds env's VM if env runs on this host, or a not_found / not_running error. An
+// environment the cluster declared lost is refused even before the consumer fenced it: the
+// host may have been paused or cut off while the others gave it up.
 func (a *Agent) running(ctx context.Context, env string) (target, error) {
 	a.mu.Lock()
 	e := a.envs[env]
 	if e != nil && e.serving {
 		t := target{e: e, m: e.machine, runtime: e.runtime}
 		a.mu.Unlock()
+		lost, err := a.declaredLost(ctx, env)
+		if err != nil {
+			return target{}, err
+		}
+		if lost {
+			a.goTask(func() {
+				if err := a.fenceEnv(context.WithoutCancel(ctx), env); err != nil {
+					a.logger.Error("fencing", "env", env, "err", err)
+				}
+			})
+			return target{}, errFenced(env)
+		}
 		return t, nil
 	}
 	a.mu.Unlock()

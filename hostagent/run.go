@@ -40,9 +40,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	mcfg := a.cfg.Membership
 	mcfg.Name = a.cfg.HostID
 	mcfg.Logger = a.logger
-	meta := membership.Meta{CPUs: a.cfg.Capacity.CPUs, MemoryMiB: a.cfg.Capacity.MemoryMiB,
-		MaxEnvironments: a.cfg.Capacity.MaxEnvironments}
-	mcfg.Meta = meta
+	mcfg.Meta = a.meta(0)
 	members, err := membership.Start(mcfg)
 	if err != nil {
 		return fail(err)
@@ -62,12 +60,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	undo = append(undo, cc.Stop)
 	// host.joined says the host serves: it comes once placements and calls are taken.
-	joinSeq, err := a.announce(work, events.HostJoined)
-	if err != nil {
-		return fail(err)
-	}
-	meta.Address, meta.JoinSeq = members.Addr(), joinSeq
-	if err := members.SetMeta(meta); err != nil {
+	if err := a.join(work); err != nil {
 		return fail(err)
 	}
 	a.goTask(func() { a.runFailures(work, members.Departed()) })
@@ -77,7 +70,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	activityCtx, stopActivity := context.WithCancel(work)
 	a.goTask(func() { a.runActivity(activityCtx) })
 	close(a.ready)
-	a.logger.Info("host agent running", "gossip", members.Addr(), "join_seq", joinSeq,
+	a.logger.Info("host agent running", "gossip", members.Addr(), "join_seq", a.currentJoin(),
 		"capacity", a.cfg.Capacity, "warm_pool", a.cfg.WarmPool)
 
 	<-ctx.Done()
@@ -137,6 +130,33 @@ func (a *Agent) GossipAddr() string {
 		return ""
 	}
 	return m.Addr()
+}
+
+// meta is the membership metadata of this host's incarnation that joined at joinSeq.
+func (a *Agent) meta(joinSeq uint64) membership.Meta {
+	return membership.Meta{CPUs: a.cfg.Capacity.CPUs, MemoryMiB: a.cfg.Capacity.MemoryMiB,
+		MaxEnvironments: a.cfg.Capacity.MaxEnvironments, Address: a.GossipAddr(), JoinSeq: joinSeq}
+}
+
+// join announces host.joined, a new incarnation of this host, and tells membership its
+// sequence (peers report the failure of that incarnation, no other).
+func (a *Agent) join(ctx context.Context) error {
+	seq, err := a.announce(ctx, events.HostJoined)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.joinSeq = seq
+	members := a.members
+	a.mu.Unlock()
+	return members.SetMeta(a.meta(seq))
+}
+
+// currentJoin is the sequence of this incarnation's host.joined (0 before it joined).
+func (a *Agent) currentJoin() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.joinSeq
 }
 
 // announce appends a host lifecycle event and returns its stream sequence.
