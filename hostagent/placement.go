@@ -21,14 +21,14 @@ const placementBatch = 64
 func (a *Agent) startConsumer(ctx context.Context) (jetstream.ConsumeContext, error) {
 	h := a.cfg.HostID
 	cons, err := a.log.JetStream().CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
-		Durable:        a.cfg.Consumer,
-		Description:    "placements of host " + h,
+		Durable:     a.cfg.Consumer,
+		Description: "placements of host " + h,
 		FilterSubjects: []string{events.EnvSubject(h, "*", events.EnvPlaced), events.EnvSubject(h, "*", events.EnvDestroyRequested),
 			events.EnvSubject(h, "*", events.EnvLost), events.HostSubject(h, events.HostFailed)},
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        a.cfg.AckWait,
-		MaxAckPending:  placementBatch,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       a.cfg.AckWait,
+		MaxAckPending: placementBatch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("placement consumer: %w", err)
