@@ -55,8 +55,20 @@ type Exec struct {
 	StderrBytes int    `json:"stderr_bytes"`
 	TimedOut    bool   `json:"timed_out,omitempty"`
 	Truncated   bool   `json:"truncated,omitempty"`
-	Background  bool   `json:"background,omitempty"` // a process_start process, audited when it ended
+	// Background marks a process_start process: it is audited when it starts (Phase
+	// ExecStarted: who started what; no outcome yet) and when it ends.
+	Background bool   `json:"background,omitempty"`
+	Phase      string `json:"phase,omitempty"`
+	// Error is why the command has no normal outcome (the guest connection broke, ...); the
+	// call was made all the same.
+	Error string `json:"error,omitempty"`
 }
+
+// Phases of a background process's exec events.
+const (
+	ExecStarted = "started"
+	ExecEnded   = "ended"
+)
 
 // File is the data of EnvFileWritten and EnvFileRead.
 type File struct {

@@ -109,3 +109,23 @@ func TestHostFailedWithoutHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFailedExecAudited: an exec the guest could not carry out is audited all the same, with
+// the error, so nothing that was attempted goes unrecorded.
+func TestFailedExecAudited(t *testing.T) {
+	c := eventstest.Start(t)
+	machines := newFakeMachines()
+	runAgent(t, c, testConfig(t, "h1"), machines)
+	env := startEnv(t, c, "h1")
+	machines.mu.Lock()
+	machines.vms[env].alive.Store(false) // the guest connection breaks
+	machines.mu.Unlock()
+	if e := call(t, c.NC, "h1", hostrpc.OpExec, hostrpc.ExecRequest{Env: env, Code: "echo hi", Language: "shell"}, nil); e == nil || e.Code != hostrpc.CodeInternal {
+		t.Fatalf("exec with a broken guest: %+v, want internal", e)
+	}
+	ev := lastOf(history(t, c, "h1", env), events.EnvExec)
+	var x events.Exec
+	if ev == nil || ev.DecodeData(&x) != nil || x.Error == "" || x.ExitCode != -1 || x.CodeSHA256 != events.Hash([]byte("echo hi")) {
+		t.Fatalf("exec event %+v (%+v), want one with the error and the code's hash", ev, x)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 )
 
@@ -188,7 +189,7 @@ func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 		cancel()
 		return nil, err
 	}
-	a.audit(ctx, r.t, c, "", nil)
+	a.auditExec(ctx, r, c, ExecResult{}, nil, events.ExecStarted)
 	timeout := clampTimeout(req.Timeout, hostrpc.DefaultProcessTimeout, hostrpc.MaxProcessTimeout)
 	a.goTask(func() {
 		defer cancel()
@@ -198,19 +199,21 @@ func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 		if err != nil && !p.killed {
 			a.logger.Warn("rpc: background process failed", "env", req.Env, "process", p.id, "err", err)
 		}
+		var runErr error
 		if err != nil {
 			// Killed, or the guest failed: the output so far is what the streams got.
 			stdout, outFull := p.stdout.text()
 			stderr, errFull := p.stderr.text()
 			res = ExecResult{Stdout: []byte(stdout), Stderr: []byte(stderr), ExitCode: -1, Duration: time.Since(p.start),
 				Truncated: outFull || errFull}
+			if !p.killed {
+				runErr = err
+			}
 		}
 		p.res, p.ended = res, time.Now()
 		p.mu.Unlock()
 		// Audit before the end is reported, so a caller who saw it also finds the event.
-		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), fileOpTimeout)
-		defer acancel()
-		a.auditExec(actx, r, c, res, true)
+		a.auditExec(ctx, r, c, res, runErr, events.ExecEnded)
 		close(p.done)
 	})
 	return hostrpc.ProcessStartResult{ProcessID: p.id}, nil

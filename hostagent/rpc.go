@@ -335,21 +335,33 @@ func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout ti
 	return t.m.Exec(ctx, spec)
 }
 
-// auditExec appends the exec audit event of a finished command.
-func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, background bool) {
-	a.audit(ctx, r.t, c, events.EnvExec, events.Exec{Language: r.lang, CodeSHA256: r.codeSHA, CodeSize: r.codeSize,
+// auditExec appends the exec audit event of a command: finished (res, and runErr when it has
+// no normal outcome), or for phase ExecStarted a background process just started. The event is
+// appended whatever happened to the environment meanwhile.
+func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, runErr error, phase string) {
+	d := events.Exec{Language: r.lang, CodeSHA256: r.codeSHA, CodeSize: r.codeSize,
 		ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), StdoutBytes: len(res.Stdout),
-		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: background})
+		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: phase != "", Phase: phase}
+	if runErr != nil {
+		d.ExitCode, d.Error = -1, runErr.Error()
+	}
+	// The call's own context may be over (the caller gave up); its record is still due.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fileOpTimeout)
+	defer cancel()
+	a.audit(actx, r.t, c, events.EnvExec, d)
 }
 
-// run executes r, audits it as an exec event and shapes the reply to fit one NATS message
-// (output beyond the caps is cut and flagged truncated).
+// run executes r, audits it as an exec event (also when it fails) and shapes the reply to fit
+// one NATS message (output beyond the caps is cut and flagged truncated).
 func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (any, error) {
+	start := time.Now()
 	res, err := a.execute(ctx, r.t, r.spec, timeout)
 	if err != nil {
+		res.Duration = time.Since(start)
+		a.auditExec(ctx, r, c, res, err, "")
 		return nil, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
 	}
-	a.auditExec(ctx, r, c, res, false)
+	a.auditExec(ctx, r, c, res, nil, "")
 	out := hostrpc.ExecResult{Stdout: string(res.Stdout), Stderr: string(res.Stderr), ExitCode: res.ExitCode,
 		DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated}
 	fitReply(&out, a.maxPayload()-replyOverhead)

@@ -70,19 +70,43 @@ func TestProcessesWithRealHostAgent(t *testing.T) {
 		}
 	}
 
-	// Ended processes are audited as background execs.
+	// Processes are audited as background execs when they start and when they end.
+	if got := backgroundExecs(t, c, env); len(got[events.ExecStarted]) != 2 || len(got[events.ExecEnded]) != 2 {
+		t.Errorf("background exec events %v, want 2 started and 2 ended", got)
+	}
+}
+
+// backgroundExecs are the code hashes of env's background exec events by phase.
+func backgroundExecs(t *testing.T, c *cluster, env envResult) map[string][]string {
+	t.Helper()
 	evs, _, err := c.Log.Load(c.ctx, events.EnvAggregate(env.Host, env.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	background := 0
+	out := map[string][]string{}
 	for _, ev := range evs {
 		var x events.Exec
 		if ev.Type == events.EnvExec && ev.DecodeData(&x) == nil && x.Background {
-			background++
+			out[x.Phase] = append(out[x.Phase], x.CodeSHA256)
 		}
 	}
-	if background != 2 {
-		t.Errorf("%d background exec events, want 2", background)
+	return out
+}
+
+// TestProcessAuditedWhenDestroyedAtOnce: a process started and its environment destroyed at
+// once still leaves the exec event of its start, with the code's hash and the caller.
+func TestProcessAuditedWhenDestroyedAtOnce(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	startRealAgent(t, c, "real-1")
+	cl := c.client(c.key("acme"), "")
+	var env envResult
+	cl.ok(toolCreate, map[string]any{"runtime": "python"}, &env)
+	code := "serve_forever()"
+	var started hostrpc.ProcessStartResult
+	cl.ok(toolStart, envArgs(env.ID, "code", code, "timeout_seconds", 3600), &started)
+	cl.ok(toolDestroy, envArgs(env.ID), nil)
+	got := backgroundExecs(t, c, env)
+	if hashes := got[events.ExecStarted]; len(hashes) != 1 || hashes[0] != events.Hash([]byte(code)) {
+		t.Fatalf("started exec events %v, want one with the hash of %q", got, code)
 	}
 }
