@@ -73,16 +73,16 @@ func TestRPCProcesses(t *testing.T) {
 		t.Fatalf("unknown language: %+v", e)
 	}
 
-	// Each ended process is audited as a background exec.
-	waitFor(t, 5*time.Second, "two background exec events", func() bool {
-		n := 0
+	// Each process is audited as a background exec when it starts and when it ends.
+	waitFor(t, 5*time.Second, "two background exec events of each phase", func() bool {
+		n := map[string]int{}
 		for _, ev := range history(t, c, "h1", env) {
 			var x events.Exec
 			if ev.Type == events.EnvExec && ev.DecodeData(&x) == nil && x.Background {
-				n++
+				n[x.Phase]++
 			}
 		}
-		return n == 2
+		return n[events.ExecStarted] == 2 && n[events.ExecEnded] == 2
 	})
 
 	// Destroying the environment kills its processes.
