@@ -236,7 +236,7 @@ func TestTwoAgentProcesses(t *testing.T) {
 	if res := execIn(t, c, "b", envB, "echo hello from $(hostname); echo oops >&2; exit 7"); res.Stdout != "hello from "+envB+"\n" || res.Stderr != "oops\n" || res.ExitCode != 7 {
 		t.Fatalf("exec result %+v", res)
 	}
-	if e := call(t, c.NC, "b", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: envB, Path: "notes/a.txt", Content: []byte("content")}, nil); e != nil {
+	if e := call(t, c.NC, "b", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: envB, Path: "/home/sandbox/notes/a.txt", Content: []byte("content")}, nil); e != nil {
 		t.Fatalf("write_file: %+v", e)
 	}
 	var rf hostrpc.ReadFileResult

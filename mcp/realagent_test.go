@@ -143,14 +143,18 @@ func (m *memVM) ListFiles(_ context.Context, dir string, _ bool, _ int) ([]hostr
 	return out, nil
 }
 
-// startRealAgent runs the real host agent with in-memory VMs in c until the test ends.
-func startRealAgent(t testing.TB, c *cluster, id string) *memMachines {
+// startRealAgent runs the real host agent with in-memory VMs in c until the test ends; adjust
+// changes its configuration.
+func startRealAgent(t testing.TB, c *cluster, id string, adjust ...func(*hostagent.Config)) *memMachines {
 	t.Helper()
 	cfg := hostagent.DefaultConfig()
 	cfg.HostID, cfg.DataDir = id, t.TempDir()
 	cfg.Capacity.MaxEnvironments = 1000
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Membership.Logger = cfg.Logger
+	for _, f := range adjust {
+		f(&cfg)
+	}
 	nc, _ := c.Connect(t)
 	mm := &memMachines{vms: map[string]*memVM{}}
 	agent, err := hostagent.New(cfg, c.Log, nc, mm)
@@ -238,7 +242,7 @@ func TestWithRealHostAgent(t *testing.T) {
 // is slow under -race and says nothing about the transfer (TestWithRealHostAgent covers MCP).
 func TestLargeFilesWithRealHostAgent(t *testing.T) {
 	const limit = 16 << 20
-	c := newCluster(t, 1, func(cfg *router.Config) { cfg.MaxFileBytes = limit })
+	c := newCluster(t, 1, func(cfg *router.Config) { cfg.Limits.MaxFileBytes = limit })
 	vms := startRealAgent(t, c, "real-1")
 	cl := c.client(c.key("acme"), "")
 	var env envResult

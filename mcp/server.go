@@ -17,7 +17,6 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/router"
 )
 
@@ -114,9 +113,6 @@ func (h *handlers) create(ctx context.Context, p router.Principal, raw any) (any
 	if err != nil {
 		return nil, err
 	}
-	if a.TimeoutMinutes < 0 {
-		return nil, argErrorf("timeout_minutes %d is out of range: use 1 to %d", a.TimeoutMinutes, int(h.r.Config().MaxTTL.Minutes()))
-	}
 	return h.r.Create(ctx, p, router.CreateRequest{Runtime: a.Runtime, Name: a.Name,
 		TTL: time.Duration(a.TimeoutMinutes) * time.Minute, CPUs: a.CPUs, MemoryMiB: a.MemoryMiB})
 }
@@ -159,9 +155,6 @@ func (h *handlers) execute(ctx context.Context, p router.Principal, raw any) (an
 	if err != nil {
 		return nil, err
 	}
-	if a.TimeoutSeconds < 0 {
-		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(h.r.Config().MaxExecTimeout.Seconds()))
-	}
 	return h.r.Exec(ctx, p, a.Env, router.ExecRequest{Code: a.Code, Language: a.Language,
 		Timeout: time.Duration(a.TimeoutSeconds) * time.Second})
 }
@@ -170,9 +163,6 @@ func (h *handlers) startProcess(ctx context.Context, p router.Principal, raw any
 	a, err := decodeExec(toolStart, raw, router.Runtimes())
 	if err != nil {
 		return nil, err
-	}
-	if a.TimeoutSeconds < 0 {
-		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(hostrpc.MaxProcessTimeout.Seconds()))
 	}
 	return h.r.StartProcess(ctx, p, a.Env, router.ExecRequest{Code: a.Code, Language: a.Language,
 		Timeout: time.Duration(a.TimeoutSeconds) * time.Second})
@@ -190,9 +180,6 @@ func (h *handlers) waitProcess(ctx context.Context, p router.Principal, raw any)
 	a, err := decodeProcess(toolWaitProc, raw, true)
 	if err != nil {
 		return nil, err
-	}
-	if a.TimeoutSeconds < 0 {
-		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(hostrpc.MaxProcessWait.Seconds()))
 	}
 	return h.r.WaitProcess(ctx, p, a.Env, a.Process, time.Duration(a.TimeoutSeconds)*time.Second)
 }

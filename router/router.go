@@ -180,7 +180,9 @@ func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 
 // maxRequestBytes bounds an MCP request body: a largest file as base64 in JSON (or as text
 // with some escaping) fits easily.
-func (r *Router) maxRequestBytes() int64 { return max(32<<20, 2*int64(r.cfg.MaxFileBytes)+1<<20) }
+func (r *Router) maxRequestBytes() int64 {
+	return max(32<<20, 2*int64(r.cfg.Limits.MaxFileBytes)+1<<20)
+}
 
 // authenticate resolves the bearer API key to a Principal, or answers 401.
 func (r *Router) authenticate(next http.Handler) http.Handler {

@@ -71,7 +71,7 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&o.agent.Capacity.CPUs, "capacity-cpus", o.agent.Capacity.CPUs, "CPUs each host agent offers")
 	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included)")
 	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
-	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.MaxFileBytes, "largest file write_file and read_file move")
+	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.Limits.MaxFileBytes, "largest file write_file and read_file move")
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
 	o.host.vm.addFlags(f, vnet.EgressPackages)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -84,7 +84,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 	o.router.NoAuth = o.noAuth
-	o.router.MaxFileBytes, o.agent.MaxFileBytes = o.maxFileBytes, o.maxFileBytes
+	// One set of limits: the host agents refuse what the routers refuse.
+	o.router.Limits.MaxFileBytes = o.maxFileBytes
+	o.agent.Limits = o.router.Limits
 	if err := o.router.Validate(); err != nil {
 		return err
 	}
