@@ -62,9 +62,10 @@ func buildVersion() string {
 
 type handlers struct{ r *router.Router }
 
-// wrap gives a tool call its request id and metrics, and turns errors into results: a
-// caller's mistake is a tool error with its explanation; anything else is logged under the
-// request id and returned as an internal error naming it.
+// wrap gives a tool call its request id and metrics, admits it among the tenant's calls in
+// progress, and turns errors into results: a caller's mistake (or a busy tenant) is a tool
+// error with its explanation; anything else is logged under the request id and returned as an
+// internal error naming it.
 func (h *handlers) wrap(tool string, fn func(context.Context, router.Principal, any) (any, error)) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 		id := router.NewRequestID()
@@ -75,7 +76,12 @@ func (h *handlers) wrap(tool string, fn func(context.Context, router.Principal, 
 			done("error")
 			return nil, fmt.Errorf("internal error (request id %s): no authenticated caller", id)
 		}
-		out, err := fn(ctx, p, req.Params.Arguments)
+		var out any
+		end, err := h.r.BeginCall(p)
+		if err == nil {
+			out, err = fn(ctx, p, req.Params.Arguments)
+			end()
+		}
 		var ae *argError
 		switch {
 		case err == nil:

@@ -22,6 +22,15 @@ type Config struct {
 	// Listen is a loopback address.
 	NoAuth bool
 
+	// HTTP limits. Each request gets its own deadlines (see CallTimeout): ReadTimeout bounds
+	// reading one request, headers and body; WriteTimeout bounds answering a request that is
+	// not a tool call (/healthz, /readyz, /metrics); a tool call may answer for CallTimeout.
+	// IdleTimeout closes a keep-alive connection without requests.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxCallsPerTenant bounds the tool calls one tenant has in progress on this replica at once
+	// (0 = unlimited); a call over it is refused as busy.
+	MaxCallsPerTenant int
+
 	// BootTimeout bounds the wait for a placed environment to start (or fail).
 	BootTimeout time.Duration
 	// DestroyTimeout bounds the wait for a destroy request to be carried out.
@@ -63,6 +72,10 @@ func DefaultConfig() Config {
 	return Config{
 		ID:                    "router",
 		Listen:                "127.0.0.1:8080",
+		ReadTimeout:           2 * time.Minute,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		MaxCallsPerTenant:     32,
 		BootTimeout:           120 * time.Second,
 		DestroyTimeout:        30 * time.Second,
 		PlaceAttempts:         3,
@@ -89,8 +102,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("router config: listen address is empty")
 	case c.NoAuth && !loopback(c.Listen):
 		return fmt.Errorf("router config: --no-auth is only allowed on a loopback address, not %q", c.Listen)
-	case c.BootTimeout <= 0 || c.DestroyTimeout <= 0 || c.FileRPCTimeout <= 0:
+	case c.BootTimeout <= 0 || c.DestroyTimeout <= 0 || c.FileRPCTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return fmt.Errorf("router config: timeouts must be positive")
+	case c.MaxCallsPerTenant < 0:
+		return fmt.Errorf("router config: max calls per tenant %d < 0", c.MaxCallsPerTenant)
 	case c.PlaceAttempts < 1:
 		return fmt.Errorf("router config: place attempts %d < 1", c.PlaceAttempts)
 	case c.DefaultCPUs < 1 || c.MaxCPUs < c.DefaultCPUs:

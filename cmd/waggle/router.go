@@ -58,6 +58,7 @@ func newRouterCmd() *cobra.Command {
 	f.StringVar(&cfg.ID, "id", cfg.ID, "name of this router in logs and metrics")
 	f.DurationVar(&cfg.BootTimeout, "boot-timeout", cfg.BootTimeout, "how long create_environment waits for a host to start an environment")
 	f.IntVar(&cfg.MaxEnvsPerTenant, "max-envs-per-tenant", cfg.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
+	f.IntVar(&cfg.MaxCallsPerTenant, "max-calls-per-tenant", cfg.MaxCallsPerTenant, "tool calls one tenant may have in progress on this router at once; more are refused as busy (0 = unlimited)")
 	f.IntVar(&cfg.MaxMemoryMiBPerTenant, "max-memory-per-tenant", cfg.MaxMemoryMiBPerTenant, "MiB of memory a tenant's live environments may use (0 = unlimited)")
 	f.IntVar(&cfg.Limits.MaxFileBytes, "max-file-bytes", cfg.Limits.MaxFileBytes, "largest file write_file and read_file move (larger than a NATS message goes through the object store)")
 	f.IntVar(&cfg.MaxMemoryMiB, "max-env-memory", cfg.MaxMemoryMiB, "largest memory_mib one environment may ask for")

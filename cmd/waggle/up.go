@@ -73,6 +73,7 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
 	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.Limits.MaxFileBytes, "largest file write_file and read_file move")
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
+	f.IntVar(&o.router.MaxCallsPerTenant, "max-calls-per-tenant", o.router.MaxCallsPerTenant, "tool calls one tenant may have in progress on each router at once (0 = unlimited)")
 	o.host.vm.addFlags(f, vnet.EgressPackages)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
