@@ -59,7 +59,9 @@ type Config struct {
 	TouchInterval      time.Duration // at most one touched event per environment per interval
 	TTLCheckInterval   time.Duration
 	AckWait            time.Duration // placement consumer; in-progress acks keep long boots alive
-	MaxConcurrentRPCs  int
+	// MaxConcurrentRPCs bounds the RPCs in progress on this host, MaxRPCsPerEnv those
+	// about one environment; a call over either is refused with hostrpc.CodeBusy.
+	MaxConcurrentRPCs, MaxRPCsPerEnv int
 
 	// Limits bound the requests of the RPC service: a request outside them is refused with the
 	// code a router gives for it. Files larger than one NATS message travel through the
@@ -85,6 +87,7 @@ func DefaultConfig() Config {
 		TTLCheckInterval:   time.Second,
 		AckWait:            30 * time.Second,
 		MaxConcurrentRPCs:  64,
+		MaxRPCsPerEnv:      8,
 		Limits:             hostrpc.DefaultLimits(),
 		Logger:             slog.Default(),
 	}
@@ -102,6 +105,9 @@ func (c Config) validate() error {
 	}
 	if c.Drain != DrainDestroy && c.Drain != DrainKeep {
 		return fmt.Errorf("drain must be %q or %q, not %q", DrainDestroy, DrainKeep, c.Drain)
+	}
+	if c.MaxConcurrentRPCs < 1 || c.MaxRPCsPerEnv < 1 {
+		return fmt.Errorf("max concurrent RPCs %d and per environment %d must be at least 1", c.MaxConcurrentRPCs, c.MaxRPCsPerEnv)
 	}
 	if c.MaxConcurrentBoots < 1 {
 		return fmt.Errorf("max concurrent boots %d < 1", c.MaxConcurrentBoots)

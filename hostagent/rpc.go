@@ -54,7 +54,7 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 		return nil, fmt.Errorf("rpc service: %w", err)
 	}
 	group := svc.AddGroup("waggle.rpc." + a.cfg.HostID)
-	sem := make(chan struct{}, a.cfg.MaxConcurrentRPCs)
+	slots := newCallSlots(a.cfg.HostID, a.cfg.MaxConcurrentRPCs, a.cfg.MaxRPCsPerEnv)
 	handlers := map[string]rpcHandler{
 		hostrpc.OpExec:            a.rpcExec,
 		hostrpc.OpInstallPackages: a.rpcInstall,
@@ -76,14 +76,13 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 			if c.principal == "" {
 				c.principal = "unknown"
 			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				a.respond(c, nil, rpcErrorf(hostrpc.CodeInternal, "host %s is busy: %d calls in progress", a.cfg.HostID, cap(sem)))
+			release, err := slots.acquire(requestEnv(c.data))
+			if err != nil {
+				a.respond(c, nil, err)
 				return
 			}
 			a.goTask(func() {
-				defer func() { <-sem }()
+				defer release()
 				res, err := h(ctx, c)
 				a.respond(c, res, err)
 			})

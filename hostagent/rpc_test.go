@@ -283,3 +283,64 @@ func TestRPCTransfers(t *testing.T) {
 		t.Fatalf("transfer objects left behind: %d (%v)", len(infos), err)
 	}
 }
+
+// TestRPCCallSlots: an environment with MaxRPCsPerEnv calls in progress gets busy
+// for its next call while other environments are served, until the host has
+// MaxConcurrentRPCs calls in progress; then every call is busy, naming the host. Both are
+// refused at once, and served again once calls end.
+func TestRPCCallSlots(t *testing.T) {
+	c := eventstest.Start(t)
+	fm := newFakeMachines()
+	cfg := testConfig(t, "h1")
+	cfg.MaxConcurrentRPCs, cfg.MaxRPCsPerEnv = 3, 2
+	runAgent(t, c, cfg, fm)
+	a, b, d := newEnvID(), newEnvID(), newEnvID()
+	for _, env := range []string{a, b, d} {
+		place(t, c, "h1", env, events.Requested{Runtime: "python"})
+		waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
+	}
+	hold := func(env string) chan *hostrpc.Error {
+		done := make(chan *hostrpc.Error, 1)
+		go func() { done <- call(t, c.NC, "h1", hostrpc.OpExec, hostrpc.ExecRequest{Env: env, Code: "gate"}, nil) }()
+		return done
+	}
+	held := func() int32 {
+		n := int32(0)
+		for _, env := range []string{a, b, d} {
+			n += fm.vms[env].holding.Load()
+		}
+		return n
+	}
+	exec := func(env string) *hostrpc.Error {
+		return call(t, c.NC, "h1", hostrpc.OpExec, hostrpc.ExecRequest{Env: env, Code: "exit 0"}, nil)
+	}
+	busy := func(e *hostrpc.Error, want string) {
+		t.Helper()
+		if e == nil || e.Code != hostrpc.CodeBusy || !strings.Contains(e.Message, want) {
+			t.Fatalf("error %+v, want busy %q", e, want)
+		}
+	}
+
+	calls := []chan *hostrpc.Error{hold(a), hold(a)}
+	waitFor(t, 5*time.Second, "two calls of a held", func() bool { return held() == 2 })
+	busy(exec(a), "environment "+a+" is busy: it has 2 calls in progress, the most one environment may have at once")
+	if e := exec(b); e != nil {
+		t.Fatalf("other environment: %+v", e)
+	}
+	calls = append(calls, hold(b))
+	waitFor(t, 5*time.Second, "three calls held", func() bool { return held() == 3 })
+	busy(exec(d), "host h1 is busy: it has 3 calls in progress, the most it serves at once")
+	// A bad request over the bound is busy too: no work is done before the slot is taken.
+	busy(call(t, c.NC, "h1", hostrpc.OpListFiles, []byte("not json"), nil), "host h1 is busy")
+	close(fm.gate)
+	for _, done := range calls {
+		if e := <-done; e != nil {
+			t.Fatalf("held call: %+v", e)
+		}
+	}
+	for _, env := range []string{a, b, d} {
+		if e := exec(env); e != nil {
+			t.Fatalf("after the calls ended, %s: %+v", env, e)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/router"
 )
 
@@ -78,4 +79,29 @@ func TestTenantCallLimit(t *testing.T) {
 	mm.open()
 	wait()
 	acme.ok(toolExecute, envArgs(a.ID, "code", "print(6*7)"), &out)
+}
+
+// TestHostBusyIsToolError: an environment at its host's per-environment bound answers busy;
+// the router turns that into a tool error naming the environment and saying the call did not
+// run, and the environment's next call after that is served.
+func TestHostBusyIsToolError(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	mm := startRealAgent(t, c, "real-1", func(cfg *hostagent.Config) { cfg.MaxRPCsPerEnv = 1 })
+	cl := c.client(c.key("acme"), "")
+	var env, other envResult
+	cl.ok(toolCreate, map[string]any{"runtime": "python"}, &env)
+	cl.ok(toolCreate, map[string]any{"runtime": "python"}, &other)
+
+	wait := holdCalls(t, cl, mm, env.ID, 1)
+	msg := cl.fails(toolWrite, envArgs(env.ID, "path", "/home/sandbox/a", "content", "x"))
+	for _, want := range []string{"environment " + env.ID + " is busy", "1 calls in progress", "write_file did not run", "safe to retry"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("busy environment: %q, want %q", msg, want)
+		}
+	}
+	var out execResult
+	cl.ok(toolExecute, envArgs(other.ID, "code", "print(6*7)"), &out) // another environment on the same host
+	mm.open()
+	wait()
+	cl.ok(toolWrite, envArgs(env.ID, "path", "/home/sandbox/a", "content", "x"), nil)
 }

@@ -224,6 +224,8 @@ func (r *Router) hostError(ctx context.Context, env, host, op string, he hostrpc
 		return userErr(KindTooLarge, "%s", msg)
 	case hostrpc.CodeNotRunning:
 		return notRunning(env, r.envState(ctx, host, env))
+	case hostrpc.CodeBusy:
+		return userErr(KindBusy, "%s; %s did not run, it is safe to retry in a moment", msg, op)
 	}
 	return fmt.Errorf("%s on host %s: %s: %s", op, host, he.Code, msg)
 }

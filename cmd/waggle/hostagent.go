@@ -53,6 +53,8 @@ func newHostAgentCmd() *cobra.Command {
 	f.IntVar(&cfg.DefaultResources.CPUs, "default-cpus", cfg.DefaultResources.CPUs, "CPUs of an environment that asks for none")
 	f.DurationVar(&cfg.DefaultTTL, "default-ttl", cfg.DefaultTTL, "idle timeout of an environment that asks for none")
 	f.IntVar(&cfg.Limits.MaxFileBytes, "max-file-bytes", cfg.Limits.MaxFileBytes, "largest file a file call moves")
+	f.IntVar(&cfg.MaxConcurrentRPCs, "max-calls", cfg.MaxConcurrentRPCs, "exec, file and process calls in progress on this host at once; more are refused as busy")
+	f.IntVar(&cfg.MaxRPCsPerEnv, "max-calls-per-env", cfg.MaxRPCsPerEnv, "calls in progress for one environment at once; more are refused as busy")
 	f.IntVar(&cfg.MaxConcurrentBoots, "max-concurrent-boots", cfg.MaxConcurrentBoots, "VM boots in progress at once; more placements queue")
 	f.IntVar(&cfg.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime (0: none)")
 	f.StringSliceVar(&cfg.WarmRuntimes, "warm-runtimes", cfg.WarmRuntimes, "runtimes the warm pool keeps")

@@ -41,6 +41,7 @@ const (
 	CodeNotFound   = "not_found"   // no such environment, file or directory
 	CodeNotRunning = "not_running" // the environment exists but is not running
 	CodeTooLarge   = "too_large"   // payload over a limit
+	CodeBusy       = "busy"        // too many calls in progress (the environment's or the host's); the call did not run
 	CodeInternal   = "internal"    // anything else; the message names the request id
 )
 
