@@ -43,11 +43,15 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// shortDir is a private directory with a short path (VM sockets live in it).
+// shortDir is a directory with a short path (VM sockets live in it), searchable but not
+// listable by others (each VM's QEMU runs as a uid of its own and must reach its VM directory).
 func shortDir(t *testing.T, prefix string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })

@@ -94,7 +94,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	if _, err := vnet.ParsePolicy(o.host.vm.egress); err != nil {
 		return fmt.Errorf("--egress: %w", err)
 	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+	// Searchable, not listable, by others: each VM's QEMU runs as an unprivileged uid of its own
+	// and must reach its VM directory below (everything in here has its own permissions).
+	if err := os.MkdirAll(o.dataDir, 0o711); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	cache := o.host.cacheDir
