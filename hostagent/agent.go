@@ -89,7 +89,7 @@ func New(cfg Config, log EventLog, nc *nats.Conn, machines Machines) (*Agent, er
 		logger:    cfg.Logger.With("host", cfg.HostID),
 		principal: "host:" + cfg.HostID,
 		envs:      map[string]*envEntry{},
-		procs:     newProcessTable(),
+		procs:     newProcessTable(cfg.Limits.MaxProcesses),
 		ready:     make(chan struct{}),
 		boots:     make(chan struct{}, cfg.MaxConcurrentBoots),
 		stopping:  make(chan struct{}),

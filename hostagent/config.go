@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/membership"
 )
 
@@ -58,18 +59,14 @@ type Config struct {
 	TouchInterval      time.Duration // at most one touched event per environment per interval
 	TTLCheckInterval   time.Duration
 	AckWait            time.Duration // placement consumer; in-progress acks keep long boots alive
-	MaxConcurrentRPCs  int
+	// MaxConcurrentRPCs bounds the RPCs in progress on this host, MaxRPCsPerEnv those
+	// about one environment; a call over either is refused with hostrpc.CodeBusy.
+	MaxConcurrentRPCs, MaxRPCsPerEnv int
 
-	// Request limits of the RPC service.
-	MaxCodeBytes       int
-	DefaultExecTimeout time.Duration
-	MaxExecTimeout     time.Duration
-	InstallTimeout     time.Duration
-	MaxOutputBytes     int // per stream
-	MaxListEntries     int
-	// MaxFileBytes is the largest file write_file and read_file move; contents larger than one
-	// NATS message travel through the transfer object store (hostrpc.Transfers).
-	MaxFileBytes int
+	// Limits bound the requests of the RPC service: a request outside them is refused with the
+	// code a router gives for it. Files larger than one NATS message travel through the
+	// transfer object store (hostrpc.Transfers).
+	Limits hostrpc.Limits
 
 	Logger *slog.Logger
 }
@@ -90,13 +87,8 @@ func DefaultConfig() Config {
 		TTLCheckInterval:   time.Second,
 		AckWait:            30 * time.Second,
 		MaxConcurrentRPCs:  64,
-		MaxCodeBytes:       512_000,
-		DefaultExecTimeout: 30 * time.Second,
-		MaxExecTimeout:     5 * time.Minute,
-		InstallTimeout:     5 * time.Minute,
-		MaxOutputBytes:     1 << 20,
-		MaxListEntries:     10_000,
-		MaxFileBytes:       32 << 20,
+		MaxRPCsPerEnv:      8,
+		Limits:             hostrpc.DefaultLimits(),
 		Logger:             slog.Default(),
 	}
 }
@@ -114,11 +106,14 @@ func (c Config) validate() error {
 	if c.Drain != DrainDestroy && c.Drain != DrainKeep {
 		return fmt.Errorf("drain must be %q or %q, not %q", DrainDestroy, DrainKeep, c.Drain)
 	}
+	if c.MaxConcurrentRPCs < 1 || c.MaxRPCsPerEnv < 1 {
+		return fmt.Errorf("max concurrent RPCs %d and per environment %d must be at least 1", c.MaxConcurrentRPCs, c.MaxRPCsPerEnv)
+	}
 	if c.MaxConcurrentBoots < 1 {
 		return fmt.Errorf("max concurrent boots %d < 1", c.MaxConcurrentBoots)
 	}
-	if c.MaxFileBytes < 1 {
-		return fmt.Errorf("max file bytes %d < 1", c.MaxFileBytes)
+	if err := c.Limits.Validate(); err != nil {
+		return err
 	}
 	if c.WarmPool < 0 {
 		return fmt.Errorf("warm pool size %d < 0", c.WarmPool)

@@ -12,7 +12,9 @@
 //
 // RPC limits: requests and replies are single NATS messages. File contents too large for one
 // message (base64 in JSON) travel as objects in the transfer object store (hostrpc.Transfers)
-// named by the message; a file larger than Config.MaxFileBytes (or the caller's smaller limit)
-// is refused with code too_large and the limit in the message. Exec output is capped per
-// stream (Config.MaxOutputBytes) and cut further to fit a reply, with truncated set.
+// named by the message. Every request is checked against Config.Limits, the hostrpc.Limits a
+// router checks too: one outside them (a file larger than MaxFileBytes or the caller's smaller
+// limit, a relative path, a timeout out of range) is refused with the code and message a router
+// gives, never clamped. Exec output is capped per stream (Limits.MaxOutputBytes) and cut
+// further to fit a reply, with truncated set.
 package hostagent

@@ -43,11 +43,15 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// shortDir is a private directory with a short path (VM sockets live in it).
+// shortDir is a directory with a short path (VM sockets live in it), searchable but not
+// listable by others (each VM's QEMU runs as a uid of its own and must reach its VM directory).
 func shortDir(t *testing.T, prefix string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
@@ -236,7 +240,7 @@ func TestTwoAgentProcesses(t *testing.T) {
 	if res := execIn(t, c, "b", envB, "echo hello from $(hostname); echo oops >&2; exit 7"); res.Stdout != "hello from "+envB+"\n" || res.Stderr != "oops\n" || res.ExitCode != 7 {
 		t.Fatalf("exec result %+v", res)
 	}
-	if e := call(t, c.NC, "b", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: envB, Path: "notes/a.txt", Content: []byte("content")}, nil); e != nil {
+	if e := call(t, c.NC, "b", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: envB, Path: "/home/sandbox/notes/a.txt", Content: []byte("content")}, nil); e != nil {
 		t.Fatalf("write_file: %+v", e)
 	}
 	var rf hostrpc.ReadFileResult

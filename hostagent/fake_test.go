@@ -24,9 +24,12 @@ type fakeMachines struct {
 	launches  atomic.Int32
 	bootDelay time.Duration
 	bootErr   error
+	gate      chan struct{} // "gate" commands wait until it is closed
 }
 
-func newFakeMachines() *fakeMachines { return &fakeMachines{vms: map[string]*fakeVM{}} }
+func newFakeMachines() *fakeMachines {
+	return &fakeMachines{vms: map[string]*fakeVM{}, gate: make(chan struct{})}
+}
 
 func (f *fakeMachines) Launch(ctx context.Context, spec LaunchSpec) (Machine, error) {
 	f.launches.Add(1)
@@ -97,7 +100,8 @@ func (v *fakeVM) Stop(context.Context) error {
 }
 
 // Exec echoes stdin to stdout and argv to stderr, streaming both to spec's writers; code
-// "exit N" exits with N, code starting with "hold" blocks after its output until ctx ends.
+// "exit N" exits with N, code starting with "hold" blocks after its output until ctx ends,
+// code "gate" blocks (counted in holding) until the machines' gate is closed.
 func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 	if !v.IsAlive() {
 		return ExecResult{}, errors.New("fake: VM stopped")
@@ -119,6 +123,15 @@ func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 	}{{spec.Stdout, res.Stdout}, {spec.Stderr, res.Stderr}} {
 		if s.w != nil {
 			_, _ = s.w.Write(s.data)
+		}
+	}
+	if string(spec.Stdin) == "gate" {
+		v.holding.Add(1)
+		defer v.holding.Add(-1)
+		select {
+		case <-v.owner.gate:
+		case <-ctx.Done():
+			return res, ctx.Err()
 		}
 	}
 	if strings.HasPrefix(string(spec.Stdin), "hold") {

@@ -15,11 +15,11 @@ import (
 	"github.com/waggle-dev/waggle/events/hostrpc"
 )
 
-// Limits of the background processes of one environment.
+// Lifetimes of the background processes of one environment (Limits.MaxProcesses bounds their
+// number).
 const (
-	maxProcessesPerEnv = 16               // running and finished-but-unread ones
-	processRetention   = 10 * time.Minute // a finished process is forgotten after this, read or not
-	processKillWait    = 15 * time.Second // how long process_kill waits for the process to end
+	processRetention = 10 * time.Minute // a finished process is forgotten after this, read or not
+	processKillWait  = 15 * time.Second // how long process_kill waits for the process to end
 )
 
 // process is one background command started by process_start. Its output streams into capped
@@ -82,14 +82,16 @@ func (b *streamBuffer) text() (string, bool) {
 	return string(b.buf), len(b.buf) >= b.max
 }
 
-// processTable holds the background processes of each environment.
+// processTable holds the background processes of each environment, at most max per
+// environment.
 type processTable struct {
+	max   int
 	mu    sync.Mutex
 	byEnv map[string]map[string]*process
 }
 
-func newProcessTable() *processTable {
-	return &processTable{byEnv: map[string]map[string]*process{}}
+func newProcessTable(max int) *processTable {
+	return &processTable{max: max, byEnv: map[string]map[string]*process{}}
 }
 
 // add registers p in env, after forgetting env's expired processes, unless env is full.
@@ -105,7 +107,7 @@ func (t *processTable) add(env string, p *process, now time.Time) error {
 			delete(procs, id)
 		}
 	}
-	if len(procs) >= maxProcessesPerEnv {
+	if len(procs) >= t.max {
 		return rpcErrorf(hostrpc.CodeBadRequest, "environment %s already has %d background processes: read, wait for or kill one first", env, len(procs))
 	}
 	if procs == nil {
@@ -171,7 +173,7 @@ func newProcessID() string {
 
 func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 	var req hostrpc.ProcessStartRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+	if err := decode(c, &req, func() string { return req.Env }, a.cfg.Limits.CheckProcessStart); err != nil {
 		return nil, err
 	}
 	r, err := a.prepareCode(ctx, req.Env, req.Code, req.Language)
@@ -190,10 +192,9 @@ func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 		return nil, err
 	}
 	a.auditExec(ctx, r, c, ExecResult{}, nil, events.ExecStarted)
-	timeout := clampTimeout(req.Timeout, hostrpc.DefaultProcessTimeout, hostrpc.MaxProcessTimeout)
 	a.goTask(func() {
 		defer cancel()
-		res, err := a.execute(pctx, r.t, r.spec, timeout)
+		res, err := a.execute(pctx, r.t, r.spec, req.Timeout)
 		p.mu.Lock()
 		p.killed = pctx.Err() != nil
 		if err != nil && !p.killed {
@@ -223,7 +224,9 @@ func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 // The call counts as activity of the environment.
 func (a *Agent) processCall(ctx context.Context, c *rpcCall) (hostrpc.ProcessRequest, *process, error) {
 	var req hostrpc.ProcessRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+	if err := decode(c, &req, func() string { return req.Env }, func(r *hostrpc.ProcessRequest) error {
+		return a.cfg.Limits.CheckProcess(c.op, r)
+	}); err != nil {
 		return req, nil, err
 	}
 	t, err := a.running(ctx, req.Env)
@@ -261,7 +264,7 @@ func (a *Agent) rpcProcessWait(ctx context.Context, c *rpcCall) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	wait := time.NewTimer(clampTimeout(req.Timeout, hostrpc.DefaultProcessWait, hostrpc.MaxProcessWait))
+	wait := time.NewTimer(req.Timeout)
 	defer wait.Stop()
 	select {
 	case <-p.done:

@@ -55,7 +55,11 @@ func TestRPCProcesses(t *testing.T) {
 	if e != nil || !res.Running || res.Stdout != "hold on" {
 		t.Fatalf("read while running: %+v %+v", res, e)
 	}
-	res, e = op(hostrpc.OpProcessWait, held, 100*time.Millisecond)
+	if _, e := op(hostrpc.OpProcessWait, held, 100*time.Millisecond); e == nil || e.Code != hostrpc.CodeBadRequest ||
+		!strings.Contains(e.Message, "timeout_seconds 0.1 is out of range: use 1 to 50") {
+		t.Fatalf("wait under the minimum: %+v, want refused (not clamped)", e)
+	}
+	res, e = op(hostrpc.OpProcessWait, held, time.Second)
 	if e != nil || !res.Running {
 		t.Fatalf("wait that times out: %+v %+v", res, e)
 	}
@@ -64,7 +68,7 @@ func TestRPCProcesses(t *testing.T) {
 		t.Fatalf("kill: %+v %+v", res, e)
 	}
 	for _, name := range []string{hostrpc.OpProcessRead, hostrpc.OpProcessWait, hostrpc.OpProcessKill} {
-		if _, e := op(name, "p-nope", time.Second); e == nil || e.Code != hostrpc.CodeNotFound {
+		if _, e := op(name, "p-nope", 0); e == nil || e.Code != hostrpc.CodeNotFound {
 			t.Fatalf("%s of an unknown process: %+v", name, e)
 		}
 	}

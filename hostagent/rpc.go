@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 	"time"
 
@@ -20,22 +19,16 @@ import (
 
 // Guest conventions of the exec and file service.
 const (
-	HomeDir    = "/home/sandbox" // relative paths resolve here
 	PythonPath = "/opt/venv/bin/python"
 	// fileOpTimeout bounds one file operation.
 	fileOpTimeout = time.Minute
 	// replyOverhead is what a reply's JSON needs beyond its payload bytes.
 	replyOverhead = 4 << 10
-	maxPathLen    = 4096
 )
 
-// rpcError is a reply error with its hostrpc code.
-type rpcError struct{ code, msg string }
-
-func (e *rpcError) Error() string { return e.code + ": " + e.msg }
-
+// rpcErrorf is a reply error with its hostrpc code.
 func rpcErrorf(code, format string, args ...any) error {
-	return &rpcError{code: code, msg: fmt.Sprintf(format, args...)}
+	return &hostrpc.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // rpcCall is one request with the caller's identity.
@@ -61,7 +54,7 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 		return nil, fmt.Errorf("rpc service: %w", err)
 	}
 	group := svc.AddGroup("waggle.rpc." + a.cfg.HostID)
-	sem := make(chan struct{}, a.cfg.MaxConcurrentRPCs)
+	slots := newCallSlots(a.cfg.HostID, a.cfg.MaxConcurrentRPCs, a.cfg.MaxRPCsPerEnv)
 	handlers := map[string]rpcHandler{
 		hostrpc.OpExec:            a.rpcExec,
 		hostrpc.OpInstallPackages: a.rpcInstall,
@@ -83,14 +76,13 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 			if c.principal == "" {
 				c.principal = "unknown"
 			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				a.respond(c, nil, rpcErrorf(hostrpc.CodeInternal, "host %s is busy: %d calls in progress", a.cfg.HostID, cap(sem)))
+			release, err := slots.acquire(requestEnv(c.data))
+			if err != nil {
+				a.respond(c, nil, err)
 				return
 			}
 			a.goTask(func() {
-				defer func() { <-sem }()
+				defer release()
 				res, err := h(ctx, c)
 				a.respond(c, res, err)
 			})
@@ -114,14 +106,14 @@ func (a *Agent) respond(c *rpcCall, res any, err error) {
 		}
 	}
 	if err != nil {
-		var re *rpcError
+		var re *hostrpc.Error
 		if !errors.As(err, &re) {
-			re = &rpcError{code: hostrpc.CodeInternal, msg: err.Error()}
+			re = &hostrpc.Error{Code: hostrpc.CodeInternal, Message: err.Error()}
 			a.logger.Error("rpc: internal error", "op", c.op, "correlation", c.correlation, "err", err)
 		}
-		msg.Data, _ = json.Marshal(hostrpc.Error{Code: re.code, Message: re.msg})
-		msg.Header.Set(micro.ErrorCodeHeader, re.code)
-		msg.Header.Set(micro.ErrorHeader, re.msg)
+		msg.Data, _ = json.Marshal(re)
+		msg.Header.Set(micro.ErrorCodeHeader, re.Code)
+		msg.Header.Set(micro.ErrorHeader, re.Message)
 	}
 	if err := a.nc.PublishMsg(msg); err != nil {
 		a.logger.Warn("rpc: respond", "op", c.op, "err", err)
@@ -131,15 +123,20 @@ func (a *Agent) respond(c *rpcCall, res any, err error) {
 // maxPayload is the largest message the NATS server takes.
 func (a *Agent) maxPayload() int { return int(a.nc.MaxPayload()) }
 
-// decode parses a request body into v and checks its environment id.
-func decode(c *rpcCall, v any, env func() string) error {
+// decode parses a request body into v, checks its environment id and then the rest of it with
+// check, a check of the Limits a router checked it against (it fills the defaults); check is nil
+// when the rest depends on the environment.
+func decode[T any](c *rpcCall, v *T, env func() string, check func(*T) error) error {
 	if err := json.Unmarshal(c.data, v); err != nil {
 		return rpcErrorf(hostrpc.CodeBadRequest, "%s: invalid request: %v", c.op, err)
 	}
 	if err := events.ValidID(env()); err != nil {
 		return rpcErrorf(hostrpc.CodeBadRequest, "%s: environment: %v", c.op, err)
 	}
-	return nil
+	if check == nil {
+		return nil
+	}
+	return check(v)
 }
 
 // target is a running environment a call works on.
@@ -200,19 +197,6 @@ func (a *Agent) audit(ctx context.Context, t target, c *rpcCall, typ string, dat
 	}
 }
 
-// fileTarget finds the running environment env and cleans the guest path of a file call.
-func (a *Agent) fileTarget(ctx context.Context, env, guestFile string) (target, string, error) {
-	p, err := guestPath(guestFile)
-	if err != nil {
-		return target{}, "", err
-	}
-	t, err := a.running(ctx, env)
-	if err != nil {
-		return target{}, "", err
-	}
-	return t, p, nil
-}
-
 // machineError maps a guest error to a reply error.
 func machineError(op, p string, err error) error {
 	switch {
@@ -226,25 +210,6 @@ func machineError(op, p string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, p, err)
 }
 
-// guestPath cleans a user path; relative paths resolve in the sandbox user's home.
-func guestPath(p string) (string, error) {
-	if p == "" || len(p) > maxPathLen || strings.ContainsRune(p, 0) {
-		return "", rpcErrorf(hostrpc.CodeBadRequest, "invalid path %q: give 1-%d bytes without NUL", p, maxPathLen)
-	}
-	if !path.IsAbs(p) {
-		p = path.Join(HomeDir, p)
-	}
-	return path.Clean(p), nil
-}
-
-// clampTimeout applies the default and the maximum to a requested timeout.
-func clampTimeout(d, def, max time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return min(d, max)
-}
-
 // execCommand is how code of a language runs: the interpreter reads the whole program from
 // stdin before it starts (bash is given a file, since it would read its stdin as it goes).
 func execCommand(language string) (ExecSpec, error) {
@@ -256,7 +221,7 @@ func execCommand(language string) (ExecSpec, error) {
 	case "shell":
 		return ExecSpec{Argv: []string{"bash", "-c", `f=$(mktemp) && cat >"$f" && bash "$f" </dev/null; rc=$?; rm -f "$f"; exit $rc`}}, nil
 	}
-	return ExecSpec{}, rpcErrorf(hostrpc.CodeBadRequest, "unknown language %q: use python, node or shell", language)
+	return ExecSpec{}, rpcErrorf(hostrpc.CodeBadRequest, "unknown language %q: use one of python, node, shell", language)
 }
 
 // codeRun is a command ready to run in an environment, with what its audit event records.
@@ -268,12 +233,9 @@ type codeRun struct {
 	codeSize int
 }
 
-// prepareCode checks code for env and builds the command that runs it in language (default: the
-// environment's runtime); execute and process_start run code the same way.
+// prepareCode builds the command that runs code (checked by the Limits) in env in language
+// (default: the environment's runtime); execute and process_start run code the same way.
 func (a *Agent) prepareCode(ctx context.Context, env, code, language string) (codeRun, error) {
-	if len(code) > a.cfg.MaxCodeBytes {
-		return codeRun{}, rpcErrorf(hostrpc.CodeTooLarge, "code is %d bytes, the limit is %d", len(code), a.cfg.MaxCodeBytes)
-	}
 	t, err := a.running(ctx, env)
 	if err != nil {
 		return codeRun{}, err
@@ -292,37 +254,41 @@ func (a *Agent) prepareCode(ctx context.Context, env, code, language string) (co
 
 func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
 	var req hostrpc.ExecRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+	if err := decode(c, &req, func() string { return req.Env }, a.cfg.Limits.CheckExec); err != nil {
 		return nil, err
 	}
 	r, err := a.prepareCode(ctx, req.Env, req.Code, req.Language)
 	if err != nil {
 		return nil, err
 	}
-	return a.run(ctx, c, r, clampTimeout(req.Timeout, a.cfg.DefaultExecTimeout, a.cfg.MaxExecTimeout))
+	return a.run(ctx, c, r, req.Timeout)
 }
 
 func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
 	var req hostrpc.InstallRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+	// The package rule depends on the environment's runtime: checked once it is known.
+	if err := decode(c, &req, func() string { return req.Env }, nil); err != nil {
 		return nil, err
 	}
 	t, err := a.running(ctx, req.Env)
 	if err != nil {
 		return nil, err
 	}
+	if err := a.cfg.Limits.CheckInstall(t.runtime, &req); err != nil {
+		return nil, err
+	}
 	argv, err := installCommand(t.runtime, req.Packages)
 	if err != nil {
-		return nil, rpcErrorf(hostrpc.CodeBadRequest, "%v", err)
+		return nil, err
 	}
 	cmd := strings.Join(argv, " ")
 	return a.run(ctx, c, codeRun{t: t, spec: ExecSpec{Argv: argv}, lang: "install:" + t.runtime, codeSHA: events.Hash([]byte(cmd)), codeSize: len(cmd)},
-		clampTimeout(req.Timeout, a.cfg.InstallTimeout, a.cfg.InstallTimeout))
+		req.Timeout)
 }
 
 // outputCap is the per-stream output cap: two streams must fit in one reply.
 func (a *Agent) outputCap() int {
-	return min(a.cfg.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
+	return min(a.cfg.Limits.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
 }
 
 // execute runs spec in t's guest with the timeout and the output cap.
@@ -382,16 +348,14 @@ func fitReply(out *hostrpc.ExecResult, limit int) {
 
 func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
 	var req hostrpc.WriteFileRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+	if err := decode(c, &req, func() string { return req.Env }, a.cfg.Limits.CheckWriteFile); err != nil {
 		return nil, err
 	}
-	if req.ContentRef != "" && len(req.Content) > 0 {
-		return nil, rpcErrorf(hostrpc.CodeBadRequest, "write_file: give content or content_ref, not both")
-	}
-	t, p, err := a.fileTarget(ctx, req.Env, req.Path)
+	t, err := a.running(ctx, req.Env)
 	if err != nil {
 		return nil, err
 	}
+	p := req.Path
 	mode := req.Mode
 	if mode == 0 {
 		mode = 0o644
@@ -404,10 +368,10 @@ func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
 			return nil, err
 		}
 	}
-	if len(content) > a.cfg.MaxFileBytes {
-		return nil, rpcErrorf(hostrpc.CodeTooLarge, "write %s: content is %d bytes, the limit is %d bytes per file", p, len(content), a.cfg.MaxFileBytes)
+	if err := a.cfg.Limits.CheckFileSize(len(content)); err != nil {
+		return nil, err
 	}
-	if err := t.m.WriteFile(ctx, p, content, mode&0o7777); err != nil {
+	if err := t.m.WriteFile(ctx, p, content, mode); err != nil {
 		return nil, machineError("write", p, err)
 	}
 	digest := events.Hash(content)
@@ -417,7 +381,8 @@ func (a *Agent) rpcWriteFile(ctx context.Context, c *rpcCall) (any, error) {
 
 // takeTransfer reads the transfer object of a write (at most MaxFileBytes) and deletes it.
 func (a *Agent) takeTransfer(ctx context.Context, c *rpcCall, ref string) ([]byte, error) {
-	data, err := a.transfers.Get(ctx, ref, int64(a.cfg.MaxFileBytes))
+	limit := a.cfg.Limits.MaxFileBytes
+	data, err := a.transfers.Get(ctx, ref, int64(limit))
 	if !errors.Is(err, hostrpc.ErrInvalidRef) && !errors.Is(err, hostrpc.ErrTransferNotFound) {
 		if derr := a.transfers.Delete(ctx, ref); derr != nil {
 			a.logger.Warn("rpc: transfer object not deleted; it expires", "op", c.op, "correlation", c.correlation, "err", derr)
@@ -425,7 +390,7 @@ func (a *Agent) takeTransfer(ctx context.Context, c *rpcCall, ref string) ([]byt
 	}
 	switch {
 	case errors.Is(err, hostrpc.ErrTransferTooLarge):
-		return nil, rpcErrorf(hostrpc.CodeTooLarge, "write_file: content is larger than %d bytes, the limit per file", a.cfg.MaxFileBytes)
+		return nil, rpcErrorf(hostrpc.CodeTooLarge, "write_file: content is larger than %d bytes, the limit per file", limit)
 	case errors.Is(err, hostrpc.ErrInvalidRef), errors.Is(err, hostrpc.ErrTransferNotFound):
 		return nil, rpcErrorf(hostrpc.CodeBadRequest, "write_file: %v", err)
 	case err != nil:
@@ -436,19 +401,16 @@ func (a *Agent) takeTransfer(ctx context.Context, c *rpcCall, ref string) ([]byt
 
 func (a *Agent) rpcReadFile(ctx context.Context, c *rpcCall) (any, error) {
 	var req hostrpc.ReadFileRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+	if err := decode(c, &req, func() string { return req.Env }, a.cfg.Limits.CheckReadFile); err != nil {
 		return nil, err
 	}
-	t, p, err := a.fileTarget(ctx, req.Env, req.Path)
+	t, err := a.running(ctx, req.Env)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, fileOpTimeout)
 	defer cancel()
-	limit := int64(a.cfg.MaxFileBytes)
-	if req.Max > 0 {
-		limit = min(limit, req.Max)
-	}
+	p, limit := req.Path, req.Max
 	data, err := t.m.ReadFile(ctx, p, limit)
 	if errors.Is(err, ErrTooLarge) {
 		return nil, rpcErrorf(hostrpc.CodeTooLarge, "read %s: file is larger than %d bytes, the limit per file", p, limit)
@@ -468,19 +430,17 @@ func (a *Agent) rpcReadFile(ctx context.Context, c *rpcCall) (any, error) {
 
 func (a *Agent) rpcListFiles(ctx context.Context, c *rpcCall) (any, error) {
 	var req hostrpc.ListFilesRequest
-	if err := decode(c, &req, func() string { return req.Env }); err != nil {
+	if err := decode(c, &req, func() string { return req.Env }, a.cfg.Limits.CheckListFiles); err != nil {
 		return nil, err
 	}
-	if req.Path == "" {
-		req.Path = HomeDir
-	}
-	t, p, err := a.fileTarget(ctx, req.Env, req.Path)
+	t, err := a.running(ctx, req.Env)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, fileOpTimeout)
 	defer cancel()
-	files, err := t.m.ListFiles(ctx, p, req.Recursive, a.cfg.MaxListEntries)
+	p := req.Path
+	files, err := t.m.ListFiles(ctx, p, req.Recursive, a.cfg.Limits.MaxListEntries)
 	if err != nil {
 		return nil, machineError("list", p, err)
 	}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"path"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +28,8 @@ func TestRPC(t *testing.T) {
 	c := eventstest.Start(t)
 	fm := newFakeMachines()
 	cfg := testConfig(t, "h1")
-	cfg.MaxCodeBytes = 64
-	cfg.MaxFileBytes = 1000
+	cfg.Limits.MaxCodeBytes = 64
+	cfg.Limits.MaxFileBytes = 1000
 	runAgent(t, c, cfg, fm)
 	py, node, sh, pending := newEnvID(), newEnvID(), newEnvID(), newEnvID()
 	place(t, c, "h1", py, events.Requested{Runtime: "python"})
@@ -40,7 +39,7 @@ func TestRPC(t *testing.T) {
 		waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
 	}
 	appendEnv(t, c, "h1", pending, mustEvent(t, "h1", pending, events.EnvRequested, events.Requested{Runtime: "python"}))
-	fm.vms[py].files["/home/sandbox/big.bin"] = make([]byte, cfg.MaxFileBytes+1)
+	fm.vms[py].files["/home/sandbox/big.bin"] = make([]byte, cfg.Limits.MaxFileBytes+1)
 
 	runRPCCases(t, c.NC, "h1", []rpcCase{
 		{name: "exec python", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "exit 3"},
@@ -57,7 +56,9 @@ func TestRPC(t *testing.T) {
 		{name: "not running", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: pending, Code: "1"},
 			wantCode: hostrpc.CodeNotRunning, wantMsg: "is requested, not running"},
 		{name: "bad env id", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: "../x", Code: "1"}, wantCode: hostrpc.CodeBadRequest},
-		{name: "write relative", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "a/b.txt", Content: []byte("hello")},
+		{name: "write relative refused", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "a/b.txt", Content: []byte("hello")},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: `path "a/b.txt" is not absolute: start it with /, e.g. /home/sandbox/a/b.txt`},
+		{name: "write cleaned", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "/home/sandbox/x/../a//b.txt", Content: []byte("hello")},
 			check: func(t *testing.T, reply []byte) {
 				if !strings.Contains(string(reply), `"path":"/home/sandbox/a/b.txt"`) || !strings.Contains(string(reply), `"bytes_written":5`) {
 					t.Fatalf("reply %s", reply)
@@ -69,14 +70,14 @@ func TestRPC(t *testing.T) {
 					t.Fatalf("reply %s", reply)
 				}
 			}},
-		{name: "read missing", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "nope"}, wantCode: hostrpc.CodeNotFound},
-		{name: "read too large", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "big.bin"},
+		{name: "read missing", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "/home/sandbox/nope"}, wantCode: hostrpc.CodeNotFound},
+		{name: "read too large", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "/home/sandbox/big.bin"},
 			wantCode: hostrpc.CodeTooLarge, wantMsg: "larger than 1000 bytes, the limit per file"},
-		{name: "read over the caller's max", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "big.bin", Max: 10},
+		{name: "read over the caller's max", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: py, Path: "/home/sandbox/big.bin", Max: 10},
 			wantCode: hostrpc.CodeTooLarge, wantMsg: "larger than 10 bytes"},
-		{name: "write too large", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "c.bin", Content: make([]byte, 1001)},
-			wantCode: hostrpc.CodeTooLarge, wantMsg: "content is 1001 bytes, the limit is 1000 bytes per file"},
-		{name: "path with NUL", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "a\x00b"}, wantCode: hostrpc.CodeBadRequest},
+		{name: "write too large", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "/c.bin", Content: make([]byte, 1001)},
+			wantCode: hostrpc.CodeTooLarge, wantMsg: "content is 1001 bytes; the limit is 1000 bytes per file"},
+		{name: "path with NUL", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: py, Path: "/a\x00b"}, wantCode: hostrpc.CodeBadRequest},
 		{name: "list home", op: hostrpc.OpListFiles, req: hostrpc.ListFilesRequest{Env: py},
 			check: func(t *testing.T, reply []byte) {
 				if !strings.Contains(string(reply), `"name":"a/b.txt"`) || !strings.Contains(string(reply), `"count":2`) {
@@ -90,7 +91,9 @@ func TestRPC(t *testing.T) {
 		{name: "install shell refused", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: sh, Packages: []string{"curl"}},
 			wantCode: hostrpc.CodeBadRequest, wantMsg: "apt needs root"},
 		{name: "install option injection", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: py, Packages: []string{"--index-url=http://x"}},
-			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid python package name"},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid pip package spec"},
+		{name: "exec timeout refused, not clamped", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "1", Timeout: time.Hour},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "timeout_seconds 3600 is out of range: use 1 to 300"},
 	})
 
 	// Audit: one exec event per run with the caller as principal; file events with digests.
@@ -186,26 +189,6 @@ func wantExec(code int, stdout, argv string) func(t *testing.T, reply []byte) {
 	}
 }
 
-// FuzzGuestPath checks that every accepted path comes out absolute, clean and NUL-free, and
-// that relative paths stay under the sandbox home unless they climb out with "..".
-func FuzzGuestPath(f *testing.F) {
-	for _, s := range []string{"a.txt", "/etc/passwd", "../x", "a/../../b", "", "a\x00b", "./", "//x//y/"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, p string) {
-		got, err := guestPath(p)
-		if err != nil {
-			return
-		}
-		if !strings.HasPrefix(got, "/") || strings.ContainsRune(got, 0) || path.Clean(got) != got {
-			t.Fatalf("guestPath(%q) = %q", p, got)
-		}
-		if !strings.HasPrefix(p, "/") && !strings.Contains(p, "..") && !strings.HasPrefix(got, HomeDir) {
-			t.Fatalf("relative %q resolved outside home: %q", p, got)
-		}
-	})
-}
-
 // TestRPCTransfers moves file contents too large for one NATS message through transfer
 // objects both ways, refuses ones over the limit, audits the real content and leaves no
 // object behind.
@@ -213,7 +196,7 @@ func TestRPCTransfers(t *testing.T) {
 	c := eventstest.Start(t)
 	fm := newFakeMachines()
 	cfg := testConfig(t, "h1")
-	cfg.MaxFileBytes = 2 * int(c.NC.MaxPayload())
+	cfg.Limits.MaxFileBytes = 2 * int(c.NC.MaxPayload())
 	runAgent(t, c, cfg, fm)
 	env := newEnvID()
 	place(t, c, "h1", env, events.Requested{Runtime: "python"})
@@ -230,11 +213,11 @@ func TestRPCTransfers(t *testing.T) {
 	if hostrpc.Inline(len(big), c.NC.MaxPayload()) {
 		t.Fatalf("%d bytes fit in one message", len(big))
 	}
-	huge := make([]byte, cfg.MaxFileBytes+1)
+	huge := make([]byte, cfg.Limits.MaxFileBytes+1)
 	vm.mu.Lock()
 	vm.files["/home/sandbox/big.bin"], vm.files["/home/sandbox/huge.bin"] = big, huge
 	vm.mu.Unlock()
-	overLimit := fmt.Sprintf("larger than %d bytes", cfg.MaxFileBytes)
+	overLimit := fmt.Sprintf("larger than %d bytes", cfg.Limits.MaxFileBytes)
 	// Transfer objects as a router puts them for writes too large for one request.
 	tr := hostrpc.NewTransfers(c.Log.JetStream())
 	put := func(data []byte) string {
@@ -247,7 +230,7 @@ func TestRPCTransfers(t *testing.T) {
 	bigRef, hugeRef, goneRef := put(big), put(huge), ulid.Make().String()
 
 	runRPCCases(t, c.NC, "h1", []rpcCase{
-		{name: "read", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: env, Path: "big.bin"},
+		{name: "read", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: env, Path: "/home/sandbox/big.bin"},
 			check: func(t *testing.T, reply []byte) {
 				var res hostrpc.ReadFileResult
 				if err := json.Unmarshal(reply, &res); err != nil || res.ContentRef == "" || len(res.Content) != 0 || res.Size != int64(len(big)) {
@@ -261,9 +244,9 @@ func TestRPCTransfers(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
-		{name: "read too large", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: env, Path: "huge.bin"},
+		{name: "read too large", op: hostrpc.OpReadFile, req: hostrpc.ReadFileRequest{Env: env, Path: "/home/sandbox/huge.bin"},
 			wantCode: hostrpc.CodeTooLarge, wantMsg: overLimit},
-		{name: "write", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "copy.bin", ContentRef: bigRef},
+		{name: "write", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/copy.bin", ContentRef: bigRef},
 			check: func(t *testing.T, reply []byte) {
 				var res hostrpc.WriteFileResult
 				if err := json.Unmarshal(reply, &res); err != nil || res.BytesWritten != int64(len(big)) {
@@ -273,13 +256,13 @@ func TestRPCTransfers(t *testing.T) {
 					t.Fatalf("wrote %d bytes, want %d identical ones", len(got), len(big))
 				}
 			}},
-		{name: "write too large", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "huge2.bin", ContentRef: hugeRef},
+		{name: "write too large", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/huge2.bin", ContentRef: hugeRef},
 			wantCode: hostrpc.CodeTooLarge, wantMsg: overLimit},
-		{name: "write object gone", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "x.bin", ContentRef: goneRef},
+		{name: "write object gone", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/x.bin", ContentRef: goneRef},
 			wantCode: hostrpc.CodeBadRequest, wantMsg: "transfer object not found"},
-		{name: "write bad object name", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "x.bin", ContentRef: "../etc"},
+		{name: "write bad object name", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/x.bin", ContentRef: "../etc"},
 			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid transfer object name"},
-		{name: "write content and object", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "x.bin", Content: []byte("x"), ContentRef: goneRef},
+		{name: "write content and object", op: hostrpc.OpWriteFile, req: hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/x.bin", Content: []byte("x"), ContentRef: goneRef},
 			wantCode: hostrpc.CodeBadRequest, wantMsg: "not both"},
 	})
 
@@ -298,5 +281,66 @@ func TestRPCTransfers(t *testing.T) {
 	}
 	if infos, err := store.List(t.Context()); !errors.Is(err, jetstream.ErrNoObjectsFound) {
 		t.Fatalf("transfer objects left behind: %d (%v)", len(infos), err)
+	}
+}
+
+// TestRPCCallSlots: an environment with MaxRPCsPerEnv calls in progress gets busy
+// for its next call while other environments are served, until the host has
+// MaxConcurrentRPCs calls in progress; then every call is busy, naming the host. Both are
+// refused at once, and served again once calls end.
+func TestRPCCallSlots(t *testing.T) {
+	c := eventstest.Start(t)
+	fm := newFakeMachines()
+	cfg := testConfig(t, "h1")
+	cfg.MaxConcurrentRPCs, cfg.MaxRPCsPerEnv = 3, 2
+	runAgent(t, c, cfg, fm)
+	a, b, d := newEnvID(), newEnvID(), newEnvID()
+	for _, env := range []string{a, b, d} {
+		place(t, c, "h1", env, events.Requested{Runtime: "python"})
+		waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
+	}
+	hold := func(env string) chan *hostrpc.Error {
+		done := make(chan *hostrpc.Error, 1)
+		go func() { done <- call(t, c.NC, "h1", hostrpc.OpExec, hostrpc.ExecRequest{Env: env, Code: "gate"}, nil) }()
+		return done
+	}
+	held := func() int32 {
+		n := int32(0)
+		for _, env := range []string{a, b, d} {
+			n += fm.vms[env].holding.Load()
+		}
+		return n
+	}
+	exec := func(env string) *hostrpc.Error {
+		return call(t, c.NC, "h1", hostrpc.OpExec, hostrpc.ExecRequest{Env: env, Code: "exit 0"}, nil)
+	}
+	busy := func(e *hostrpc.Error, want string) {
+		t.Helper()
+		if e == nil || e.Code != hostrpc.CodeBusy || !strings.Contains(e.Message, want) {
+			t.Fatalf("error %+v, want busy %q", e, want)
+		}
+	}
+
+	calls := []chan *hostrpc.Error{hold(a), hold(a)}
+	waitFor(t, 5*time.Second, "two calls of a held", func() bool { return held() == 2 })
+	busy(exec(a), "environment "+a+" is busy: it has 2 calls in progress, the most one environment may have at once")
+	if e := exec(b); e != nil {
+		t.Fatalf("other environment: %+v", e)
+	}
+	calls = append(calls, hold(b))
+	waitFor(t, 5*time.Second, "three calls held", func() bool { return held() == 3 })
+	busy(exec(d), "host h1 is busy: it has 3 calls in progress, the most it serves at once")
+	// A bad request over the bound is busy too: no work is done before the slot is taken.
+	busy(call(t, c.NC, "h1", hostrpc.OpListFiles, []byte("not json"), nil), "host h1 is busy")
+	close(fm.gate)
+	for _, done := range calls {
+		if e := <-done; e != nil {
+			t.Fatalf("held call: %+v", e)
+		}
+	}
+	for _, env := range []string{a, b, d} {
+		if e := exec(env); e != nil {
+			t.Fatalf("after the calls ended, %s: %+v", env, e)
+		}
 	}
 }

@@ -162,38 +162,34 @@ func (a *args) boolean(name string) bool {
 }
 
 // words reads a required list argument given either as a space-separated string or an array
-// of strings.
-func (a *args) words(name string) string {
+// of strings (each of them space-separated words too).
+func (a *args) words(name string) []string {
 	v, ok := a.get(name)
 	if !ok {
 		a.failf("%s is required", name)
-		return ""
+		return nil
 	}
+	var parts []string
 	switch w := v.(type) {
 	case string:
-		if strings.TrimSpace(w) == "" {
-			a.failf("%s is required and must not be empty", name)
-			return ""
-		}
-		return w
+		parts = strings.Fields(w)
 	case []any:
-		parts := make([]string, 0, len(w))
 		for _, x := range w {
 			s, ok := x.(string)
-			if !ok || strings.TrimSpace(s) == "" {
-				a.failf("%s must hold non-empty strings", name)
-				return ""
+			if !ok {
+				a.failf("%s must hold strings, not %s", name, jsonType(x))
+				return nil
 			}
-			parts = append(parts, s)
+			parts = append(parts, strings.Fields(s)...)
 		}
-		if len(parts) == 0 {
-			a.failf("%s is required and must not be empty", name)
-			return ""
-		}
-		return strings.Join(parts, " ")
+	default:
+		a.failf("%s must be a string of space-separated names, not %s", name, jsonType(v))
+		return nil
 	}
-	a.failf("%s must be a string of space-separated names, not %s", name, jsonType(v))
-	return ""
+	if len(parts) == 0 {
+		a.failf("%s is required and must not be empty", name)
+	}
+	return parts
 }
 
 func jsonType(v any) string {
@@ -223,7 +219,6 @@ const (
 	argEnv       = "environment_id"
 	argPath      = "path"
 	argEncoding  = "encoding"
-	defaultDir   = "/home/sandbox"
 	toolCreate   = "create_environment"
 	toolDestroy  = "destroy_environment"
 	toolList     = "list_environments"
@@ -314,7 +309,10 @@ func decodeProcess(tool string, raw any, withTimeout bool) (processArgs, error) 
 	return pa, a.err
 }
 
-type installArgs struct{ Env, Packages string }
+type installArgs struct {
+	Env      string
+	Packages []string
+}
 
 func decodeInstall(raw any) (installArgs, error) {
 	a, err := newArgs(toolInstall, raw, argEnv, "packages")
@@ -366,9 +364,6 @@ func decodeListFiles(raw any) (fileArgs, error) {
 		Env:       a.str(argEnv, true),
 		Path:      a.str(argPath, false),
 		Recursive: a.boolean("recursive"),
-	}
-	if f.Path == "" {
-		f.Path = defaultDir
 	}
 	return f, a.err
 }

@@ -5,8 +5,10 @@ package mcp
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/waggle-dev/waggle/router"
 )
@@ -81,9 +83,14 @@ func TestDecodeOthers(t *testing.T) {
 			t.Errorf("%s: err %v, want %q", tc.name, err, tc.err)
 		}
 	}
+	// The router fills defaults and checks the limits: a decoder passes what it got.
 	f, err := decodeListFiles(map[string]any{"environment_id": "e"})
-	if err != nil || f.Path != defaultDir {
-		t.Fatalf("list_files default path: %+v %v", f, err)
+	if err != nil || f.Path != "" {
+		t.Fatalf("list_files without a path: %+v %v", f, err)
+	}
+	i, err := decodeInstall(map[string]any{"environment_id": "e", "packages": []any{"a b", "c"}})
+	if err != nil || strings.Join(i.Packages, ",") != "a,b,c" {
+		t.Fatalf("install packages: %+v %v", i, err)
 	}
 }
 
@@ -110,7 +117,9 @@ func FuzzDecoders(f *testing.F) {
 		if e, err := decodeExec(toolExecute, raw, router.Runtimes()); err == nil && (e.Env == "" || e.Code == "") {
 			t.Fatalf("exec accepted %+v", e)
 		}
-		if i, err := decodeInstall(raw); err == nil && (i.Env == "" || strings.TrimSpace(i.Packages) == "") {
+		if i, err := decodeInstall(raw); err == nil && (i.Env == "" || len(i.Packages) == 0 || slices.ContainsFunc(i.Packages, func(p string) bool {
+			return p == "" || strings.ContainsFunc(p, unicode.IsSpace)
+		})) {
 			t.Fatalf("install accepted %+v", i)
 		}
 		if w, err := decodeWrite(raw); err == nil && (w.Env == "" || w.Path == "") {
@@ -119,7 +128,7 @@ func FuzzDecoders(f *testing.F) {
 		if r, err := decodeRead(raw); err == nil && (r.Env == "" || r.Path == "") {
 			t.Fatalf("read accepted %+v", r)
 		}
-		if l, err := decodeListFiles(raw); err == nil && (l.Env == "" || l.Path == "") {
+		if l, err := decodeListFiles(raw); err == nil && l.Env == "" {
 			t.Fatalf("list_files accepted %+v", l)
 		}
 		for _, wait := range []bool{false, true} {

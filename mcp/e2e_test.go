@@ -37,7 +37,7 @@ type execResult struct {
 // TestEndToEnd drives two routers through real MCP clients over HTTP, each request going to
 // the other router, against a real JetStream server, the real projector and a fake host.
 func TestEndToEnd(t *testing.T) {
-	small := func(cfg *router.Config) { cfg.MaxCodeBytes, cfg.MaxFileBytes = 10000, 64<<10 } // keeps -race fast
+	small := func(cfg *router.Config) { cfg.Limits.MaxCodeBytes, cfg.Limits.MaxFileBytes = 10000, 64<<10 } // keeps -race fast
 	c := newCluster(t, 2, small, hostStarts)
 	for _, proto := range []string{"", "2025-06-18"} {
 		t.Run("protocol="+proto, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 			var listing hostrpc.ListFilesResult
 			acme.ok(toolListFile, id, &listing)
-			if listing.Count != 2 || listing.Path != defaultDir {
+			if listing.Count != 2 || listing.Path != hostrpc.HomeDir {
 				t.Fatalf("list_files: %+v", listing)
 			}
 			var installed execResult
@@ -161,7 +161,7 @@ func TestEndToEnd(t *testing.T) {
 				{toolWrite, with("path", "rel.txt", "content", "x"), `path "rel.txt" is not absolute`},
 				{toolWrite, with("path", "/x", "content", "!!", "encoding", "base64"), "content is not valid base64"},
 				{toolRead, with("path", "/home/sandbox/missing"), "no such file: /home/sandbox/missing"},
-				{toolInstall, with("packages", "requests; rm -rf /"), `invalid package spec "requests;"`},
+				{toolInstall, with("packages", "requests; rm -rf /"), `invalid pip package spec "requests;"`},
 				{toolGet, map[string]any{"environmentId": env.ID}, `unknown argument "environmentId"; it takes environment_id`},
 			} {
 				if msg := acme.fails(tc.tool, tc.args); !strings.Contains(msg, tc.want) {

@@ -14,6 +14,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,14 +27,25 @@ import (
 )
 
 // memMachines is an in-memory VM layer for the real host agent: a VM is a map of files, and
-// exec answers "42" to code computing 6*7, exits 3 on exit(3) and echoes anything else.
+// exec answers "42" to code computing 6*7, exits 3 on exit(3), waits for the gate to open on
+// code naming "gate", and echoes anything else.
 type memMachines struct {
 	mu  sync.Mutex
 	vms map[string]*memVM
+
+	gate    chan struct{} // closed by open
+	waiting atomic.Int32  // execs waiting at the gate
 }
 
+func newMemMachines() *memMachines {
+	return &memMachines{vms: map[string]*memVM{}, gate: make(chan struct{})}
+}
+
+// open lets every exec waiting at the gate (and every later one) through.
+func (mm *memMachines) open() { close(mm.gate) }
+
 func (mm *memMachines) Launch(_ context.Context, spec hostagent.LaunchSpec) (hostagent.Machine, error) {
-	vm := &memVM{id: spec.ID, files: map[string][]byte{}}
+	vm := &memVM{id: spec.ID, files: map[string][]byte{}, mm: mm}
 	mm.mu.Lock()
 	mm.vms[spec.ID] = vm
 	mm.mu.Unlock()
@@ -63,6 +75,7 @@ func (mm *memMachines) set(env, p string, data []byte) {
 
 type memVM struct {
 	id    string
+	mm    *memMachines
 	mu    sync.Mutex
 	files map[string][]byte
 	dead  bool
@@ -85,6 +98,15 @@ func (m *memVM) IsAlive() bool {
 
 func (m *memVM) Exec(ctx context.Context, spec hostagent.ExecSpec) (hostagent.ExecResult, error) {
 	code := string(spec.Stdin)
+	if strings.Contains(code, "gate") {
+		m.mm.waiting.Add(1)
+		defer m.mm.waiting.Add(-1)
+		select {
+		case <-m.mm.gate:
+		case <-ctx.Done():
+			return hostagent.ExecResult{ExitCode: -1}, ctx.Err()
+		}
+	}
 	var res hostagent.ExecResult
 	switch {
 	case strings.Contains(code, "6*7"):
@@ -143,16 +165,20 @@ func (m *memVM) ListFiles(_ context.Context, dir string, _ bool, _ int) ([]hostr
 	return out, nil
 }
 
-// startRealAgent runs the real host agent with in-memory VMs in c until the test ends.
-func startRealAgent(t testing.TB, c *cluster, id string) *memMachines {
+// startRealAgent runs the real host agent with in-memory VMs in c until the test ends; adjust
+// changes its configuration.
+func startRealAgent(t testing.TB, c *cluster, id string, adjust ...func(*hostagent.Config)) *memMachines {
 	t.Helper()
 	cfg := hostagent.DefaultConfig()
 	cfg.HostID, cfg.DataDir = id, t.TempDir()
 	cfg.Capacity.MaxEnvironments = 1000
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Membership.Logger = cfg.Logger
+	for _, f := range adjust {
+		f(&cfg)
+	}
 	nc, _ := c.Connect(t)
-	mm := &memMachines{vms: map[string]*memVM{}}
+	mm := newMemMachines()
 	agent, err := hostagent.New(cfg, c.Log, nc, mm)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +264,7 @@ func TestWithRealHostAgent(t *testing.T) {
 // is slow under -race and says nothing about the transfer (TestWithRealHostAgent covers MCP).
 func TestLargeFilesWithRealHostAgent(t *testing.T) {
 	const limit = 16 << 20
-	c := newCluster(t, 1, func(cfg *router.Config) { cfg.MaxFileBytes = limit })
+	c := newCluster(t, 1, func(cfg *router.Config) { cfg.Limits.MaxFileBytes = limit })
 	vms := startRealAgent(t, c, "real-1")
 	cl := c.client(c.key("acme"), "")
 	var env envResult

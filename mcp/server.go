@@ -17,7 +17,6 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/router"
 )
 
@@ -63,9 +62,10 @@ func buildVersion() string {
 
 type handlers struct{ r *router.Router }
 
-// wrap gives a tool call its request id and metrics, and turns errors into results: a
-// caller's mistake is a tool error with its explanation; anything else is logged under the
-// request id and returned as an internal error naming it.
+// wrap gives a tool call its request id and metrics, admits it among the tenant's calls in
+// progress, and turns errors into results: a caller's mistake (or a busy tenant) is a tool
+// error with its explanation; anything else is logged under the request id and returned as an
+// internal error naming it.
 func (h *handlers) wrap(tool string, fn func(context.Context, router.Principal, any) (any, error)) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 		id := router.NewRequestID()
@@ -76,7 +76,12 @@ func (h *handlers) wrap(tool string, fn func(context.Context, router.Principal, 
 			done("error")
 			return nil, fmt.Errorf("internal error (request id %s): no authenticated caller", id)
 		}
-		out, err := fn(ctx, p, req.Params.Arguments)
+		var out any
+		end, err := h.r.BeginCall(p)
+		if err == nil {
+			out, err = fn(ctx, p, req.Params.Arguments)
+			end()
+		}
 		var ae *argError
 		switch {
 		case err == nil:
@@ -113,9 +118,6 @@ func (h *handlers) create(ctx context.Context, p router.Principal, raw any) (any
 	a, err := decodeCreate(raw, router.Runtimes())
 	if err != nil {
 		return nil, err
-	}
-	if a.TimeoutMinutes < 0 {
-		return nil, argErrorf("timeout_minutes %d is out of range: use 1 to %d", a.TimeoutMinutes, int(h.r.Config().MaxTTL.Minutes()))
 	}
 	return h.r.Create(ctx, p, router.CreateRequest{Runtime: a.Runtime, Name: a.Name,
 		TTL: time.Duration(a.TimeoutMinutes) * time.Minute, CPUs: a.CPUs, MemoryMiB: a.MemoryMiB})
@@ -159,9 +161,6 @@ func (h *handlers) execute(ctx context.Context, p router.Principal, raw any) (an
 	if err != nil {
 		return nil, err
 	}
-	if a.TimeoutSeconds < 0 {
-		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(h.r.Config().MaxExecTimeout.Seconds()))
-	}
 	return h.r.Exec(ctx, p, a.Env, router.ExecRequest{Code: a.Code, Language: a.Language,
 		Timeout: time.Duration(a.TimeoutSeconds) * time.Second})
 }
@@ -170,9 +169,6 @@ func (h *handlers) startProcess(ctx context.Context, p router.Principal, raw any
 	a, err := decodeExec(toolStart, raw, router.Runtimes())
 	if err != nil {
 		return nil, err
-	}
-	if a.TimeoutSeconds < 0 {
-		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(hostrpc.MaxProcessTimeout.Seconds()))
 	}
 	return h.r.StartProcess(ctx, p, a.Env, router.ExecRequest{Code: a.Code, Language: a.Language,
 		Timeout: time.Duration(a.TimeoutSeconds) * time.Second})
@@ -190,9 +186,6 @@ func (h *handlers) waitProcess(ctx context.Context, p router.Principal, raw any)
 	a, err := decodeProcess(toolWaitProc, raw, true)
 	if err != nil {
 		return nil, err
-	}
-	if a.TimeoutSeconds < 0 {
-		return nil, argErrorf("timeout_seconds %d is out of range: use 1 to %d", a.TimeoutSeconds, int(hostrpc.MaxProcessWait.Seconds()))
 	}
 	return h.r.WaitProcess(ctx, p, a.Env, a.Process, time.Duration(a.TimeoutSeconds)*time.Second)
 }

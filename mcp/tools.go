@@ -13,13 +13,29 @@ import (
 	"github.com/waggle-dev/waggle/router"
 )
 
-// tools are the tool definitions; their schemas state the router's limits.
+// timeoutArg is the timeout_seconds argument of a tool, in the range r of the Limits; what
+// says what it bounds.
+func timeoutArg(r hostrpc.Timeouts, what string) mcpgo.ToolOption {
+	lo, hi, def := int(hostrpc.MinTimeout.Seconds()), int(r.Max.Seconds()), int(r.Default.Seconds())
+	return mcpgo.WithInteger("timeout_seconds", mcpgo.Min(float64(lo)), mcpgo.Max(float64(hi)), mcpgo.DefaultNumber(float64(def)),
+		mcpgo.Description(fmt.Sprintf("%s (%d-%d seconds, default %d)", what, lo, hi, def)))
+}
+
+// tools are the tool definitions; their schemas state the router's limits (cfg.Limits, the
+// limits host agents check too).
 func tools(cfg router.Config) map[string]mcpgo.Tool {
+	l := cfg.Limits
 	envID := mcpgo.WithString(argEnv, mcpgo.Required(), mcpgo.MaxLength(64),
 		mcpgo.Description("The environment's id, as create_environment or list_environments returned it"))
 	runtimes := strings.Join(router.Runtimes(), ", ")
-	processID := mcpgo.WithString(argProcess, mcpgo.Required(), mcpgo.MaxLength(64),
+	processID := mcpgo.WithString(argProcess, mcpgo.Required(), mcpgo.MaxLength(hostrpc.MaxProcessIDBytes),
 		mcpgo.Description("The process's id, as start_process returned it"))
+	code := mcpgo.WithString("code", mcpgo.Required(), mcpgo.MinLength(1), mcpgo.MaxLength(l.MaxCodeBytes),
+		mcpgo.Description(fmt.Sprintf("The program (at most %d bytes)", l.MaxCodeBytes)))
+	path := func(desc string, opts ...mcpgo.PropertyOption) mcpgo.ToolOption {
+		return mcpgo.WithString(argPath, append(opts, mcpgo.MaxLength(l.MaxPathBytes),
+			mcpgo.Description(fmt.Sprintf("%s (at most %d bytes)", desc, l.MaxPathBytes)))...)
+	}
 	processResult := " Returns process_id, running, stdout and stderr (all output so far, capped; truncated says so), " +
 		"and once running is false: exit_code, timed_out, killed, duration_ms. A finished process is forgotten once its end was returned."
 	return map[string]mcpgo.Tool{
@@ -52,30 +68,22 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 			mcpgo.WithReadOnlyHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolExecute: mcpgo.NewTool(toolExecute,
-			mcpgo.WithDescription("Run code in an environment and return stdout, stderr, exit_code, duration_ms, truncated and timed_out. "+
-				"A non-zero exit code is a normal result. Output beyond the host's cap is cut and truncated is true."),
-			envID,
-			mcpgo.WithString("code", mcpgo.Required(), mcpgo.MinLength(1), mcpgo.MaxLength(cfg.MaxCodeBytes),
-				mcpgo.Description(fmt.Sprintf("The program (at most %d bytes)", cfg.MaxCodeBytes))),
+			mcpgo.WithDescription(fmt.Sprintf("Run code in an environment and return stdout, stderr, exit_code, duration_ms, truncated and timed_out. "+
+				"A non-zero exit code is a normal result. Output beyond %d bytes per stream is cut and truncated is true.", l.MaxOutputBytes)),
+			envID, code,
 			mcpgo.WithString("language", mcpgo.Enum(router.Runtimes()...),
 				mcpgo.Description("Interpreter: "+runtimes+" (default: the environment's runtime)")),
-			mcpgo.WithInteger("timeout_seconds", mcpgo.Min(1), mcpgo.Max(int(cfg.MaxExecTimeout.Seconds())), mcpgo.DefaultNumber(int(cfg.DefaultExecTimeout.Seconds())),
-				mcpgo.Description(fmt.Sprintf("Time limit (1-%d seconds, default %d); the process group is killed after it", int(cfg.MaxExecTimeout.Seconds()), int(cfg.DefaultExecTimeout.Seconds())))),
+			timeoutArg(l.Exec, "Time limit; the process group is killed after it"),
 			mcpgo.WithOpenWorldHintAnnotation(true),
 		),
 		toolStart: mcpgo.NewTool(toolStart,
 			mcpgo.WithDescription("Start code in the background and return its process_id at once; it runs until it ends, "+
 				"timeout_seconds passes or kill_process. Follow it with read_process, wait_process and kill_process. "+
-				"At most 16 processes per environment; destroying the environment kills them."),
-			envID,
-			mcpgo.WithString("code", mcpgo.Required(), mcpgo.MinLength(1), mcpgo.MaxLength(cfg.MaxCodeBytes),
-				mcpgo.Description(fmt.Sprintf("The program (at most %d bytes)", cfg.MaxCodeBytes))),
+				fmt.Sprintf("At most %d processes per environment; destroying the environment kills them.", l.MaxProcesses)),
+			envID, code,
 			mcpgo.WithString("language", mcpgo.Enum(router.Runtimes()...),
 				mcpgo.Description("Interpreter: "+runtimes+" (default: the environment's runtime)")),
-			mcpgo.WithInteger("timeout_seconds", mcpgo.Min(1), mcpgo.Max(int(hostrpc.MaxProcessTimeout.Seconds())),
-				mcpgo.DefaultNumber(int(hostrpc.DefaultProcessTimeout.Seconds())),
-				mcpgo.Description(fmt.Sprintf("Time limit (1-%d seconds, default %d); the process group is killed after it",
-					int(hostrpc.MaxProcessTimeout.Seconds()), int(hostrpc.DefaultProcessTimeout.Seconds())))),
+			timeoutArg(l.Process, "Time limit; the process group is killed after it"),
 			mcpgo.WithOpenWorldHintAnnotation(true),
 		),
 		toolReadProc: mcpgo.NewTool(toolReadProc,
@@ -87,10 +95,7 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 			mcpgo.WithDescription("Wait until a background process ends or timeout_seconds passes (then running is true); "+
 				"call it again to keep waiting."+processResult),
 			envID, processID,
-			mcpgo.WithInteger("timeout_seconds", mcpgo.Min(1), mcpgo.Max(int(hostrpc.MaxProcessWait.Seconds())),
-				mcpgo.DefaultNumber(int(hostrpc.DefaultProcessWait.Seconds())),
-				mcpgo.Description(fmt.Sprintf("How long to wait (1-%d seconds, default %d)",
-					int(hostrpc.MaxProcessWait.Seconds()), int(hostrpc.DefaultProcessWait.Seconds())))),
+			timeoutArg(l.ProcessWait, "How long to wait"),
 			mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolKillProc: mcpgo.NewTool(toolKillProc,
@@ -102,32 +107,32 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 			mcpgo.WithDescription("Install packages with the environment's package manager (pip for python, npm for node, apt for shell)."),
 			envID,
 			mcpgo.WithString("packages", mcpgo.Required(), mcpgo.MinLength(1),
-				mcpgo.Description(fmt.Sprintf("Space-separated package specs, at most %d, e.g. \"requests numpy==2.1.0\"", cfg.MaxPackages))),
+				mcpgo.Description(fmt.Sprintf("Space-separated package specs, at most %d of at most %d bytes each, "+
+					"e.g. \"requests numpy==2.1.0\" (pip) or \"lodash @types/node@20\" (npm)", l.MaxPackages, l.MaxPackageSpecBytes))),
 			mcpgo.WithOpenWorldHintAnnotation(true),
 		),
 		toolWrite: mcpgo.NewTool(toolWrite,
 			mcpgo.WithDescription(fmt.Sprintf("Write a file (at most %d bytes), creating parent directories. "+
-				"Send binary content as base64 with encoding base64.", cfg.MaxFileBytes)),
+				"Send binary content as base64 with encoding base64.", l.MaxFileBytes)),
 			envID,
-			mcpgo.WithString(argPath, mcpgo.Required(), mcpgo.MaxLength(4096), mcpgo.Description("Absolute path, e.g. /home/sandbox/main.py")),
+			path("Absolute path, e.g. "+hostrpc.HomeDir+"/main.py", mcpgo.Required()),
 			mcpgo.WithString("content", mcpgo.Required(), mcpgo.Description("The file's content, as text or base64 (see encoding)")),
 			mcpgo.WithString(argEncoding, mcpgo.Enum(encUTF8, encBase64), mcpgo.DefaultString(encUTF8),
 				mcpgo.Description("utf-8 (default) or base64 for binary content")),
 			mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolRead: mcpgo.NewTool(toolRead,
-			mcpgo.WithDescription(fmt.Sprintf("Read a file (at most %d bytes). Content that is not valid UTF-8 comes back as base64.", cfg.MaxFileBytes)),
+			mcpgo.WithDescription(fmt.Sprintf("Read a file (at most %d bytes). Content that is not valid UTF-8 comes back as base64.", l.MaxFileBytes)),
 			envID,
-			mcpgo.WithString(argPath, mcpgo.Required(), mcpgo.MaxLength(4096), mcpgo.Description("Absolute path")),
+			path("Absolute path", mcpgo.Required()),
 			mcpgo.WithString(argEncoding, mcpgo.Enum(encUTF8, encBase64), mcpgo.DefaultString(encUTF8),
 				mcpgo.Description("utf-8 (default) or base64")),
 			mcpgo.WithReadOnlyHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolListFile: mcpgo.NewTool(toolListFile,
-			mcpgo.WithDescription("List a directory: name, size, is_dir, mode, modified for each entry."),
+			mcpgo.WithDescription(fmt.Sprintf("List a directory: name, size, is_dir, mode, modified for each entry (at most %d entries).", l.MaxListEntries)),
 			envID,
-			mcpgo.WithString(argPath, mcpgo.MaxLength(4096), mcpgo.DefaultString(defaultDir),
-				mcpgo.Description("Absolute path of the directory (default "+defaultDir+")")),
+			path("Absolute path of the directory (default "+hostrpc.HomeDir+")", mcpgo.DefaultString(hostrpc.HomeDir)),
 			mcpgo.WithBoolean("recursive", mcpgo.DefaultBool(false), mcpgo.Description("List the whole tree below path")),
 			mcpgo.WithReadOnlyHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),

@@ -62,6 +62,7 @@ const (
 	KindNoHost     = "no_host"
 	KindFailed     = "failed"  // a host failed or timed out doing what was asked
 	KindTimeout    = "timeout" // a wait ran out
+	KindBusy       = "busy"    // too many calls in progress (the tenant's, an environment's or a host's); safe to retry
 )
 
 // UserError is a failure the caller can understand and act on: its message says what was

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/waggle-dev/waggle/events/hostrpc"
 )
 
 // Config configures one router replica. DefaultConfig gives every field a working value.
@@ -20,6 +22,15 @@ type Config struct {
 	// Listen is a loopback address.
 	NoAuth bool
 
+	// HTTP limits. Each request gets its own deadlines (see CallTimeout): ReadTimeout bounds
+	// reading one request, headers and body; WriteTimeout bounds answering a request that is
+	// not a tool call (/healthz, /readyz, /metrics); a tool call may answer for CallTimeout.
+	// IdleTimeout closes a keep-alive connection without requests.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxCallsPerTenant bounds the tool calls one tenant has in progress on this replica at once
+	// (0 = unlimited); a call over it is refused as busy.
+	MaxCallsPerTenant int
+
 	// BootTimeout bounds the wait for a placed environment to start (or fail).
 	BootTimeout time.Duration
 	// DestroyTimeout bounds the wait for a destroy request to be carried out.
@@ -30,8 +41,6 @@ type Config struct {
 	RPCMargin time.Duration
 	// FileRPCTimeout bounds file operations on a host.
 	FileRPCTimeout time.Duration
-	// InstallTimeout bounds install_packages.
-	InstallTimeout time.Duration
 	// OwnerCacheTTL is how long an environment's (host, owner) pair is cached; both never change.
 	OwnerCacheTTL time.Duration
 
@@ -41,15 +50,11 @@ type Config struct {
 	MaxMemoryMiB                   int
 	// Idle timeout of an environment (timeout_minutes).
 	DefaultTTL, MaxTTL time.Duration
-	// Exec timeouts (timeout_seconds).
-	DefaultExecTimeout, MaxExecTimeout time.Duration
 
-	// Payload limits. A file larger than one NATS message travels through the transfer object
-	// store (hostrpc.Transfers); MaxFileBytes bounds it (host agents have their own limit).
-	MaxCodeBytes int
-	MaxFileBytes int
-	// MaxPackages is the most packages one install_packages call may name.
-	MaxPackages int
+	// Limits bound code, files, paths, packages and timeouts of the calls forwarded to hosts;
+	// host agents check their requests against the same rules. A file larger than one NATS
+	// message travels through the transfer object store (hostrpc.Transfers).
+	Limits hostrpc.Limits
 
 	// Per-tenant limits over the tenant's live environments (0 = unlimited).
 	MaxEnvsPerTenant      int
@@ -67,12 +72,15 @@ func DefaultConfig() Config {
 	return Config{
 		ID:                    "router",
 		Listen:                "127.0.0.1:8080",
+		ReadTimeout:           2 * time.Minute,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		MaxCallsPerTenant:     32,
 		BootTimeout:           120 * time.Second,
 		DestroyTimeout:        30 * time.Second,
 		PlaceAttempts:         3,
 		RPCMargin:             10 * time.Second,
 		FileRPCTimeout:        60 * time.Second,
-		InstallTimeout:        300 * time.Second,
 		OwnerCacheTTL:         5 * time.Minute,
 		DefaultCPUs:           1,
 		MaxCPUs:               4,
@@ -81,11 +89,7 @@ func DefaultConfig() Config {
 		MaxMemoryMiB:          4096,
 		DefaultTTL:            30 * time.Minute,
 		MaxTTL:                60 * time.Minute,
-		DefaultExecTimeout:    30 * time.Second,
-		MaxExecTimeout:        300 * time.Second,
-		MaxCodeBytes:          512000,
-		MaxFileBytes:          32 << 20,
-		MaxPackages:           50,
+		Limits:                hostrpc.DefaultLimits(),
 		MaxEnvsPerTenant:      20,
 		MaxMemoryMiBPerTenant: 16384,
 	}
@@ -98,8 +102,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("router config: listen address is empty")
 	case c.NoAuth && !loopback(c.Listen):
 		return fmt.Errorf("router config: --no-auth is only allowed on a loopback address, not %q", c.Listen)
-	case c.BootTimeout <= 0 || c.DestroyTimeout <= 0 || c.FileRPCTimeout <= 0 || c.InstallTimeout <= 0:
+	case c.BootTimeout <= 0 || c.DestroyTimeout <= 0 || c.FileRPCTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return fmt.Errorf("router config: timeouts must be positive")
+	case c.MaxCallsPerTenant < 0:
+		return fmt.Errorf("router config: max calls per tenant %d < 0", c.MaxCallsPerTenant)
 	case c.PlaceAttempts < 1:
 		return fmt.Errorf("router config: place attempts %d < 1", c.PlaceAttempts)
 	case c.DefaultCPUs < 1 || c.MaxCPUs < c.DefaultCPUs:
@@ -108,10 +114,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("router config: memory: min %d, default %d, max %d MiB", c.MinMemoryMiB, c.DefaultMemoryMiB, c.MaxMemoryMiB)
 	case c.DefaultTTL < time.Minute || c.MaxTTL < c.DefaultTTL:
 		return fmt.Errorf("router config: ttl: default %s, max %s", c.DefaultTTL, c.MaxTTL)
-	case c.DefaultExecTimeout < time.Second || c.MaxExecTimeout < c.DefaultExecTimeout:
-		return fmt.Errorf("router config: exec timeout: default %s, max %s", c.DefaultExecTimeout, c.MaxExecTimeout)
-	case c.MaxCodeBytes < 1 || c.MaxFileBytes < 1 || c.MaxPackages < 1:
-		return fmt.Errorf("router config: payload limits must be positive")
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("router config: %w", err)
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -27,110 +26,77 @@ type ExecRequest struct {
 	Timeout  time.Duration
 }
 
+// refused turns a request refused by the Limits into the caller's error.
+func refused(err error) error {
+	var he *hostrpc.Error
+	if !errors.As(err, &he) {
+		return err
+	}
+	kind := KindBadRequest
+	if he.Code == hostrpc.CodeTooLarge {
+		kind = KindTooLarge
+	}
+	return userErr(kind, "%s", he.Message)
+}
+
 // Exec runs code in one of the caller's environments. A non-zero exit code is a result.
 func (r *Router) Exec(ctx context.Context, p Principal, env string, req ExecRequest) (*hostrpc.ExecResult, error) {
-	own, lang, err := r.checkCode(ctx, p, env, &req, r.cfg.DefaultExecTimeout, r.cfg.MaxExecTimeout)
+	hreq := hostrpc.ExecRequest{Env: env, Code: req.Code, Language: req.Language, Timeout: req.Timeout}
+	if err := r.cfg.Limits.CheckExec(&hreq); err != nil {
+		return nil, refused(err)
+	}
+	own, err := r.codeTarget(ctx, p, env, &hreq.Language)
 	if err != nil {
 		return nil, err
 	}
 	var res hostrpc.ExecResult
-	err = r.call(ctx, p, env, own.host, hostrpc.OpExec, req.Timeout+r.cfg.RPCMargin,
-		hostrpc.ExecRequest{Env: env, Code: req.Code, Language: lang, Timeout: req.Timeout}, &res)
+	err = r.call(ctx, p, env, own.host, hostrpc.OpExec, hreq.Timeout+r.cfg.RPCMargin, hreq, &res)
 	return &res, err
 }
 
-// timeoutInRange is t, or def when t is 0, if it lies between 1 s and max; otherwise a caller's
-// error naming the allowed range of timeout_seconds.
-func timeoutInRange(t, def, max time.Duration) (time.Duration, error) {
-	if t == 0 {
-		t = def
-	}
-	if t < time.Second || t > max {
-		return 0, userErr(KindBadRequest, "timeout_seconds %g is out of range: use 1 to %d", t.Seconds(), int(max.Seconds()))
-	}
-	return t, nil
-}
-
-// checkCode checks the code, language and timeout (default def, at most max) of execute and
-// start_process, and finds the caller's environment and the language to run the code in.
-func (r *Router) checkCode(ctx context.Context, p Principal, env string, req *ExecRequest, def, max time.Duration) (ownerEntry, string, error) {
-	if req.Code == "" {
-		return ownerEntry{}, "", userErr(KindBadRequest, "code is empty: give the program to run")
-	}
-	if len(req.Code) > r.cfg.MaxCodeBytes {
-		return ownerEntry{}, "", userErr(KindTooLarge, "code is %d bytes; the limit is %d bytes: write it to a file with write_file and run that", len(req.Code), r.cfg.MaxCodeBytes)
-	}
-	if req.Language != "" && !knownRuntime(req.Language) {
-		return ownerEntry{}, "", userErr(KindBadRequest, "unknown language %q: use one of %s", req.Language, strings.Join(Runtimes(), ", "))
-	}
-	var err error
-	if req.Timeout, err = timeoutInRange(req.Timeout, def, max); err != nil {
-		return ownerEntry{}, "", err
+// codeTarget checks the language of execute and start_process, finds the caller's environment,
+// and fills the language in (default: the environment's runtime).
+func (r *Router) codeTarget(ctx context.Context, p Principal, env string, language *string) (ownerEntry, error) {
+	if *language != "" && !knownRuntime(*language) {
+		return ownerEntry{}, userErr(KindBadRequest, "unknown language %q: use one of %s", *language, strings.Join(Runtimes(), ", "))
 	}
 	own, err := r.owned(ctx, p, env)
 	if err != nil {
-		return ownerEntry{}, "", err
+		return ownerEntry{}, err
 	}
-	lang := req.Language
-	if lang == "" {
-		lang = own.runtime
+	if *language == "" {
+		*language = own.runtime
 	}
-	return own, lang, nil
+	return own, nil
 }
 
-// packagePattern is one package spec: a name (npm scope allowed), optional pip extras and an
-// optional version constraint. No spaces, quotes, URLs or paths.
-var packagePattern = regexp.MustCompile(`^(@[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?((==|>=|<=|~=|!=|===|>|<|=|@|\^|~)[A-Za-z0-9._*+!,<>=~^-]+)?$`)
-
-// Install installs packages (space-separated specs) with the environment's package manager.
-func (r *Router) Install(ctx context.Context, p Principal, env, packages string) (*hostrpc.ExecResult, error) {
-	specs := strings.Fields(packages)
-	if len(specs) == 0 {
-		return nil, userErr(KindBadRequest, "packages is empty: give space-separated package names, e.g. \"requests numpy==2.1.0\"")
+// Install installs packages (one spec each) with the environment's package manager; the specs
+// must follow the package rule of the environment's runtime.
+func (r *Router) Install(ctx context.Context, p Principal, env string, packages []string) (*hostrpc.ExecResult, error) {
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
 	}
-	if len(specs) > r.cfg.MaxPackages {
-		return nil, userErr(KindTooLarge, "%d packages named; at most %d per call", len(specs), r.cfg.MaxPackages)
-	}
-	for _, s := range specs {
-		if len(s) > 200 || !packagePattern.MatchString(s) {
-			return nil, userErr(KindBadRequest, "invalid package spec %q: use a name with an optional version, e.g. requests, numpy==2.1.0, pkg[extra]>=1, @types/node@20", s)
-		}
+	req := hostrpc.InstallRequest{Env: env, Packages: packages}
+	if err := r.cfg.Limits.CheckInstall(own.runtime, &req); err != nil {
+		return nil, refused(err)
 	}
 	var res hostrpc.ExecResult
-	err := r.forward(ctx, p, env, hostrpc.OpInstallPackages, r.cfg.InstallTimeout+r.cfg.RPCMargin,
-		hostrpc.InstallRequest{Env: env, Packages: specs, Timeout: r.cfg.InstallTimeout}, &res)
+	err = r.call(ctx, p, env, own.host, hostrpc.OpInstallPackages, req.Timeout+r.cfg.RPCMargin, req, &res)
 	return &res, err
-}
-
-// maxPathLen bounds a path argument.
-const maxPathLen = 4096
-
-func checkPath(path string) error {
-	switch {
-	case path == "":
-		return userErr(KindBadRequest, "path is empty: give an absolute path such as /home/sandbox/main.py")
-	case !strings.HasPrefix(path, "/"):
-		return userErr(KindBadRequest, "path %q is not absolute: start it with /, e.g. /home/sandbox/%s", path, path)
-	case len(path) > maxPathLen || strings.ContainsRune(path, 0):
-		return userErr(KindBadRequest, "path is longer than %d bytes or contains a NUL byte", maxPathLen)
-	}
-	return nil
 }
 
 // WriteFile writes content to path in one of the caller's environments. Content too large for
 // one NATS message goes to the host as a transfer object.
 func (r *Router) WriteFile(ctx context.Context, p Principal, env, path string, content []byte) (*hostrpc.WriteFileResult, error) {
-	if err := checkPath(path); err != nil {
-		return nil, err
-	}
-	if len(content) > r.cfg.MaxFileBytes {
-		return nil, userErr(KindTooLarge, "content is %d bytes; the limit is %d bytes per file", len(content), r.cfg.MaxFileBytes)
+	req := hostrpc.WriteFileRequest{Env: env, Path: path, Content: content}
+	if err := r.cfg.Limits.CheckWriteFile(&req); err != nil {
+		return nil, refused(err)
 	}
 	own, err := r.owned(ctx, p, env)
 	if err != nil {
 		return nil, err
 	}
-	req := hostrpc.WriteFileRequest{Env: env, Path: path, Content: content}
 	if !hostrpc.Inline(len(content), r.nc.MaxPayload()) {
 		if req.ContentRef, err = r.transfers.Put(ctx, content); err != nil {
 			return nil, fmt.Errorf("write_file: %w", err)
@@ -149,21 +115,20 @@ func (r *Router) WriteFile(ctx context.Context, p Principal, env, path string, c
 // ReadFile reads a file from one of the caller's environments. A file too large for one NATS
 // message comes back as a transfer object, which ReadFile fetches and deletes.
 func (r *Router) ReadFile(ctx context.Context, p Principal, env, path string) (*hostrpc.ReadFileResult, error) {
-	if err := checkPath(path); err != nil {
-		return nil, err
+	req := hostrpc.ReadFileRequest{Env: env, Path: path}
+	if err := r.cfg.Limits.CheckReadFile(&req); err != nil {
+		return nil, refused(err)
 	}
-	limit := int64(r.cfg.MaxFileBytes)
 	var res hostrpc.ReadFileResult
-	err := r.forward(ctx, p, env, hostrpc.OpReadFile, r.cfg.FileRPCTimeout,
-		hostrpc.ReadFileRequest{Env: env, Path: path, Max: limit}, &res)
+	err := r.forward(ctx, p, env, hostrpc.OpReadFile, r.cfg.FileRPCTimeout, req, &res)
 	if err != nil || res.ContentRef == "" {
 		return &res, err
 	}
-	data, err := r.transfers.Get(ctx, res.ContentRef, limit)
+	data, err := r.transfers.Get(ctx, res.ContentRef, req.Max)
 	r.deleteTransfer(ctx, res.ContentRef)
 	switch {
 	case errors.Is(err, hostrpc.ErrTransferTooLarge):
-		return nil, userErr(KindTooLarge, "file %s is larger than %d bytes, the limit per file", path, limit)
+		return nil, userErr(KindTooLarge, "file %s is larger than %d bytes, the limit per file", req.Path, req.Max)
 	case err != nil:
 		return nil, fmt.Errorf("read_file: %w", err)
 	case int64(len(data)) != res.Size:
@@ -184,14 +149,15 @@ func (r *Router) deleteTransfer(ctx context.Context, ref string) {
 	}
 }
 
-// ListFiles lists a directory (recursively if asked) in one of the caller's environments.
+// ListFiles lists a directory (recursively if asked; hostrpc.HomeDir when path is empty) in
+// one of the caller's environments.
 func (r *Router) ListFiles(ctx context.Context, p Principal, env, path string, recursive bool) (*hostrpc.ListFilesResult, error) {
-	if err := checkPath(path); err != nil {
-		return nil, err
+	req := hostrpc.ListFilesRequest{Env: env, Path: path, Recursive: recursive}
+	if err := r.cfg.Limits.CheckListFiles(&req); err != nil {
+		return nil, refused(err)
 	}
 	var res hostrpc.ListFilesResult
-	err := r.forward(ctx, p, env, hostrpc.OpListFiles, r.cfg.FileRPCTimeout,
-		hostrpc.ListFilesRequest{Env: env, Path: path, Recursive: recursive}, &res)
+	err := r.forward(ctx, p, env, hostrpc.OpListFiles, r.cfg.FileRPCTimeout, req, &res)
 	return &res, err
 }
 
@@ -258,6 +224,8 @@ func (r *Router) hostError(ctx context.Context, env, host, op string, he hostrpc
 		return userErr(KindTooLarge, "%s", msg)
 	case hostrpc.CodeNotRunning:
 		return notRunning(env, r.envState(ctx, host, env))
+	case hostrpc.CodeBusy:
+		return userErr(KindBusy, "%s; %s did not run, it is safe to retry in a moment", msg, op)
 	}
 	return fmt.Errorf("%s on host %s: %s: %s", op, host, he.Code, msg)
 }

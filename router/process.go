@@ -10,20 +10,19 @@ import (
 	"github.com/waggle-dev/waggle/events/hostrpc"
 )
 
-// maxProcessIDLen bounds a process id argument.
-const maxProcessIDLen = 64
-
 // StartProcess starts code in the background in one of the caller's environments and returns
-// the process's id; req.Timeout (default hostrpc.DefaultProcessTimeout, at most
-// hostrpc.MaxProcessTimeout) kills it.
+// the process's id; req.Timeout (see hostrpc.Limits.Process) kills it.
 func (r *Router) StartProcess(ctx context.Context, p Principal, env string, req ExecRequest) (*hostrpc.ProcessStartResult, error) {
-	own, lang, err := r.checkCode(ctx, p, env, &req, hostrpc.DefaultProcessTimeout, hostrpc.MaxProcessTimeout)
+	hreq := hostrpc.ProcessStartRequest{Env: env, Code: req.Code, Language: req.Language, Timeout: req.Timeout}
+	if err := r.cfg.Limits.CheckProcessStart(&hreq); err != nil {
+		return nil, refused(err)
+	}
+	own, err := r.codeTarget(ctx, p, env, &hreq.Language)
 	if err != nil {
 		return nil, err
 	}
 	var res hostrpc.ProcessStartResult
-	err = r.call(ctx, p, env, own.host, hostrpc.OpProcessStart, r.cfg.FileRPCTimeout,
-		hostrpc.ProcessStartRequest{Env: env, Code: req.Code, Language: lang, Timeout: req.Timeout}, &res)
+	err = r.call(ctx, p, env, own.host, hostrpc.OpProcessStart, r.cfg.FileRPCTimeout, hreq, &res)
 	return &res, err
 }
 
@@ -32,13 +31,9 @@ func (r *Router) ReadProcess(ctx context.Context, p Principal, env, id string) (
 	return r.process(ctx, p, env, id, hostrpc.OpProcessRead, 0)
 }
 
-// WaitProcess waits up to wait (default hostrpc.DefaultProcessWait, at most hostrpc.MaxProcessWait) for
-// a background process to end and returns its state then.
+// WaitProcess waits up to wait (see hostrpc.Limits.ProcessWait) for a background process to
+// end and returns its state then.
 func (r *Router) WaitProcess(ctx context.Context, p Principal, env, id string, wait time.Duration) (*hostrpc.ProcessResult, error) {
-	wait, err := timeoutInRange(wait, hostrpc.DefaultProcessWait, hostrpc.MaxProcessWait)
-	if err != nil {
-		return nil, err
-	}
 	return r.process(ctx, p, env, id, hostrpc.OpProcessWait, wait)
 }
 
@@ -49,11 +44,11 @@ func (r *Router) KillProcess(ctx context.Context, p Principal, env, id string) (
 
 // process forwards a read, wait or kill of process id in env.
 func (r *Router) process(ctx context.Context, p Principal, env, id, op string, wait time.Duration) (*hostrpc.ProcessResult, error) {
-	if id == "" || len(id) > maxProcessIDLen {
-		return nil, userErr(KindBadRequest, "process_id %q is invalid: give the id start_process returned", id)
+	req := hostrpc.ProcessRequest{Env: env, ProcessID: id, Timeout: wait}
+	if err := r.cfg.Limits.CheckProcess(op, &req); err != nil {
+		return nil, refused(err)
 	}
 	var res hostrpc.ProcessResult
-	err := r.forward(ctx, p, env, op, wait+r.cfg.FileRPCTimeout,
-		hostrpc.ProcessRequest{Env: env, ProcessID: id, Timeout: wait}, &res)
+	err := r.forward(ctx, p, env, op, req.Timeout+r.cfg.FileRPCTimeout, req, &res)
 	return &res, err
 }

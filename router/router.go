@@ -60,6 +60,7 @@ type Router struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	owners  ownerCache
+	calls   tenantCalls
 	handler http.Handler
 	// transfers carry file contents too large for one NATS message.
 	transfers *hostrpc.Transfers
@@ -94,12 +95,13 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		logger:    logger.With("router", cfg.ID),
 		metrics:   newMetrics(),
 		owners:    ownerCache{ttl: cfg.OwnerCacheTTL, m: map[string]ownerEntry{}},
+		calls:     tenantCalls{max: cfg.MaxCallsPerTenant, n: map[string]int{}},
 		pending:   map[string]int{},
 		ready:     make(chan struct{}),
 		transfers: hostrpc.NewTransfers(js),
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", r.authenticate(deps.MCP(r)))
+	mux.Handle("/mcp", r.withCallLimits(r.authenticate(deps.MCP(r))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", r.serveReady)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
@@ -143,7 +145,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if r.cfg.NoAuth {
 		r.logger.Warn("authentication is OFF: every caller is tenant "+DefaultTenant, "listen", r.addr.String())
 	}
-	srv := &http.Server{Handler: r.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := r.newServer()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	r.logger.Info("router serving", "mcp", "http://"+r.addr.String()+"/mcp")
@@ -178,14 +180,9 @@ func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 	fmt.Fprintf(w, "ready (view at seq %d)\n", seq)
 }
 
-// maxRequestBytes bounds an MCP request body: a largest file as base64 in JSON (or as text
-// with some escaping) fits easily.
-func (r *Router) maxRequestBytes() int64 { return max(32<<20, 2*int64(r.cfg.MaxFileBytes)+1<<20) }
-
 // authenticate resolves the bearer API key to a Principal, or answers 401.
 func (r *Router) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		req.Body = http.MaxBytesReader(w, req.Body, r.maxRequestBytes())
 		if r.cfg.NoAuth {
 			next.ServeHTTP(w, req.WithContext(WithPrincipal(req.Context(), Principal{Tenant: DefaultTenant, KeyID: "noauth"})))
 			return

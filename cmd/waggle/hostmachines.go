@@ -13,6 +13,7 @@ import (
 
 	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/hostagent/vm"
+	"github.com/waggle-dev/waggle/hostagent/vm/uids"
 )
 
 // egressUsage documents the --egress flag of the commands that boot VMs.
@@ -30,7 +31,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 // vmOptions are the flags of every command that boots VMs.
 type vmOptions struct {
-	accel, init, qemuUser, egress string
+	accel, init, qemuUser, qemuUIDs, cgroups, egress string
 }
 
 // addFlags defines the VM flags on f; commands that run guest code also take --egress, whose
@@ -38,7 +39,11 @@ type vmOptions struct {
 func (o *vmOptions) addFlags(f *pflag.FlagSet, defaultEgress string) {
 	f.StringVar(&o.accel, "accel", "auto", "acceleration: auto, kvm or tcg")
 	f.StringVar(&o.init, "init", "", "static waggle-init binary (default: waggle-init beside this binary or in PATH)")
-	f.StringVar(&o.qemuUser, "qemu-user", "", "run QEMU as this unprivileged user, if it exists")
+	f.StringVar(&o.qemuUser, "qemu-user", "", "run every VM's QEMU as this existing unprivileged user instead of a uid of its own")
+	f.StringVar(&o.qemuUIDs, "qemu-uid-range", "auto", "uids (and gids) FIRST-LAST that each VM's QEMU gets one of, its own; auto: "+
+		uids.DefaultRange().String()+" when running as root, none otherwise; QEMU never runs as root")
+	f.StringVar(&o.cgroups, "cgroups", vm.CgroupsAuto, "per-VM CPU and memory limits in cgroup v2: auto (on hosts that have it; "+
+		"reported once otherwise), on (required) or off")
 	if defaultEgress != "" {
 		f.StringVar(&o.egress, "egress", defaultEgress, egressUsage)
 	}
@@ -58,7 +63,17 @@ func (o vmOptions) newManager(stateDir, cacheDir string, logger *slog.Logger) (*
 	cfg := vm.DefaultConfig()
 	cfg.StateDir, cfg.CacheDir = stateDir, cacheDir
 	cfg.WaggleBinary, cfg.InitBinary = self, initBin
-	cfg.Accel, cfg.QEMUUser, cfg.Egress, cfg.Logger = o.accel, o.qemuUser, o.egress, logger
+	cfg.Accel, cfg.QEMUUser, cfg.Cgroups, cfg.Egress, cfg.Logger = o.accel, o.qemuUser, o.cgroups, o.egress, logger
+	switch {
+	case o.qemuUser != "" && o.qemuUIDs != "auto":
+		return nil, fmt.Errorf("give --qemu-user or --qemu-uid-range, not both")
+	case o.qemuUser != "":
+		cfg.QEMUUIDs = uids.Range{}
+	case o.qemuUIDs != "auto":
+		if cfg.QEMUUIDs, err = uids.ParseRange(o.qemuUIDs); err != nil {
+			return nil, fmt.Errorf("--qemu-uid-range: %w", err)
+		}
+	}
 	return vm.NewManager(cfg)
 }
 

@@ -71,8 +71,9 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&o.agent.Capacity.CPUs, "capacity-cpus", o.agent.Capacity.CPUs, "CPUs each host agent offers")
 	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included)")
 	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
-	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.MaxFileBytes, "largest file write_file and read_file move")
+	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.Limits.MaxFileBytes, "largest file write_file and read_file move")
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
+	f.IntVar(&o.router.MaxCallsPerTenant, "max-calls-per-tenant", o.router.MaxCallsPerTenant, "tool calls one tenant may have in progress on each router at once (0 = unlimited)")
 	o.host.vm.addFlags(f, vnet.EgressPackages)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -84,14 +85,18 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 	o.router.NoAuth = o.noAuth
-	o.router.MaxFileBytes, o.agent.MaxFileBytes = o.maxFileBytes, o.maxFileBytes
+	// One set of limits: the host agents refuse what the routers refuse.
+	o.router.Limits.MaxFileBytes = o.maxFileBytes
+	o.agent.Limits = o.router.Limits
 	if err := o.router.Validate(); err != nil {
 		return err
 	}
 	if _, err := vnet.ParsePolicy(o.host.vm.egress); err != nil {
 		return fmt.Errorf("--egress: %w", err)
 	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+	// Searchable, not listable, by others: each VM's QEMU runs as an unprivileged uid of its own
+	// and must reach its VM directory below (everything in here has its own permissions).
+	if err := os.MkdirAll(o.dataDir, 0o711); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	cache := o.host.cacheDir

@@ -86,6 +86,10 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 		if dataDir, err = os.MkdirTemp("", "wup"); err != nil {
 			t.Fatal(err)
 		}
+		// QEMU runs as an unprivileged uid of its VM's own: it must reach the VM directories.
+		if err := os.Chmod(dataDir, 0o711); err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { os.RemoveAll(dataDir) })
 	}
 	routers := setup.routers

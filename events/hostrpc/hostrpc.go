@@ -2,8 +2,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package hostrpc is the wire contract between routers and host agents: the NATS request/reply
-// subjects of a host's exec and file service, the JSON bodies they carry, and the object store
-// transfers that carry file contents too large for one message.
+// subjects of a host's exec and file service, the JSON bodies they carry, the Limits both sides
+// check those bodies against, and the object store transfers that carry file contents too large
+// for one message.
 package hostrpc
 
 import "time"
@@ -40,16 +41,11 @@ const (
 	CodeNotFound   = "not_found"   // no such environment, file or directory
 	CodeNotRunning = "not_running" // the environment exists but is not running
 	CodeTooLarge   = "too_large"   // payload over a limit
+	CodeBusy       = "busy"        // too many calls in progress (the environment's or the host's); the call did not run
 	CodeInternal   = "internal"    // anything else; the message names the request id
 )
 
-// Error is the body of an error reply (and the micro service's error header carries Code).
-type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// ExecRequest runs code in an environment.
+// ExecRequest runs code in an environment; Timeout 0 is Limits.Exec's default.
 type ExecRequest struct {
 	Env      string        `json:"env"`
 	Code     string        `json:"code"`
@@ -67,8 +63,8 @@ type ExecResult struct {
 	Truncated  bool   `json:"truncated"`
 }
 
-// ProcessStartRequest starts code in the background, run like ExecRequest's; Timeout (default
-// DefaultProcessTimeout, at most MaxProcessTimeout) kills it.
+// ProcessStartRequest starts code in the background, run like ExecRequest's; Timeout (see
+// Limits.Process) kills it.
 type ProcessStartRequest struct {
 	Env      string        `json:"env"`
 	Code     string        `json:"code"`
@@ -81,16 +77,8 @@ type ProcessStartResult struct {
 	ProcessID string `json:"process_id"`
 }
 
-// Limits and defaults of background processes.
-const (
-	DefaultProcessTimeout = 10 * time.Minute
-	MaxProcessTimeout     = time.Hour
-	DefaultProcessWait    = 30 * time.Second
-	MaxProcessWait        = 50 * time.Second
-)
-
 // ProcessRequest is process_read, process_wait and process_kill of one process; Timeout is
-// only process_wait's (default DefaultProcessWait, at most MaxProcessWait).
+// only process_wait's (see Limits.ProcessWait).
 type ProcessRequest struct {
 	Env       string        `json:"env"`
 	ProcessID string        `json:"process_id"`
@@ -133,7 +121,7 @@ type WriteFileResult struct {
 }
 
 // ReadFileRequest reads a file of at most Max bytes (0: the host's own limit; the host never
-// exceeds its own limit).
+// exceeds its own limit, Limits.MaxFileBytes).
 type ReadFileRequest struct {
 	Env  string `json:"env"`
 	Path string `json:"path"`
@@ -150,7 +138,7 @@ type ReadFileResult struct {
 	Size       int64  `json:"size"`
 }
 
-// ListFilesRequest lists a directory.
+// ListFilesRequest lists a directory (HomeDir when Path is empty).
 type ListFilesRequest struct {
 	Env       string `json:"env"`
 	Path      string `json:"path"`

@@ -7,9 +7,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/waggle-dev/waggle/hostagent/vm/kernel"
@@ -41,7 +43,7 @@ func (m *Manager) resolveAccel(ctx context.Context, k *kernel.Kernel) (string, e
 	}
 	start := time.Now()
 	v = accelVerdict{Accel: "kvm", Kernel: k.Release, Host: host, Probed: start.UTC()}
-	if err := qemu.ProbeKVM(ctx, m.cfg.QEMUBinary, k.Vmlinux, m.cfg.ProbeTimeout); err != nil {
+	if err := m.probeKVM(ctx, k); err != nil {
 		if !errors.Is(err, qemu.ErrKVMUnusable) || ctx.Err() != nil {
 			return "", err
 		}
@@ -54,6 +56,28 @@ func (m *Manager) resolveAccel(ctx context.Context, k *kernel.Kernel) (string, e
 		}
 	}
 	return v.Accel, nil
+}
+
+// probeKVM runs qemu.ProbeKVM as a VM's QEMU would run: as an unprivileged uid (one claimed
+// for the probe's while) with access to /dev/kvm.
+func (m *Manager) probeKVM(ctx context.Context, k *kernel.Kernel) error {
+	const owner = "kvm-probe"
+	if !m.ident.unprivileged() {
+		return qemu.ProbeKVM(ctx, m.cfg.QEMUBinary, k.Vmlinux, m.cfg.ProbeTimeout, nil)
+	}
+	m.setLaunching(owner, true)
+	defer m.setLaunching(owner, false)
+	uid, gid, err := m.user(ctx, owner, k.Vmlinux)
+	if err != nil {
+		return fmt.Errorf("kvm probe: %w", err)
+	}
+	defer func() {
+		if err := m.ident.release(context.WithoutCancel(ctx), owner); err != nil {
+			m.cfg.Logger.Warn("kvm probe: uid not given back", "err", err)
+		}
+	}()
+	return qemu.ProbeKVM(ctx, m.cfg.QEMUBinary, k.Vmlinux, m.cfg.ProbeTimeout,
+		&syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: m.ident.groups})
 }
 
 func hostKernel() string {

@@ -32,7 +32,7 @@ func TestAutoAccel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("auto chose %s in %s", accel, time.Since(start))
-	probe := qemu.ProbeKVM(ctx, "qemu-system-x86_64", vmtest.Kernel(t).Vmlinux, 3*time.Second)
+	probe := qemu.ProbeKVM(ctx, "qemu-system-x86_64", vmtest.Kernel(t).Vmlinux, 3*time.Second, vmtest.QEMUCredential())
 	switch {
 	case errors.Is(probe, qemu.ErrKVMUnusable) && accel != "tcg":
 		t.Errorf("KVM unusable (%v) but auto chose %s", probe, accel)

@@ -5,9 +5,11 @@ package vm
 
 import (
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/waggle-dev/waggle/hostagent/vm/cgroup"
+	"github.com/waggle-dev/waggle/hostagent/vm/uids"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
@@ -26,10 +28,17 @@ type Config struct {
 	// QEMUBinary and QEMUImgBinary are the QEMU programs.
 	QEMUBinary    string
 	QEMUImgBinary string
-	// QEMUUser, when set and existing, is the unprivileged user QEMU runs as.
+	// QEMU never runs as root. A Manager running as root runs each VM's QEMU as QEMUUser, when
+	// set (it must exist and not be root), else as a uid and gid of the VM's own from QEMUUIDs
+	// (DefaultConfig sets uids.DefaultRange when running as root), claimed under StateDir/uids
+	// for the VM's life. A Manager that is not root runs QEMU as itself and takes neither.
 	QEMUUser string
-	// CgroupRoot is the cgroup v2 directory for per-VM limits; empty disables them.
+	QEMUUIDs uids.Range
+	// CgroupRoot is the cgroup v2 directory for per-VM limits; Cgroups is CgroupsAuto (the
+	// default), CgroupsOn or CgroupsOff. NewManager settles them once: with cgroups in use, a VM
+	// whose group cannot be made fails its boot.
 	CgroupRoot string
+	Cgroups    string
 	// KernelPackage is the Debian kernel package to boot.
 	KernelPackage string
 	// ProbeTimeout bounds the KVM probe boot.
@@ -54,11 +63,12 @@ type Config struct {
 // DefaultConfig returns defaults for everything but StateDir, CacheDir, WaggleBinary and
 // InitBinary.
 func DefaultConfig() Config {
-	return Config{
+	cfg := Config{
 		Accel:          "auto",
 		QEMUBinary:     "qemu-system-x86_64",
 		QEMUImgBinary:  "qemu-img",
 		CgroupRoot:     cgroup.DefaultRoot,
+		Cgroups:        CgroupsAuto,
 		KernelPackage:  "linux-image-amd64",
 		ProbeTimeout:   3 * time.Second,
 		SilenceTimeout: 30 * time.Second,
@@ -71,6 +81,10 @@ func DefaultConfig() Config {
 		Egress:         vnet.EgressNone,
 		Logger:         slog.Default(),
 	}
+	if os.Geteuid() == 0 {
+		cfg.QEMUUIDs = uids.DefaultRange()
+	}
+	return cfg
 }
 
 // Guest contract (see hostagent/guest/wire): kernel command line keys read by waggle-init.

@@ -5,5 +5,6 @@
 // and finds them again after a restart. Each VM runs under its own shim process (package shim)
 // that owns QEMU (package qemu, behind the hypervisor.Backend interface) and the VM's network
 // (package vnet). Launch reads as a pipeline of named stages: prepare (kernel, initramfs,
-// acceleration), directory, key, disk, shim, boot.
+// acceleration), directory, key, disk, user (the unprivileged uid its QEMU runs as, package
+// uids), shim, boot.
 package vm

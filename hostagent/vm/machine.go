@@ -24,6 +24,7 @@ import (
 type Machine struct {
 	id, dir    string
 	cgroupRoot string
+	ident      *identity // gives back the VM's uid on Stop
 	shim       *shim.Client
 	signer     ssh.Signer
 	hostKey    ssh.PublicKey
@@ -81,8 +82,8 @@ func (m *Machine) Connect(ctx context.Context) (*guestclient.Client, error) {
 	return guestclient.Dial(ctx, conn, m.signer, opts...)
 }
 
-// Stop stops the VM and its shim and removes its directory (disk, key, logs). It is
-// idempotent.
+// Stop stops the VM and its shim, removes its directory (disk, key, logs) and gives back its
+// uid. It is idempotent.
 func (m *Machine) Stop(ctx context.Context) error {
 	m.stopOnce.Do(func() {
 		var errs []error
@@ -93,8 +94,11 @@ func (m *Machine) Stop(ctx context.Context) error {
 		if m.cgroupRoot != "" {
 			errs = append(errs, cgroup.RemovePath(filepath.Join(m.cgroupRoot, m.id)))
 		}
+		// The uid is free again once nothing it owns is left.
 		if err := os.RemoveAll(m.dir); err != nil {
 			errs = append(errs, err)
+		} else {
+			errs = append(errs, m.ident.release(ctx, m.id))
 		}
 		if err := errors.Join(errs...); err != nil {
 			m.stopErr = fmt.Errorf("vm %s: stop: %w", m.id, err)

@@ -33,6 +33,7 @@ import (
 type Manager struct {
 	cfg     Config
 	backend hypervisor.Backend
+	ident   *identity // who QEMU runs as
 
 	prepMu sync.Mutex
 	prep   *prepared // nil until Prepare succeeded
@@ -91,7 +92,11 @@ func NewManager(cfg Config) (*Manager, error) {
 	setDefault(&cfg.MemoryMiB, def.MemoryMiB)
 	setDefault(&cfg.DiskMiB, def.DiskMiB)
 	setDefault(&cfg.Egress, def.Egress)
+	setDefault(&cfg.Cgroups, def.Cgroups)
 	setDefault(&cfg.Logger, def.Logger)
+	if cfg.Cgroups != CgroupsAuto && cfg.Cgroups != CgroupsOn && cfg.Cgroups != CgroupsOff {
+		return nil, fmt.Errorf("vm: cgroups %q: want %s, %s or %s", cfg.Cgroups, CgroupsAuto, CgroupsOn, CgroupsOff)
+	}
 	if _, err := vnet.ParsePolicy(cfg.Egress); err != nil {
 		return nil, fmt.Errorf("vm: egress: %w", err)
 	}
@@ -110,9 +115,34 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.Chmod(vmsDir(cfg.StateDir), 0o711); err != nil {
 		return nil, fmt.Errorf("vm: %w", err)
 	}
+	var err error
+	if cfg.CgroupRoot, err = resolveCgroups(cfg); err != nil {
+		return nil, err
+	}
 	qcfg := qemu.DefaultConfig()
 	qcfg.Binary, qcfg.ImgBinary, qcfg.Logger = cfg.QEMUBinary, cfg.QEMUImgBinary, cfg.Logger
-	return &Manager{cfg: cfg, backend: qemu.New(qcfg), launching: make(map[string]bool)}, nil
+	m := &Manager{cfg: cfg, backend: qemu.New(qcfg), launching: make(map[string]bool)}
+	if m.ident, err = newIdentity(cfg, m.exists); err != nil {
+		return nil, err
+	}
+	if m.ident.unprivileged() {
+		for _, dir := range []string{vmsDir(cfg.StateDir), cfg.CacheDir} {
+			if err := reachable(dir); err != nil {
+				return nil, fmt.Errorf("vm: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// exists reports whether VM id is being launched or has its directory: the owner of a uid
+// claim that is still in use.
+func (m *Manager) exists(id string) bool {
+	if m.isLaunching(id) {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(vmsDir(m.cfg.StateDir), id))
+	return err == nil
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -209,7 +239,7 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vm %s: directory: %w", spec.ID, err)
 	}
-	mach := &Machine{id: spec.ID, dir: dir, cgroupRoot: m.cfg.CgroupRoot}
+	mach := &Machine{id: spec.ID, dir: dir, cgroupRoot: m.cfg.CgroupRoot, ident: m.ident}
 	defer func() {
 		if err != nil {
 			if stopErr := mach.Stop(context.WithoutCancel(ctx)); stopErr != nil {
@@ -231,6 +261,12 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 		return nil, fmt.Errorf("vm %s: disk: %w", spec.ID, err)
 	}
 
+	// Stage: user (who QEMU runs as; the shim hands it the files it opens).
+	uid, gid, err := m.user(ctx, spec.ID, spec.ImagePath, prep.kernel.Vmlinux, prep.initrd)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: user: %w", spec.ID, err)
+	}
+
 	// Stage: shim.
 	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
 	sspec := shim.Spec{
@@ -243,7 +279,9 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 			MemoryMiB: spec.MemoryMiB,
 			Accel:     prep.accel,
 			TSCKHz:    prep.tscKHz,
-			User:      m.cfg.QEMUUser,
+			UID:       uid,
+			GID:       gid,
+			Groups:    m.ident.groups,
 			Cmdline: cmdlineKey + "=" + base64.StdEncoding.EncodeToString([]byte(authorized)) +
 				" " + cmdlineHostname + "=" + spec.ID,
 		},
@@ -324,7 +362,7 @@ func (m *Manager) Scan(ctx context.Context) ([]*Machine, error) {
 // adopt returns the Machine in StateDir/vms/id, or nil after removing a dead one.
 func (m *Manager) adopt(ctx context.Context, id string) (*Machine, error) {
 	dir := filepath.Join(vmsDir(m.cfg.StateDir), id)
-	mach := &Machine{id: id, dir: dir, cgroupRoot: m.cfg.CgroupRoot}
+	mach := &Machine{id: id, dir: dir, cgroupRoot: m.cfg.CgroupRoot, ident: m.ident}
 	client, err := shim.Open(dir)
 	if err == nil {
 		mach.shim = client

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // DefaultRoot is where waggle's groups live: one child group per VM.
@@ -30,23 +32,40 @@ type Group struct {
 	fd   *os.File
 }
 
-// ErrUnavailable is returned when the host has no writable cgroup v2 hierarchy.
-var ErrUnavailable = errors.New("cgroup v2 is not available or not writable")
+// ErrUnavailable says the host has no cgroup v2 hierarchy offering the cpu and memory
+// controllers where root's parent is (a cgroup v1 or hybrid host, or no cgroup file system).
+var ErrUnavailable = errors.New("cgroup v2 with the cpu and memory controllers is not available")
 
-// Create makes root/name with the limits. It returns ErrUnavailable (wrapped) when the root's
-// parent is not a cgroup v2 hierarchy that this process may change.
-func Create(root, name string, l Limits) (*Group, error) {
+// Setup prepares root for per-VM groups: its parent must be a cgroup v2 group offering the cpu
+// and memory controllers (else ErrUnavailable, wrapped); root is created and both controllers
+// are enabled for its children. Any other error is a hierarchy this process cannot set up (no
+// permission, controllers taken). Setup is idempotent.
+func Setup(root string) error {
 	parent := filepath.Dir(root)
-	if _, err := os.Stat(filepath.Join(parent, "cgroup.controllers")); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnavailable, parent)
+	data, err := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
+	if err != nil {
+		return fmt.Errorf("%w at %s: %w", ErrUnavailable, parent, err)
+	}
+	for _, c := range []string{"cpu", "memory"} {
+		if !slices.Contains(strings.Fields(string(data)), c) {
+			return fmt.Errorf("%w at %s: it offers %q", ErrUnavailable, parent, strings.TrimSpace(string(data)))
+		}
 	}
 	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("cgroup %s: %w", root, err)
 	}
 	for _, dir := range []string{parent, root} {
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpu +memory"), 0); err != nil {
-			return nil, fmt.Errorf("%w: enable controllers in %s: %w", ErrUnavailable, dir, err)
+			return fmt.Errorf("cgroup %s: enable the cpu and memory controllers: %w", dir, err)
 		}
+	}
+	return nil
+}
+
+// Create makes root/name with the limits, after Setup of root.
+func Create(root, name string, l Limits) (*Group, error) {
+	if err := Setup(root); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(root, name)
 	if err := os.Mkdir(path, 0o755); err != nil {

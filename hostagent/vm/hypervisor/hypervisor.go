@@ -57,8 +57,12 @@ type Spec struct {
 	// TSCKHz, when not 0, is passed as tsc_early_khz (needed under TCG, which otherwise
 	// sometimes hangs calibrating the TSC).
 	TSCKHz int `json:"tsc_khz,omitempty"`
-	// User, when not empty, is the unprivileged user the hypervisor runs as.
-	User string `json:"user,omitempty"`
+	// UID and GID, when UID is not 0, are the unprivileged user and group the hypervisor runs
+	// as, with the supplementary Groups (such as the group of /dev/kvm). A backend running as
+	// root refuses a Spec without them: the hypervisor never runs as root.
+	UID    int      `json:"uid,omitempty"`
+	GID    int      `json:"gid,omitempty"`
+	Groups []uint32 `json:"groups,omitempty"`
 	// Console receives the guest's serial console.
 	Console io.Writer `json:"-"`
 }

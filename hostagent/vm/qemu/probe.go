@@ -26,7 +26,11 @@ var ErrKVMUnusable = errors.New("kvm cannot boot the guest kernel")
 // ProbeKVM boots kernel under KVM with no root file system and reports whether it got as far
 // as the kernel's "unable to mount root" panic within timeout. A working KVM gets there in
 // well under a second; kvm-pvm aborts or stalls. The probe never runs longer than timeout.
-func ProbeKVM(ctx context.Context, binary, kernel string, timeout time.Duration) error {
+// QEMU runs as cred (nil: as this process, which must then not be root).
+func ProbeKVM(ctx context.Context, binary, kernel string, timeout time.Duration, cred *syscall.Credential) error {
+	if cred == nil && os.Geteuid() == 0 {
+		return ErrRoot
+	}
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrKVMUnusable, err)
@@ -39,7 +43,7 @@ func ProbeKVM(ctx context.Context, binary, kernel string, timeout time.Duration)
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-kernel", kernel, "-append", "console=ttyS0 panic=-1 reboot=t root=/dev/nonexistent",
 		"-serial", "stdio")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	var out bytes.Buffer

@@ -3,7 +3,8 @@
 
 // Package qemu is the QEMU `-M microvm` backend: it prepares qcow2 overlay disks and runs
 // qemu-system-x86_64 with a PVH kernel, an initramfs, virtio-mmio devices, QEMU's seccomp
-// sandbox, and optionally as an unprivileged user inside a cgroup.
+// sandbox, as the unprivileged user its Spec names (never as root) and inside a cgroup when
+// one is configured.
 package qemu
 
 import (
@@ -13,7 +14,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,7 +31,8 @@ type Config struct {
 	Binary string
 	// ImgBinary is qemu-img.
 	ImgBinary string
-	// CgroupRoot is the cgroup v2 directory for per-VM groups; empty disables cgroups.
+	// CgroupRoot is the cgroup v2 directory for per-VM groups; empty disables cgroups. A VM
+	// whose group cannot be made there does not start.
 	CgroupRoot string
 	// MemoryOverheadMiB is added to the guest memory for the cgroup's memory.max (QEMU
 	// itself, the TCG translation cache and the mmapped kernel).
@@ -139,7 +140,10 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	if err := b.runAs(cmd, spec); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
-	group := b.cgroup(spec)
+	group, err := b.cgroup(spec)
+	if err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
 	if group != nil {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = group.FD()
@@ -153,56 +157,56 @@ func (b *Backend) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	p := &Process{cmd: cmd, group: group, stopTimeout: b.cfg.StopTimeout, done: make(chan struct{})}
 	go p.wait()
 	b.cfg.Logger.Info("qemu started", "vm", spec.Name, "pid", cmd.Process.Pid, "accel", spec.Accel,
-		"user", spec.User, "cgroup", group != nil)
+		"uid", spec.UID, "gid", spec.GID, "cgroup", group != nil)
 	return p, nil
 }
 
-// runAs makes QEMU run as spec.User when that user exists. QEMU then owns only what it must
-// open (the disk, the network socket) and its run directory; the VM directory stays the
-// shim's, made traversable (0711) so QEMU reaches those files without seeing the rest.
+// ErrRoot is returned for a Spec that would run QEMU as root.
+var ErrRoot = errors.New("refusing to run qemu as root: the VM spec names no unprivileged uid")
+
+// runAs makes QEMU run as spec.UID and spec.GID. QEMU then owns only what it must open (the
+// disk, the network socket, mode 0600) and its run directory; the VM directory stays the
+// shim's, made traversable (0711) so QEMU reaches those files without seeing the rest, and
+// another VM's QEMU (another uid) can open none of them. A shim running as root never starts
+// QEMU as root.
 func (b *Backend) runAs(cmd *exec.Cmd, spec hypervisor.Spec) error {
 	run := filepath.Join(spec.Dir, runDir)
 	if err := os.Mkdir(run, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	if spec.User == "" {
-		return nil
+	if spec.UID == 0 {
+		if os.Geteuid() == 0 {
+			return ErrRoot
+		}
+		return nil // an unprivileged shim runs QEMU as itself
 	}
-	u, err := user.Lookup(spec.User)
-	if err != nil {
-		b.cfg.Logger.Warn("qemu user not found; running qemu as the current user", "user", spec.User, "err", err)
-		return nil
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
 	for _, p := range []string{run, spec.Disk, spec.NetSocket} {
-		if err := os.Chown(p, uid, gid); err != nil {
-			return fmt.Errorf("hand %s to %s: %w", p, spec.User, err)
+		if err := os.Chown(p, spec.UID, spec.GID); err != nil {
+			return fmt.Errorf("hand %s to uid %d: %w", p, spec.UID, err)
 		}
 	}
-	if err := os.Chmod(spec.Disk, 0o600); err != nil {
-		return err
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{spec.Disk, 0o600}, {spec.NetSocket, 0o600}, {spec.Dir, 0o711}} {
+		if err := os.Chmod(f.path, f.mode); err != nil {
+			return err
+		}
 	}
-	if err := os.Chmod(spec.Dir, 0o711); err != nil {
-		return err
-	}
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID), Groups: spec.Groups}
 	return nil
 }
 
-func (b *Backend) cgroup(spec hypervisor.Spec) *cgroup.Group {
+// cgroup makes the VM's group, when cgroups are configured; a group that cannot be made is an
+// error (the VM does not start without the limits it was configured to have).
+func (b *Backend) cgroup(spec hypervisor.Spec) (*cgroup.Group, error) {
 	if b.cfg.CgroupRoot == "" {
-		return nil
+		return nil, nil
 	}
-	g, err := cgroup.Create(b.cfg.CgroupRoot, spec.Name, cgroup.Limits{
+	return cgroup.Create(b.cfg.CgroupRoot, spec.Name, cgroup.Limits{
 		CPUs:        spec.CPUs,
 		MemoryBytes: int64(spec.MemoryMiB+b.cfg.MemoryOverheadMiB) << 20,
 	})
-	if err != nil {
-		b.cfg.Logger.Info("running qemu without cgroup limits", "vm", spec.Name, "err", err)
-		return nil
-	}
-	return g
 }
 
 // Process is a running QEMU.

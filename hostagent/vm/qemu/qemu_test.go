@@ -48,7 +48,7 @@ func TestProbeKVMIsBounded(t *testing.T) {
 	k := vmtest.Kernel(t)
 	const timeout = 3 * time.Second
 	start := time.Now()
-	err := qemu.ProbeKVM(context.Background(), "qemu-system-x86_64", k.Vmlinux, timeout)
+	err := qemu.ProbeKVM(context.Background(), "qemu-system-x86_64", k.Vmlinux, timeout, vmtest.QEMUCredential())
 	took := time.Since(start)
 	t.Logf("probe: %v after %s", err, took)
 	if err != nil && !errors.Is(err, qemu.ErrKVMUnusable) {

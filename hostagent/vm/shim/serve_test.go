@@ -57,6 +57,10 @@ func TestServeInProcess(t *testing.T) {
 	bins := vmtest.Build(t)
 	k := vmtest.Kernel(t)
 	image := vmtest.BusyboxImage(t)
+	qemuID := 0 // QEMU never runs as root: a root test runs it as nobody
+	if cred := vmtest.QEMUCredential(); cred != nil {
+		qemuID = int(cred.Uid)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	initrd, err := initramfs.Build(ctx, vmtest.CacheDir(t), bins.Init, k.Modules)
@@ -77,7 +81,7 @@ func TestServeInProcess(t *testing.T) {
 	sshPub, _ := ssh.NewPublicKey(pub)
 	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
 	spec := shim.Spec{
-		VM: hypervisor.Spec{Name: "inproc", Kernel: k.Vmlinux, Initrd: initrd, Disk: disk, CPUs: 1, MemoryMiB: 256,
+		VM: hypervisor.Spec{Name: "inproc", Kernel: k.Vmlinux, Initrd: initrd, Disk: disk, CPUs: 1, MemoryMiB: 256, UID: qemuID, GID: qemuID,
 			Accel: "tcg", TSCKHz: qemu.HostTSCKHz(), Cmdline: "waggle.key=" + base64.StdEncoding.EncodeToString([]byte(authorized)) + " waggle.hostname=inproc"},
 		QEMUBinary:  "qemu-system-x86_64",
 		ReadyMarker: wire.ReadyMarker, FailedMarker: wire.FailedMarker, HostKeyMarker: wire.HostKeyMarker,

@@ -331,3 +331,16 @@ func busyboxImage(cache string) (string, error) {
 	}
 	return path, os.Rename(tmp, path)
 }
+
+// NobodyID is the uid and gid tests run QEMU as when they start it themselves as root
+// (QEMU never runs as root).
+const NobodyID = 65534
+
+// QEMUCredential is what a test that starts QEMU itself runs it as: nil when the test is not
+// root (QEMU then runs as the test), else NobodyID.
+func QEMUCredential() *syscall.Credential {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return &syscall.Credential{Uid: NobodyID, Gid: NobodyID}
+}
