@@ -74,20 +74,23 @@ func (r *Router) Create(ctx context.Context, p Principal, req CreateRequest) (*E
 	if err != nil {
 		return nil, err
 	}
-	if err := r.checkTenantLimits(ctx, p, req.MemoryMiB); err != nil {
-		return nil, err
-	}
 	tried := map[string]string{} // host -> why it rejected
 	for attempt := 0; attempt < r.cfg.PlaceAttempts; attempt++ {
+		env := strings.ToLower(ulid.Make().String())
+		if err := r.reserve(ctx, p, env, req.MemoryMiB); err != nil {
+			return nil, err
+		}
 		hosts, err := r.view.Hosts(ctx)
 		if err != nil {
+			r.unreserve(ctx, p, env)
 			return nil, fmt.Errorf("read hosts: %w", err)
 		}
 		host, release, err := r.chooseHost(hosts, req, tried)
 		if err != nil {
+			r.unreserve(ctx, p, env)
 			return nil, err
 		}
-		info, rejected, err := r.placeOn(ctx, p, host, req)
+		info, rejected, err := r.placeOn(ctx, p, host, env, req)
 		release()
 		if err != nil {
 			return nil, err
@@ -95,6 +98,7 @@ func (r *Router) Create(ctx context.Context, p Principal, req CreateRequest) (*E
 		if rejected == "" {
 			return info, nil
 		}
+		r.unreserve(ctx, p, env)
 		r.logger.Info("placement rejected, trying another host", "env", info.ID, "host", host, "reason", rejected,
 			"request", RequestID(ctx))
 		tried[host] = rejected
@@ -115,30 +119,23 @@ func describeRejections(tried map[string]string) string {
 	return strings.Join(parts, "; ")
 }
 
-// checkTenantLimits refuses a create that would take the tenant over its limits.
-func (r *Router) checkTenantLimits(ctx context.Context, p Principal, memoryMiB int) error {
+// reserve reserves env for the caller's tenant within the tenant limits (none when both are 0).
+func (r *Router) reserve(ctx context.Context, p Principal, env string, memoryMiB int) error {
 	if r.cfg.MaxEnvsPerTenant <= 0 && r.cfg.MaxMemoryMiBPerTenant <= 0 {
 		return nil
 	}
-	envs, err := r.view.EnvsByTenant(ctx, p.Tenant)
-	if err != nil {
-		return fmt.Errorf("read environments of %s: %w", p.Tenant, err)
+	return r.tenants.reserve(ctx, p.Tenant, env, memoryMiB, r.cfg.MaxEnvsPerTenant, r.cfg.MaxMemoryMiBPerTenant)
+}
+
+// unreserve gives back env's reservation at once when it will never run (its host rejected
+// it, no host had room); others are dropped when a later reserve finds them over.
+func (r *Router) unreserve(ctx context.Context, p Principal, env string) {
+	if r.cfg.MaxEnvsPerTenant <= 0 && r.cfg.MaxMemoryMiBPerTenant <= 0 {
+		return
 	}
-	count, mem := 0, 0
-	for _, e := range envs {
-		if e.Owner == p.Tenant && !events.Terminal(e.State) {
-			count++
-			mem += e.Resources.MemoryMiB
-		}
+	if err := r.tenants.release(context.WithoutCancel(ctx), p.Tenant, env); err != nil {
+		r.logger.Warn("tenant reservation kept; a later create drops it", "env", env, "tenant", p.Tenant, "err", err)
 	}
-	if r.cfg.MaxEnvsPerTenant > 0 && count >= r.cfg.MaxEnvsPerTenant {
-		return userErr(KindLimit, "tenant %s has %d environments, the most allowed is %d: destroy one first", p.Tenant, count, r.cfg.MaxEnvsPerTenant)
-	}
-	if r.cfg.MaxMemoryMiBPerTenant > 0 && mem+memoryMiB > r.cfg.MaxMemoryMiBPerTenant {
-		return userErr(KindLimit, "tenant %s uses %d MiB of memory; %d MiB more would exceed its limit of %d MiB: destroy an environment or ask for less memory_mib",
-			p.Tenant, mem, memoryMiB, r.cfg.MaxMemoryMiBPerTenant)
-	}
-	return nil
 }
 
 // chooseHost picks the live host with room that has the least memory allocated (counting the
@@ -201,8 +198,7 @@ func (r *Router) reserveLocked(host string, mib int) func() {
 
 // placeOn appends requested+placed for a new environment on host and waits for the host's
 // answer. A rejection is returned as its reason (the caller tries elsewhere).
-func (r *Router) placeOn(ctx context.Context, p Principal, host string, req CreateRequest) (*EnvInfo, string, error) {
-	env := strings.ToLower(ulid.Make().String())
+func (r *Router) placeOn(ctx context.Context, p Principal, host, env string, req CreateRequest) (*EnvInfo, string, error) {
 	name := req.Name
 	if name == "" {
 		name = req.Runtime + "-" + env[len(env)-8:]

@@ -64,6 +64,8 @@ type Router struct {
 	handler http.Handler
 	// transfers carry file contents too large for one NATS message.
 	transfers *hostrpc.Transfers
+	// tenants holds the tenants' reservations (tenant limits).
+	tenants *reservations
 
 	mu      sync.Mutex
 	pending map[string]int // host -> MiB this replica is placing right now (spreads bursts)
@@ -99,6 +101,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		pending:   map[string]int{},
 		ready:     make(chan struct{}),
 		transfers: hostrpc.NewTransfers(js),
+		tenants:   &reservations{js: js, log: deps.Log},
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", r.withCallLimits(r.authenticate(deps.MCP(r))))
