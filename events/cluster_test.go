@@ -21,6 +21,12 @@ import (
 // to every node (itself included).
 func startCluster(t *testing.T, n int) []*Server {
 	t.Helper()
+	return startClusterTLS(t, n, nil)
+}
+
+// startClusterTLS is startCluster with client and route connections over TLS when files is set.
+func startClusterTLS(t *testing.T, n int, files *TLSFiles) []*Server {
+	t.Helper()
 	ports := freePorts(t, n)
 	var routes []string
 	for _, p := range ports {
@@ -34,6 +40,7 @@ func startCluster(t *testing.T, n int) []*Server {
 			ClusterName: "waggle-test",
 			ClusterPort: ports[i],
 			Routes:      routes,
+			TLS:         files,
 		})
 		if err != nil {
 			t.Fatalf("start node %d: %v", i, err)

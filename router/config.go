@@ -21,6 +21,8 @@ type Config struct {
 	// NoAuth serves every caller as tenant DefaultTenant without an API key. Refused unless
 	// Listen is a loopback address.
 	NoAuth bool
+	// TLSCert and TLSKey, when set, are the PEM certificate and key the router serves HTTPS with.
+	TLSCert, TLSKey string
 
 	// HTTP limits. Each request gets its own deadlines (see CallTimeout): ReadTimeout bounds
 	// reading one request, headers and body; WriteTimeout bounds answering a request that is
@@ -100,6 +102,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Listen == "":
 		return fmt.Errorf("router config: listen address is empty")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return fmt.Errorf("router config: the TLS certificate and key go together")
 	case c.NoAuth && !loopback(c.Listen):
 		return fmt.Errorf("router config: --no-auth is only allowed on a loopback address, not %q", c.Listen)
 	case c.BootTimeout <= 0 || c.DestroyTimeout <= 0 || c.FileRPCTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:

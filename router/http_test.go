@@ -5,6 +5,8 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,11 +14,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/waggle-dev/waggle/events/eventstest"
+	"github.com/waggle-dev/waggle/internal/testtls"
 )
 
 // slowFrontend reads the whole body, then holds the call for the duration in the query's
@@ -238,5 +242,40 @@ func TestBeginCall(t *testing.T) {
 		if _, err := unlimited.BeginCall(acme); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestServesHTTPS: with a certificate the router serves HTTPS only; a client that trusts its
+// CA gets through, plain HTTP does not.
+func TestServesHTTPS(t *testing.T) {
+	files := testtls.New(t)
+	cfg := DefaultConfig()
+	cfg.TLSCert, cfg.TLSKey = files.Cert, files.Key
+	addr := serveRouter(t, cfg)
+	pem, err := os.ReadFile(files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	resp, err := client.Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /healthz over HTTPS: %s", resp.Status)
+	}
+	if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP was served")
+		}
+	}
+	bad := DefaultConfig()
+	bad.TLSCert = files.Cert
+	if err := bad.Validate(); err == nil {
+		t.Fatal("a certificate without its key was accepted")
 	}
 }

@@ -150,8 +150,14 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	srv := r.newServer()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	r.logger.Info("router serving", "mcp", "http://"+r.addr.String()+"/mcp")
+	scheme := "http"
+	if r.cfg.TLSCert != "" {
+		scheme = "https"
+		go func() { errc <- srv.ServeTLS(ln, r.cfg.TLSCert, r.cfg.TLSKey) }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	r.logger.Info("router serving", "mcp", scheme+"://"+r.addr.String()+"/mcp")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("router %s: serve: %w", r.cfg.ID, err)

@@ -54,6 +54,8 @@ func newRouterCmd() *cobra.Command {
 	natsF = newNATSFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate to serve HTTPS with (with --tls-key)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
 	f.BoolVar(&cfg.NoAuth, "no-auth", false, "serve every caller as tenant \""+router.DefaultTenant+"\" without an API key (loopback only)")
 	f.StringVar(&cfg.ID, "id", cfg.ID, "name of this router in logs and metrics")
 	f.DurationVar(&cfg.BootTimeout, "boot-timeout", cfg.BootTimeout, "how long create_environment waits for a host to start an environment")

@@ -67,6 +67,8 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&o.hosts, "hosts", 1, "host agents to run in this process (0: none; separate waggle hostagent processes join)")
 	f.IntVar(&o.routers, "routers", 1, "MCP routers to run in this process, on consecutive ports from --listen")
 	f.BoolVar(&o.noAuth, "no-auth", false, "serve every caller without an API key (only when --listen is loopback)")
+	f.StringVar(&o.router.TLSCert, "tls-cert", "", "PEM certificate the routers serve HTTPS with (with --tls-key)")
+	f.StringVar(&o.router.TLSKey, "tls-key", "", "PEM key of --tls-cert")
 	f.IntVar(&o.agent.Capacity.MemoryMiB, "capacity-memory", o.agent.Capacity.MemoryMiB, "memory each host agent offers, MiB")
 	f.IntVar(&o.agent.Capacity.CPUs, "capacity-cpus", o.agent.Capacity.CPUs, "CPUs each host agent offers")
 	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included)")
@@ -225,7 +227,11 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		if err != nil {
 			return failed(err)
 		}
-		urls = append(urls, "http://"+addr.String()+"/mcp")
+		scheme := "http"
+		if o.router.TLSCert != "" {
+			scheme = "https"
+		}
+		urls = append(urls, scheme+"://"+addr.String()+"/mcp")
 	}
 	for _, a := range agents {
 		select {
@@ -244,6 +250,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	if key != "" {
 		fmt.Fprintf(stdout, "API key (Authorization: Bearer ...): %s\n", key)
 	}
+	fmt.Fprintf(stdout, "NATS credentials: %s (operator.creds for waggle events tail, audit, replay and natscli; admin.creds for waggle token)\n",
+		trust.Dir())
+	fmt.Fprintf(stdout, "Gossip key for separate host agents: %s\n", filepath.Join(o.dataDir, gossipKeyFile))
 	fmt.Fprintln(stdout, "Ctrl-C stops everything.")
 	return g.Wait()
 }
