@@ -43,7 +43,7 @@ func TestStockNATSServerConfig(t *testing.T) {
 	if !ok || !ok2 {
 		t.Fatal("deploy/nats/nats-1.conf lost its cluster block or its client TLS note")
 	}
-	conf := before + after
+	conf := before + "# TLS for clients" + after
 	conf = strings.NewReplacer("0.0.0.0:4222", "127.0.0.1:-1", "/var/lib/waggle/nats", filepath.Join(dir, "js"),
 		"sync_interval: always", "").Replace(conf)
 	path := filepath.Join(dir, "nats.conf")
