@@ -31,9 +31,6 @@ func TestStockNATSServerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nats-config: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "trust.conf"), []byte(trust), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	raw, err := os.ReadFile("../../deploy/nats/nats-1.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +43,11 @@ func TestStockNATSServerConfig(t *testing.T) {
 	conf := before + "# TLS for clients" + after
 	conf = strings.NewReplacer("0.0.0.0:4222", "127.0.0.1:-1", "/var/lib/waggle/nats", filepath.Join(dir, "js"),
 		"sync_interval: always", "").Replace(conf)
+	// The trust block keeps account JWTs in ./jwt beside the server's working directory.
+	trust = strings.Replace(trust, `dir: "./jwt"`, `dir: "`+filepath.Join(dir, "jwt")+`"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "trust.conf"), []byte(trust), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
