@@ -74,7 +74,9 @@ func (h *handlers) wrap(tool string, fn func(context.Context, router.Principal, 
 		id := router.NewRequestID()
 		ctx = router.WithRequestID(ctx, id)
 		if streamsOutput(tool) {
-			ctx = withProgress(ctx, req, h.r.Logger())
+			var flush func()
+			ctx, flush = withProgress(ctx, req, h.r.Logger())
+			defer flush()
 		}
 		done := h.r.Metrics().Begin(tool)
 		p, ok := router.PrincipalFrom(ctx)
