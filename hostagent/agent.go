@@ -150,12 +150,12 @@ func (a *Agent) fitsLocked(res events.Resources) string {
 	c := a.cfg.Capacity
 	switch {
 	case a.count+1 > c.MaxEnvironments:
-		return fmt.Sprintf("no capacity on host %s: %d of %d environments in use", a.cfg.HostID, a.count, c.MaxEnvironments)
+		return fmt.Sprintf("no capacity on host %s: out of environments: %d of %d in use", a.cfg.HostID, a.count, c.MaxEnvironments)
 	case a.used.MemoryMiB+res.MemoryMiB > c.MemoryMiB:
-		return fmt.Sprintf("no capacity on host %s: %d MiB memory requested, %d of %d MiB free",
+		return fmt.Sprintf("no capacity on host %s: out of memory: %d MiB requested, %d of %d MiB free",
 			a.cfg.HostID, res.MemoryMiB, c.MemoryMiB-a.used.MemoryMiB, c.MemoryMiB)
 	case a.used.CPUs+res.CPUs > c.CPUs:
-		return fmt.Sprintf("no capacity on host %s: %d CPUs requested, %d of %d free",
+		return fmt.Sprintf("no capacity on host %s: out of cpus: %d requested, %d of %d free",
 			a.cfg.HostID, res.CPUs, c.CPUs-a.used.CPUs, c.CPUs)
 	}
 	return ""
@@ -186,6 +186,14 @@ func (a *Agent) setMachine(e *envEntry, m Machine) {
 		a.releaseLocked(e)
 	}
 	e.serving = m != nil && e.agg.State == events.StateRunning
+}
+
+// serveEarly lets e serve calls while its started event is being appended. The caller holds
+// e.mu and calls updateServing once the append returned.
+func (a *Agent) serveEarly(e *envEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e.serving = e.machine != nil
 }
 
 // updateServing re-derives whether e serves calls after its state changed. The caller holds e.mu.

@@ -32,10 +32,10 @@ func TestPlacementAdmitsAndRejects(t *testing.T) {
 		wantReason string
 	}{
 		{"first fits", small, events.StateRunning, ""},
-		{"too much memory", events.Requested{Runtime: "node", Resources: events.Resources{CPUs: 1, MemoryMiB: 2048}}, events.StateRejected, "2048 MiB memory requested, 768 of 1024 MiB free"},
-		{"too many cpus", events.Requested{Runtime: "node", Resources: events.Resources{CPUs: 4, MemoryMiB: 128}}, events.StateRejected, "4 CPUs requested, 3 of 4 free"},
+		{"too much memory", events.Requested{Runtime: "node", Resources: events.Resources{CPUs: 1, MemoryMiB: 2048}}, events.StateRejected, "out of memory: 2048 MiB requested, 768 of 1024 MiB free"},
+		{"too many cpus", events.Requested{Runtime: "node", Resources: events.Resources{CPUs: 4, MemoryMiB: 128}}, events.StateRejected, "out of cpus: 4 requested, 3 of 4 free"},
 		{"second fits", small, events.StateRunning, ""},
-		{"max environments", small, events.StateRejected, "2 of 2 environments in use"},
+		{"max environments", small, events.StateRejected, "out of environments: 2 of 2 in use"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

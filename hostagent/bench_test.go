@@ -17,6 +17,7 @@ import (
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/eventstest"
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/vm"
 	"github.com/waggle-dev/waggle/hostagent/vm/vmtest"
 )
@@ -102,14 +103,14 @@ func destroyAndWait(tb testing.TB, c *eventstest.Node, host, env string) {
 	waitState(tb, c, host, env, events.StateDestroyed, time.Minute)
 }
 
-func reportLatencies(b *testing.B, lat []time.Duration) {
+func reportLatencies(b *testing.B, what string, lat []time.Duration) {
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
 		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
 	}
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
-	b.Logf("placement -> started over %d placements: p50 %.1f ms, p99 %.1f ms, max %.1f ms", len(lat), pct(0.5), pct(0.99), float64(lat[len(lat)-1].Microseconds())/1000)
+	b.Logf("%s over %d calls: p50 %.1f ms, p99 %.1f ms, max %.1f ms", what, len(lat), pct(0.5), pct(0.99), float64(lat[len(lat)-1].Microseconds())/1000)
 }
 
 // BenchmarkPlacementToStarted measures placed -> started: the agent's own cost (fake VMs),
@@ -156,7 +157,7 @@ func BenchmarkPlacementToStarted(b *testing.B) {
 					b.StartTimer()
 				}
 			}
-			reportLatencies(b, lat)
+			reportLatencies(b, "placement -> started", lat)
 		})
 	}
 }
@@ -194,7 +195,7 @@ func BenchmarkParallelCreates(b *testing.B) {
 		b.ReportMetric(float64(n), "started")
 		b.ReportMetric(total.Seconds(), "all-started-s")
 		b.Logf("%d parallel creates: all started in %s (%.1f starts/min)", n, total.Round(time.Millisecond), float64(n)/total.Minutes())
-		reportLatencies(b, lat)
+		reportLatencies(b, "placement -> started", lat)
 		b.StopTimer()
 		for _, env := range envs {
 			destroyAndWait(b, c, "bench", env)
@@ -216,4 +217,40 @@ func (p *warmPool) readyCount() int {
 		n += len(vms)
 	}
 	return n
+}
+
+// BenchmarkExecVM measures execute through the host RPC (NATS request, host agent, SSH into a
+// real VM, the interpreter, the audit event) on an idle VM: a trivial shell echo and python
+// print(1), the figures of README's performance table. guest-ms is the share the guest client
+// measured from opening the SSH session to the command's end. Run it with -benchtime=30x.
+func BenchmarkExecVM(b *testing.B) {
+	vmtest.Require(b)
+	for _, tc := range []struct{ runtime, code, want string }{
+		{"shell", "echo 1", "1\n"},
+		{"python", "print(1)", "1\n"},
+	} {
+		b.Run(tc.runtime, func(b *testing.B) {
+			vmtest.Image(b, tc.runtime)
+			c := eventstest.Start(b)
+			cfg := testConfig(b, "bench")
+			runAgent(b, c, cfg, NewVMMachines(quietManager(b), vmtest.CacheDir(b), cfg.Logger))
+			env := newEnvID()
+			place(b, c, "bench", env, events.Requested{Runtime: tc.runtime})
+			waitState(b, c, "bench", env, events.StateRunning, 5*time.Minute)
+			req := hostrpc.ExecRequest{Env: env, Code: tc.code, Timeout: 30 * time.Second}
+			var lat, guest []time.Duration
+			for b.Loop() {
+				var res hostrpc.ExecResult
+				start := time.Now()
+				if e := call(b, c.NC, "bench", hostrpc.OpExec, req, &res); e != nil || res.Stdout != tc.want {
+					b.Fatalf("exec %q: %+v, %+v", tc.code, e, res)
+				}
+				lat = append(lat, time.Since(start))
+				guest = append(guest, time.Duration(res.DurationMS)*time.Millisecond)
+			}
+			reportLatencies(b, "exec "+tc.runtime, lat)
+			slices.Sort(guest)
+			b.ReportMetric(float64(guest[len(guest)/2].Milliseconds()), "guest-p50-ms")
+		})
+	}
 }

@@ -71,10 +71,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig is a single small host; callers set HostID, DataDir and the membership address.
+// DefaultConfig is a host offering what this machine has (HostCapacity); callers set HostID,
+// DataDir and the membership address.
 func DefaultConfig() Config {
 	return Config{
-		Capacity:           Capacity{MemoryMiB: 8192, CPUs: 8, MaxEnvironments: 32},
+		Capacity:           HostCapacity(),
 		DefaultResources:   events.Resources{CPUs: 1, MemoryMiB: 512},
 		DefaultTTL:         30 * time.Minute,
 		Membership:         membership.DefaultConfig(),

@@ -99,9 +99,11 @@ func (v *fakeVM) Stop(context.Context) error {
 	return nil
 }
 
-// Exec echoes stdin to stdout and argv to stderr, streaming both to spec's writers; code
-// "exit N" exits with N, code starting with "hold" blocks after its output until ctx ends,
-// code "gate" blocks (counted in holding) until the machines' gate is closed.
+// Exec echoes the code (stdin, or the program for argv's interpreter) to stdout and argv to
+// stderr, streaming both to spec's writers; code "exit N" exits with N, code starting with
+// "hold" blocks after its output until ctx ends, code "gate" blocks (counted in holding) until
+// the machines' gate is closed, and code "drip N" then writes "tick I\n" to stdout N times,
+// one every 50 ms.
 func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 	if !v.IsAlive() {
 		return ExecResult{}, errors.New("fake: VM stopped")
@@ -109,9 +111,13 @@ func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 	v.mu.Lock()
 	v.execs = append(v.execs, spec)
 	v.mu.Unlock()
-	res := ExecResult{Stdout: spec.Stdin, Stderr: []byte(strings.Join(spec.Argv, " ")), Duration: time.Millisecond}
+	src := spec.Stdin
+	if spec.Program != nil {
+		src = spec.Program
+	}
+	res := ExecResult{Stdout: src, Stderr: []byte(strings.Join(spec.Argv, " ")), Duration: time.Millisecond}
 	var code int
-	if _, err := fmt.Sscanf(string(spec.Stdin), "exit %d", &code); err == nil {
+	if _, err := fmt.Sscanf(string(src), "exit %d", &code); err == nil {
 		res.ExitCode = code
 	}
 	if len(res.Stdout) > spec.MaxOutput {
@@ -125,7 +131,7 @@ func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 			_, _ = s.w.Write(s.data)
 		}
 	}
-	if string(spec.Stdin) == "gate" {
+	if string(src) == "gate" {
 		v.holding.Add(1)
 		defer v.holding.Add(-1)
 		select {
@@ -134,7 +140,22 @@ func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 			return res, ctx.Err()
 		}
 	}
-	if strings.HasPrefix(string(spec.Stdin), "hold") {
+	var ticks int
+	if _, err := fmt.Sscanf(string(src), "drip %d", &ticks); err == nil {
+		for i := range ticks {
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			tick := fmt.Appendf(nil, "tick %d\n", i)
+			res.Stdout = append(res.Stdout, tick...)
+			if spec.Stdout != nil {
+				_, _ = spec.Stdout.Write(tick)
+			}
+		}
+	}
+	if strings.HasPrefix(string(src), "hold") {
 		v.holding.Add(1)
 		defer v.holding.Add(-1)
 		<-ctx.Done()

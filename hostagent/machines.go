@@ -46,9 +46,12 @@ type Machine interface {
 
 // ExecSpec is one command run in a guest as the unprivileged sandbox user.
 type ExecSpec struct {
-	Argv      []string
-	Env       map[string]string
-	Stdin     []byte
+	Argv  []string
+	Env   map[string]string
+	Stdin []byte
+	// Program, if not nil, is the source of a program for the interpreter Argv, which the
+	// guest saves to a file and runs in one spawn (see guestclient.ExecRequest.Program).
+	Program   []byte
 	Timeout   time.Duration
 	MaxOutput int // cap per stream, in bytes
 	// Stdout and Stderr, if set, receive the output (within MaxOutput) as it arrives.

@@ -138,9 +138,13 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	}
 	a.setMachine(e, m)
 	a.markActive(e, time.Now(), false)
+	// Serve calls from the moment started is out: a router may see the event (and send a call)
+	// before the append returns here. updateServing below corrects it if the append failed.
+	a.serveEarly(e)
 	ok, err = e.agg.appendEvent(ctx, a.log, events.EnvStarted, a.principal, correlation,
 		events.Started{BootMillis: time.Since(start).Milliseconds(), Warm: warm != nil})
 	if err != nil {
+		a.updateServing(e)
 		return err // the VM stays in the table; the redelivery finds it and the TTL reaps it
 	}
 	a.updateServing(e)

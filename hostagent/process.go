@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,18 +64,36 @@ func (p *process) result() hostrpc.ProcessResult {
 
 // streamBuffer collects one stream of a process; the guest already cuts it at max bytes, so
 // while the process runs, holding max bytes means the output may have been cut (the guest's
-// result says for sure once it has ended).
+// result says for sure once it has ended). Writers watching it (process_wait calls that
+// stream) get each write as it comes.
 type streamBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
+	mu       sync.Mutex
+	max      int
+	buf      []byte
+	watchers []io.Writer
 }
 
 func (b *streamBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.buf = append(b.buf, p[:min(len(p), max(b.max-len(b.buf), 0))]...)
+	keep := p[:min(len(p), max(b.max-len(b.buf), 0))]
+	b.buf = append(b.buf, keep...)
+	for _, w := range b.watchers {
+		_, _ = w.Write(keep) // an outputStream never fails nor blocks
+	}
 	return len(p), nil
+}
+
+// watch passes what is written from now on to w too, until the returned func is called.
+func (b *streamBuffer) watch(w io.Writer) (stop func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.watchers = append(b.watchers, w)
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.watchers = slices.DeleteFunc(b.watchers, func(x io.Writer) bool { return x == w })
+	}
 }
 
 func (b *streamBuffer) text() (string, bool) {
@@ -263,6 +283,10 @@ func (a *Agent) rpcProcessWait(ctx context.Context, c *rpcCall) (any, error) {
 	req, p, err := a.processCall(ctx, c)
 	if err != nil {
 		return nil, err
+	}
+	if stdout, stderr := c.stream.writers(); stdout != nil {
+		defer p.stdout.watch(stdout)()
+		defer p.stderr.watch(stderr)()
 	}
 	wait := time.NewTimer(req.Timeout)
 	defer wait.Stop()

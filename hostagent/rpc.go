@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,8 @@ type rpcCall struct {
 	reply       string
 	principal   string
 	correlation string
+	// stream, if the caller asked for one, carries the call's output while it runs.
+	stream *outputStream
 }
 
 type rpcHandler func(ctx context.Context, c *rpcCall) (any, error)
@@ -76,6 +79,11 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 			if c.principal == "" {
 				c.principal = "unknown"
 			}
+			var err error
+			if c.stream, err = a.openStream(a.cfg.HostID, req.Headers().Get(hostrpc.HeaderStream)); err != nil {
+				a.respond(c, nil, err)
+				return
+			}
 			release, err := slots.acquire(requestEnv(c.data))
 			if err != nil {
 				a.respond(c, nil, err)
@@ -96,9 +104,13 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 }
 
 // respond sends a call's result, or its error as a micro service error (code and message in
-// the Nats-Service-Error-Code / Nats-Service-Error headers, hostrpc.Error in the body).
+// the Nats-Service-Error-Code / Nats-Service-Error headers, hostrpc.Error in the body). The
+// call's output stream ends first, and the reply says how many chunks it carried.
 func (a *Agent) respond(c *rpcCall, res any, err error) {
 	msg := nats.NewMsg(c.reply)
+	if c.stream != nil {
+		msg.Header.Set(hostrpc.HeaderStreamChunks, strconv.FormatUint(c.stream.close(), 10))
+	}
 	if err == nil {
 		msg.Data, err = json.Marshal(res)
 		if err == nil && len(msg.Data) > a.maxPayload() {
@@ -210,16 +222,19 @@ func machineError(op, p string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, p, err)
 }
 
-// execCommand is how code of a language runs: the interpreter reads the whole program from
-// stdin before it starts (bash is given a file, since it would read its stdin as it goes).
-func execCommand(language string) (ExecSpec, error) {
+// execCommand is how code of a language runs, in one spawn: python and node read the whole
+// program from stdin before they start (so that the working directory is their first import
+// path, as for a script there); bash, which would read its stdin as it goes, gets the code as
+// a program the guest saves to a file.
+func execCommand(language, code string) (ExecSpec, error) {
 	switch language {
 	case "python":
-		return ExecSpec{Argv: []string{PythonPath, "-"}}, nil
+		// Unbuffered (-u), so that streamed output arrives as it is printed.
+		return ExecSpec{Argv: []string{PythonPath, "-u", "-"}, Stdin: []byte(code)}, nil
 	case "node":
-		return ExecSpec{Argv: []string{"node", "-"}, Env: map[string]string{"NODE_PATH": NpmPrefix + "/lib/node_modules"}}, nil
+		return ExecSpec{Argv: []string{"node", "-"}, Stdin: []byte(code), Env: map[string]string{"NODE_PATH": NpmPrefix + "/lib/node_modules"}}, nil
 	case "shell":
-		return ExecSpec{Argv: []string{"bash", "-c", `f=$(mktemp) && cat >"$f" && bash "$f" </dev/null; rc=$?; rm -f "$f"; exit $rc`}}, nil
+		return ExecSpec{Argv: []string{"bash"}, Program: []byte(code)}, nil
 	}
 	return ExecSpec{}, rpcErrorf(hostrpc.CodeBadRequest, "unknown language %q: use one of python, node, shell", language)
 }
@@ -244,12 +259,11 @@ func (a *Agent) prepareCode(ctx context.Context, env, code, language string) (co
 	if lang == "" {
 		lang = t.runtime
 	}
-	spec, err := execCommand(lang)
+	spec, err := execCommand(lang, code)
 	if err != nil {
 		return codeRun{}, err
 	}
-	spec.Stdin = []byte(code)
-	return codeRun{t: t, spec: spec, lang: lang, codeSHA: events.Hash(spec.Stdin), codeSize: len(code)}, nil
+	return codeRun{t: t, spec: spec, lang: lang, codeSHA: events.Hash([]byte(code)), codeSize: len(code)}, nil
 }
 
 func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
@@ -321,6 +335,7 @@ func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecRe
 // one NATS message (output beyond the caps is cut and flagged truncated).
 func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (any, error) {
 	start := time.Now()
+	r.spec.Stdout, r.spec.Stderr = c.stream.writers()
 	res, err := a.execute(ctx, r.t, r.spec, timeout)
 	if err != nil {
 		res.Duration = time.Since(start)

@@ -43,10 +43,10 @@ func TestRPC(t *testing.T) {
 
 	runRPCCases(t, c.NC, "h1", []rpcCase{
 		{name: "exec python", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "exit 3"},
-			check: wantExec(3, "exit 3", PythonPath+" -")},
+			check: wantExec(3, "exit 3", PythonPath+" -u -")},
 		{name: "exec node by language", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "1", Language: "node"},
 			check: wantExec(0, "1", "node -")},
-		{name: "exec shell", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: sh, Code: "echo hi"}, check: wantExec(0, "echo hi", "bash -c")},
+		{name: "exec shell", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: sh, Code: "echo hi"}, check: wantExec(0, "echo hi", "bash")},
 		{name: "code too large", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: strings.Repeat("x", 65)},
 			wantCode: hostrpc.CodeTooLarge, wantMsg: "limit is 64"},
 		{name: "unknown language", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "1", Language: "cobol"},

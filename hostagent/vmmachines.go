@@ -119,7 +119,7 @@ func (v *vmMachine) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error)
 	if err != nil {
 		return ExecResult{}, err
 	}
-	res, err := c.Exec(ctx, guestclient.ExecRequest{Argv: spec.Argv, Env: spec.Env, Stdin: spec.Stdin,
+	res, err := c.Exec(ctx, guestclient.ExecRequest{Argv: spec.Argv, Env: spec.Env, Stdin: spec.Stdin, Program: spec.Program,
 		Timeout: spec.Timeout, MaxOutput: spec.MaxOutput, Stdout: spec.Stdout, Stderr: spec.Stderr})
 	if err != nil {
 		v.retire(c, err)

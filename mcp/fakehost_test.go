@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,11 @@ func startFakeHost(t testing.TB, ctx context.Context, log *events.Log, nc *nats.
 			var env struct{ Env string }
 			_ = json.Unmarshal(req.Data(), &env)
 			out, err := h.check(env.Env)
+			var chunks uint64
 			if err == nil {
+				if stream := req.Headers().Get(hostrpc.HeaderStream); stream != "" && op == hostrpc.OpExec {
+					chunks = h.stream(stream, req.Data())
+				}
 				out, err = fn(env.Env, req.Data())
 			}
 			var he *rpcErr
@@ -86,7 +91,7 @@ func startFakeHost(t testing.TB, ctx context.Context, log *events.Log, nc *nats.
 				_ = req.Error(he.body.Code, he.body.Message, body)
 				return
 			}
-			_ = req.RespondJSON(out)
+			_ = req.RespondJSON(out, micro.WithHeaders(micro.Headers{hostrpc.HeaderStreamChunks: {strconv.FormatUint(chunks, 10)}}))
 		}))
 		if err != nil {
 			t.Fatal(err)
@@ -177,12 +182,54 @@ func (h *fakeHost) exec(_ string, data []byte) (any, error) {
 		res.Stdout = "42\n"
 	case strings.Contains(req.Code, "exit(3)"):
 		res.Stderr, res.ExitCode = "boom\n", 3
+	case strings.HasPrefix(req.Code, "stream\n"):
+		for _, c := range streamed(req.Code) {
+			if c.Stream == hostrpc.Stdout {
+				res.Stdout += string(c.Data)
+			} else {
+				res.Stderr += string(c.Data)
+			}
+		}
 	case strings.Contains(req.Code, "sleep"):
 		res.ExitCode, res.TimedOut, res.DurationMS = -1, true, req.Timeout.Milliseconds()
 	default:
 		res.Stdout = req.Language + ":" + req.Code
 	}
 	return res, nil
+}
+
+// streamed is the output of code "stream" followed by lines "1>text" (stdout) and "2>text"
+// (stderr): the chunks a real host would stream, one line each.
+func streamed(code string) []hostrpc.Chunk {
+	rest, ok := strings.CutPrefix(code, "stream\n")
+	if !ok {
+		return nil
+	}
+	var out []hostrpc.Chunk
+	for line := range strings.Lines(rest) {
+		fd := hostrpc.Stdout
+		if strings.HasPrefix(line, "2>") {
+			fd = hostrpc.Stderr
+		}
+		out = append(out, hostrpc.Chunk{Seq: uint64(len(out) + 1), Stream: fd, Data: []byte(line[2:])})
+	}
+	return out
+}
+
+// stream publishes the output of an exec of streamed code on the stream the router asked for,
+// 100 ms apart, as it would come from a command printing a line now and then, and returns the
+// number of chunks.
+func (h *fakeHost) stream(id string, data []byte) uint64 {
+	var req hostrpc.ExecRequest
+	_ = json.Unmarshal(data, &req)
+	chunks := streamed(req.Code)
+	for i, c := range chunks {
+		if i > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		_ = h.nc.PublishMsg(c.Msg(hostrpc.StreamSubject(h.id, id)))
+	}
+	return uint64(len(chunks))
 }
 
 func (h *fakeHost) install(_ string, data []byte) (any, error) {

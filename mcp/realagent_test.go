@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"path"
@@ -97,7 +98,7 @@ func (m *memVM) IsAlive() bool {
 }
 
 func (m *memVM) Exec(ctx context.Context, spec hostagent.ExecSpec) (hostagent.ExecResult, error) {
-	code := string(spec.Stdin)
+	code := string(spec.Stdin) + string(spec.Program)
 	if strings.Contains(code, "gate") {
 		m.mm.waiting.Add(1)
 		defer m.mm.waiting.Add(-1)
@@ -109,6 +110,22 @@ func (m *memVM) Exec(ctx context.Context, spec hostagent.ExecSpec) (hostagent.Ex
 	}
 	var res hostagent.ExecResult
 	switch {
+	case strings.Contains(code, "drip"):
+		// Prints a line now and then, as a long command does: tick 0..2 on stdout, 100 ms
+		// apart, then a warning on stderr.
+		for i := range 3 {
+			time.Sleep(100 * time.Millisecond)
+			tick := fmt.Appendf(nil, "tick %d\n", i)
+			res.Stdout = append(res.Stdout, tick...)
+			if spec.Stdout != nil {
+				_, _ = spec.Stdout.Write(tick)
+			}
+		}
+		res.Stderr = []byte("warn\n")
+		if spec.Stderr != nil {
+			_, _ = spec.Stderr.Write(res.Stderr)
+		}
+		return res, nil
 	case strings.Contains(code, "6*7"):
 		res = hostagent.ExecResult{Stdout: []byte("42\n"), Duration: time.Millisecond}
 	case strings.Contains(code, "exit(3)"):

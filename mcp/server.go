@@ -21,7 +21,10 @@ import (
 )
 
 // Handler is the router's MCP endpoint: stateless Streamable HTTP, so that any router replica
-// can serve any call. It has the type router.Frontend.
+// can serve any call. It has the type router.Frontend. A call that streams its output
+// (withProgress) gets its response as an SSE stream: the notifications, then the result.
+// There is no standalone GET stream (a stateless server has no session to send anything on
+// later), so GET answers 405.
 func Handler(r *router.Router) http.Handler {
 	return server.NewStreamableHTTPServer(NewServer(r),
 		server.WithStateLess(true),
@@ -70,6 +73,11 @@ func (h *handlers) wrap(tool string, fn func(context.Context, router.Principal, 
 	return func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 		id := router.NewRequestID()
 		ctx = router.WithRequestID(ctx, id)
+		if streamsOutput(tool) {
+			var flush func()
+			ctx, flush = withProgress(ctx, req, h.r.Logger())
+			defer flush()
+		}
 		done := h.r.Metrics().Begin(tool)
 		p, ok := router.PrincipalFrom(ctx)
 		if !ok {

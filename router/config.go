@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/waggle-dev/waggle/events/hostrpc"
@@ -32,6 +33,9 @@ type Config struct {
 	// MaxCallsPerTenant bounds the tool calls one tenant has in progress on this replica at once
 	// (0 = unlimited); a call over it is refused as busy.
 	MaxCallsPerTenant int
+	// AllowedOrigins are the web origins (scheme://host[:port]) besides the router's own whose
+	// pages may call /mcp; requests with any other Origin header are refused.
+	AllowedOrigins []string
 
 	// BootTimeout bounds the wait for a placed environment to start (or fail).
 	BootTimeout time.Duration
@@ -121,6 +125,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("router config: %w", err)
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return fmt.Errorf("router config: allowed origin %q is not scheme://host[:port], e.g. http://localhost:6274", o)
+		}
 	}
 	return nil
 }

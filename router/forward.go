@@ -181,9 +181,31 @@ func (r *Router) call(ctx context.Context, p Principal, env, host, op string, ti
 	msg.Data = data
 	msg.Header.Set(hostrpc.HeaderPrincipal, p.String())
 	msg.Header.Set(hostrpc.HeaderCorrelation, RequestID(ctx))
+	if fn := outputFrom(ctx); fn != nil {
+		id, out, err := r.openOutput(ctx, host, fn)
+		if err != nil {
+			return err
+		}
+		msg.Header.Set(hostrpc.HeaderStream, id)
+		var reply *nats.Msg
+		defer func() { out.finish(reply) }()
+		reply, err = r.request(ctx, msg, timeout)
+		return r.answer(ctx, env, host, op, timeout, reply, err, resp)
+	}
+	reply, err := r.request(ctx, msg, timeout)
+	return r.answer(ctx, env, host, op, timeout, reply, err, resp)
+}
+
+// request sends msg and waits up to timeout for the reply.
+func (r *Router) request(ctx context.Context, msg *nats.Msg, timeout time.Duration) (*nats.Msg, error) {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	reply, err := r.nc.RequestMsgWithContext(rctx, msg)
+	return r.nc.RequestMsgWithContext(rctx, msg)
+}
+
+// answer decodes a host's reply to op into resp; the host's error codes, no answer and a
+// timeout become caller-facing errors.
+func (r *Router) answer(ctx context.Context, env, host, op string, timeout time.Duration, reply *nats.Msg, err error, resp any) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		if state := r.envState(ctx, host, env); state != events.StateRunning {
@@ -191,7 +213,7 @@ func (r *Router) call(ctx context.Context, p Principal, env, host, op string, ti
 		}
 		return userErr(KindFailed, "host %s of environment %s is not answering (%s); the environment cannot be reached, create a new one",
 			host, env, r.hostState(ctx, host))
-	case err != nil && ctx.Err() == nil && rctx.Err() != nil:
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		return userErr(KindTimeout, "host %s did not answer %s for environment %s within %s", host, op, env, timeout)
 	case err != nil:
 		return fmt.Errorf("%s on host %s: %w", op, host, err)

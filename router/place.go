@@ -141,7 +141,8 @@ func (r *Router) unreserve(ctx context.Context, p Principal, env string) {
 // chooseHost picks the live host with room that has the least memory allocated (counting the
 // placements this replica has in flight), skipping hosts that already rejected this create,
 // and counts the placement as in flight until release is called. Ties are broken at random so
-// that replicas spread their placements.
+// that replicas spread their placements. When no host has room, the error names what each
+// host ran out of.
 func (r *Router) chooseHost(hosts []*projector.Host, req CreateRequest, skip map[string]string) (host string, release func(), err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -162,25 +163,51 @@ func (r *Router) chooseHost(hosts []*projector.Host, req CreateRequest, skip map
 		}
 		return live[i].EnvCount < live[j].EnvCount
 	})
-	bestFree, bestHost := -1, ""
+	full := map[string]string{} // host -> what it ran out of
 	for _, h := range live {
 		if _, done := skip[h.ID]; done {
 			continue
 		}
-		free := h.Capacity.MemoryMiB - h.Allocated.MemoryMiB - r.pending[h.ID]
-		if free > bestFree {
-			bestFree, bestHost = free, h.ID
+		if lack := r.shortfallLocked(h, req); lack != "" {
+			full[h.ID] = lack
+			continue
 		}
-		full := h.Capacity.MaxEnvironments > 0 && h.EnvCount >= h.Capacity.MaxEnvironments
-		if free >= req.MemoryMiB && h.Capacity.CPUs >= req.CPUs && !full {
-			return h.ID, r.reserveLocked(h.ID, req.MemoryMiB), nil
-		}
+		return h.ID, r.reserveLocked(h.ID, req.MemoryMiB), nil
 	}
-	if len(skip) > 0 && bestHost == "" {
+	if len(full) == 0 {
 		return "", nil, userErr(KindNoCapacity, "no host accepted the environment: %s", describeRejections(skip))
 	}
-	return "", nil, userErr(KindNoCapacity, "no capacity: the environment needs %d MiB and %d cpus; the most free memory on a live host is %d MiB (host %s) across %d live hosts; ask for less memory_mib, destroy environments or add hosts",
-		req.MemoryMiB, req.CPUs, max(bestFree, 0), bestHost, len(live))
+	ids := make([]string, 0, len(full))
+	for id := range full {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	const shown = 5
+	parts := make([]string, 0, shown+1)
+	for _, id := range ids[:min(len(ids), shown)] {
+		parts = append(parts, "host "+id+" is "+full[id])
+	}
+	if len(ids) > shown {
+		parts = append(parts, fmt.Sprintf("%d more hosts are full", len(ids)-shown))
+	}
+	return "", nil, userErr(KindNoCapacity, "no capacity: the environment needs %d MiB and %d cpus; %s (of %d live hosts); ask for less memory_mib or cpus, destroy environments or add hosts",
+		req.MemoryMiB, req.CPUs, strings.Join(parts, "; "), len(live))
+}
+
+// shortfallLocked says what host h lacks for req, as the view shows it with this replica's
+// placements in flight: "out of memory: ...", "out of cpus: ..." or "out of environments:
+// ..." with the numbers; "" when req fits. r.mu must be held.
+func (r *Router) shortfallLocked(h *projector.Host, req CreateRequest) string {
+	c, a := h.Capacity, h.Allocated
+	switch freeMiB := c.MemoryMiB - a.MemoryMiB - r.pending[h.ID]; {
+	case c.MaxEnvironments > 0 && h.EnvCount >= c.MaxEnvironments:
+		return fmt.Sprintf("out of environments: %d of %d in use", h.EnvCount, c.MaxEnvironments)
+	case freeMiB < req.MemoryMiB:
+		return fmt.Sprintf("out of memory: %d of %d MiB free", max(freeMiB, 0), c.MemoryMiB)
+	case c.CPUs-a.CPUs < req.CPUs:
+		return fmt.Sprintf("out of cpus: %d of %d free", max(c.CPUs-a.CPUs, 0), c.CPUs)
+	}
+	return ""
 }
 
 // reserveLocked counts memory this replica is placing on host until the returned func is

@@ -104,7 +104,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		tenants:   &reservations{js: js, log: deps.Log},
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", r.withCallLimits(r.authenticate(deps.MCP(r))))
+	mux.Handle("/mcp", r.checkOrigin(r.withCallLimits(r.authenticate(deps.MCP(r)))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", r.serveReady)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {

@@ -46,8 +46,10 @@ func newHostAgentCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.Membership.Join, "join", nil, "gossip addresses of other host agents, comma separated")
 	f.StringVar(&o.gossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes) shared by all host agents (required unless --insecure-gossip)")
 	f.BoolVar(&o.insecureGossip, "insecure-gossip", false, "gossip without encryption or authentication (anyone who reaches --bind can forge membership)")
-	f.IntVar(&cfg.Capacity.MemoryMiB, "capacity-memory", cfg.Capacity.MemoryMiB, "memory offered to environments, MiB")
-	f.IntVar(&cfg.Capacity.CPUs, "capacity-cpus", cfg.Capacity.CPUs, "CPUs offered to environments")
+	f.IntVar(&cfg.Capacity.MemoryMiB, "capacity-memory", cfg.Capacity.MemoryMiB,
+		"memory offered to environments, MiB; the default is this machine's less a reserve for its own use")
+	f.IntVar(&cfg.Capacity.CPUs, "capacity-cpus", cfg.Capacity.CPUs,
+		fmt.Sprintf("virtual CPUs offered to environments; the default is this machine's CPUs × %d", hostagent.CPUOvercommit))
 	f.IntVar(&cfg.Capacity.MaxEnvironments, "max-environments", cfg.Capacity.MaxEnvironments, "most VMs at once (warm pool included)")
 	f.IntVar(&cfg.DefaultResources.MemoryMiB, "default-memory", cfg.DefaultResources.MemoryMiB, "memory of an environment that asks for none, MiB")
 	f.IntVar(&cfg.DefaultResources.CPUs, "default-cpus", cfg.DefaultResources.CPUs, "CPUs of an environment that asks for none")

@@ -58,6 +58,7 @@ func newRouterCmd() *cobra.Command {
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM key of --tls-cert")
 	f.BoolVar(&cfg.NoAuth, "no-auth", false, "serve every caller as tenant \""+router.DefaultTenant+"\" without an API key (loopback only)")
 	f.StringVar(&cfg.ID, "id", cfg.ID, "name of this router in logs and metrics")
+	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origins", nil, "web origins (scheme://host:port) besides the router's own whose pages may call /mcp, comma separated")
 	f.DurationVar(&cfg.BootTimeout, "boot-timeout", cfg.BootTimeout, "how long create_environment waits for a host to start an environment")
 	f.IntVar(&cfg.MaxEnvsPerTenant, "max-envs-per-tenant", cfg.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
 	f.IntVar(&cfg.MaxCallsPerTenant, "max-calls-per-tenant", cfg.MaxCallsPerTenant, "tool calls one tenant may have in progress on this router at once; more are refused as busy (0 = unlimited)")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/waggle-dev/waggle/events"
@@ -55,6 +56,7 @@ func newUpCmd() *cobra.Command {
 			"dir keeps the event history and the keys.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			shareCapacity(cmd.Flags(), &o.agent.Capacity, o.hosts)
 			return runUp(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
@@ -69,9 +71,11 @@ func newUpCmd() *cobra.Command {
 	f.BoolVar(&o.noAuth, "no-auth", false, "serve every caller without an API key (only when --listen is loopback)")
 	f.StringVar(&o.router.TLSCert, "tls-cert", "", "PEM certificate the routers serve HTTPS with (with --tls-key)")
 	f.StringVar(&o.router.TLSKey, "tls-key", "", "PEM key of --tls-cert")
-	f.IntVar(&o.agent.Capacity.MemoryMiB, "capacity-memory", o.agent.Capacity.MemoryMiB, "memory each host agent offers, MiB")
-	f.IntVar(&o.agent.Capacity.CPUs, "capacity-cpus", o.agent.Capacity.CPUs, "CPUs each host agent offers")
-	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included)")
+	f.IntVar(&o.agent.Capacity.MemoryMiB, "capacity-memory", o.agent.Capacity.MemoryMiB,
+		"memory each host agent offers, MiB; the default is this machine's less a reserve, shared by --hosts")
+	f.IntVar(&o.agent.Capacity.CPUs, "capacity-cpus", o.agent.Capacity.CPUs,
+		fmt.Sprintf("virtual CPUs each host agent offers; the default is this machine's CPUs × %d, shared by --hosts", hostagent.CPUOvercommit))
+	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included; the default is shared by --hosts)")
 	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
 	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.Limits.MaxFileBytes, "largest file write_file and read_file move")
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
@@ -79,6 +83,21 @@ func newUpCmd() *cobra.Command {
 	o.host.vm.addFlags(f, vnet.EgressPackages)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// shareCapacity divides the machine's capacity among the hosts host agents of `waggle up`,
+// for each of the capacity flags left at its default.
+func shareCapacity(f *pflag.FlagSet, c *hostagent.Capacity, hosts int) {
+	share := c.Share(hosts)
+	if !f.Changed("capacity-memory") {
+		c.MemoryMiB = share.MemoryMiB
+	}
+	if !f.Changed("capacity-cpus") {
+		c.CPUs = share.CPUs
+	}
+	if !f.Changed("max-environments") {
+		c.MaxEnvironments = share.MaxEnvironments
+	}
 }
 
 func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {

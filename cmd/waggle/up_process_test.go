@@ -70,6 +70,7 @@ type upSetup struct {
 	// kernel cache is always the one the VM tests share.
 	dataDir        string
 	hosts, routers int
+	noAuth         bool     // --no-auth: no API key
 	extra          []string // more flags
 }
 
@@ -106,6 +107,9 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 		// A small file limit keeps the too-large checks quick (32 MiB of JSON is slow under -race).
 		"--max-file-bytes", strconv.Itoa(4 << 20),
 	}, setup.extra...)
+	if setup.noAuth {
+		args = append(args, "--no-auth")
+	}
 	p := &upProc{dataDir: dataDir, logPath: filepath.Join(t.TempDir(), "up.log"), exited: make(chan struct{})}
 	logFile, err := os.Create(p.logPath)
 	if err != nil {
@@ -158,7 +162,7 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 				p.key = strings.TrimPrefix(line, "API key (Authorization: Bearer ...): ")
 			case strings.HasPrefix(line, "Ctrl-C stops everything"):
 				// The key is printed on the first start only.
-				if len(p.urls) != routers || (p.key == "") != (setup.dataDir != "") {
+				if len(p.urls) != routers || (p.key == "") != (setup.dataDir != "" || setup.noAuth) {
 					t.Fatalf("waggle up printed %d MCP URLs (want %d) and key %q", len(p.urls), routers, p.key)
 				}
 				p.natsURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)

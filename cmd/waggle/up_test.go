@@ -47,6 +47,7 @@ func TestUp(t *testing.T) {
 	var live string // an environment left running for Ctrl-C
 	t.Run("mcp-go", func(t *testing.T) { live = testUpMCPGo(ctx, t, up, calls) })
 	t.Run("typescript-sdk", func(t *testing.T) { testUpTypeScriptSDK(t, up, calls) })
+	t.Run("inspector", func(t *testing.T) { testUpInspector(t, up, calls) })
 	t.Run("bench", func(t *testing.T) { testUpBench(t, up) })
 	var lastSeq uint64
 	t.Run("events-and-audit", func(t *testing.T) { lastSeq = testUpEvents(ctx, t, up, calls) })
@@ -537,21 +538,13 @@ func fileNames(ls listOut) []string {
 // or in .cache/mcp-sdk of the repository (`go tool task mcp-sdk`).
 func mcpSDKModules(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirs := append(filepath.SplitList(os.Getenv("NODE_PATH")), filepath.Join(root, ".cache", "mcp-sdk", "node_modules"))
+	dirs := append(filepath.SplitList(os.Getenv("NODE_PATH")), filepath.Join(repoCache(t), "mcp-sdk", "node_modules"))
 	for _, dir := range dirs {
 		if _, err := os.Stat(filepath.Join(dir, "@modelcontextprotocol", "sdk", "package.json")); err == nil {
 			return dir
 		}
 	}
-	msg := "the TypeScript MCP SDK is not installed (go tool task mcp-sdk)"
-	if os.Getenv("CI") == "true" || os.Getenv(vmtest.RequireEnv) == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	missingTool(t, "the TypeScript MCP SDK is not installed (go tool task mcp-sdk)")
 	return ""
 }
 
@@ -593,7 +586,16 @@ func testUpTypeScriptSDK(t *testing.T, up *upProc, calls *callLog) {
 	var out struct {
 		Tools                                 []string `json:"tools"`
 		Create, Execute, Write, Read, Destroy step
-		Error                                 string `json:"error"`
+		Progress                              struct {
+			Notes []struct {
+				AtMS     int64   `json:"at_ms"`
+				Progress float64 `json:"progress"`
+				Message  string  `json:"message"`
+			} `json:"notes"`
+			ResultMS int64 `json:"result_ms"`
+			Result   step  `json:"result"`
+		} `json:"progress"`
+		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		t.Fatalf("node client.mjs: %v, %v\nstdout: %s\nstderr: %s", runErr, err, stdout.String(), stderr.String())
@@ -618,9 +620,112 @@ func testUpTypeScriptSDK(t *testing.T, up *upProc, calls *callLog) {
 	if env.Status != "running" || res.Stdout != "42\n" || res.ExitCode != 0 || f.Content != "from the TypeScript SDK\n" {
 		t.Errorf("TypeScript SDK session: create %+v, execute %+v, read %+v", env, res, f)
 	}
+	// The ticking program's output came as progress notifications while it ran, the first
+	// within 1.5 s of the call (python's start included), then the whole of it in the result.
+	p := out.Progress
+	var ticks execOut
+	if err := json.Unmarshal(p.Result.JSON, &ticks); err != nil || p.Result.IsError || ticks.Stdout != "tick 0\ntick 1\ntick 2\ntick 3\n" {
+		t.Errorf("execute with progress: %+v (%v)", p.Result, err)
+	}
+	var streamed string
+	for i, n := range p.Notes {
+		streamed += strings.TrimPrefix(n.Message, "stdout: ")
+		if n.Progress != float64(i+1) || !strings.HasPrefix(n.Message, "stdout: tick ") {
+			t.Errorf("progress notification %d: %+v", i, n)
+		}
+	}
+	switch {
+	case len(p.Notes) < 2:
+		t.Errorf("%d progress notifications, want at least 2: %+v", len(p.Notes), p.Notes)
+	case p.Notes[0].AtMS > 1500:
+		t.Errorf("first progress notification %d ms after the call, want at most 1500", p.Notes[0].AtMS)
+	case streamed != ticks.Stdout:
+		t.Errorf("notifications carried %q, the result %q", streamed, ticks.Stdout)
+	}
+	var at []int64
+	for _, n := range p.Notes {
+		at = append(at, n.AtMS)
+	}
+	t.Logf("TypeScript SDK: %d progress notifications at %v ms after the call, result at %d ms", len(p.Notes), at, p.ResultMS)
+	calls.add(env.ID, events.EnvExec)
 	calls.add(env.ID, events.EnvExec)
 	calls.add(env.ID, events.EnvFileWritten)
 	calls.add(env.ID, events.EnvFileRead)
+	calls.markDestroyed(env.ID)
+}
+
+// testUpInspector drives the MCP Inspector's CLI (`go tool task mcp-inspector`, Node 22) as a
+// user following README would: list the tools, then create a shell environment, run a command
+// in it and destroy it, sending the API key as a header.
+func testUpInspector(t *testing.T, up *upProc, calls *callLog) {
+	node := node22(t)
+	cli := npmTool(t, "mcp-inspector", filepath.Join("@modelcontextprotocol", "inspector", "clients", "launcher", "build", "index.js"), "mcp-inspector")
+	home := t.TempDir() // the Inspector keeps a catalog in ~/.mcp-inspector
+	inspect := func(args ...string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		args = append([]string{cli, "--cli", up.urls[0], "--transport", "http", "--header", "Authorization: Bearer " + up.key}, args...)
+		cmd := exec.CommandContext(ctx, node, args...)
+		cmd.Env = append(upEnv(), "HOME="+home, "NO_COLOR=1")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("inspector %s: %v\nstdout: %s\nstderr: %s", strings.Join(args[5:], " "), err, stdout.String(), stderr.String())
+		}
+		return stdout.Bytes()
+	}
+	// call runs a tool and decodes the JSON text of its result into v.
+	call := func(v any, tool string, kv ...string) {
+		t.Helper()
+		var res struct {
+			Content []struct {
+				Text string `json:"text"`
+			} `json:"content"`
+			IsError bool `json:"isError"`
+		}
+		out := inspect(append([]string{"--method", "tools/call", "--tool-name", tool, "--tool-arg"}, kv...)...)
+		if err := json.Unmarshal(out, &res); err != nil || res.IsError || len(res.Content) != 1 {
+			t.Fatalf("inspector tools/call %s: %v: %s", tool, err, out)
+		}
+		if err := json.Unmarshal([]byte(res.Content[0].Text), v); err != nil {
+			t.Fatalf("inspector tools/call %s: %v: %s", tool, err, res.Content[0].Text)
+		}
+	}
+
+	var list struct {
+		Tools []struct {
+			Name string `json:"name"`
+		} `json:"tools"`
+	}
+	if err := json.Unmarshal(inspect("--method", "tools/list"), &list); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tool := range list.Tools {
+		names = append(names, tool.Name)
+	}
+	if !slices.Contains(names, "create_environment") || !slices.Contains(names, "execute") || len(names) != 13 {
+		t.Errorf("inspector tools/list: %v", names)
+	}
+	var env envOut
+	call(&env, "create_environment", "runtime=shell", "timeout_minutes=5")
+	if env.Status != "running" || env.Runtime != "shell" {
+		t.Fatalf("inspector create_environment: %+v", env)
+	}
+	var res execOut
+	call(&res, "execute", "environment_id="+env.ID, "code=echo $((6*7)) from the inspector")
+	if res.Stdout != "42 from the inspector\n" || res.ExitCode != 0 {
+		t.Errorf("inspector execute: %+v", res)
+	}
+	var gone struct {
+		Status string `json:"status"`
+	}
+	call(&gone, "destroy_environment", "environment_id="+env.ID)
+	if gone.Status != events.StateDestroyed {
+		t.Errorf("inspector destroy_environment: %+v", gone)
+	}
+	calls.add(env.ID, events.EnvExec)
 	calls.markDestroyed(env.ID)
 }
 

@@ -41,6 +41,7 @@ func guestChecks() []guestCheck {
 		{"OutputStreamed", checkOutputStreamed},
 		{"StdinEnvDir", checkStdinEnvDir},
 		{"ArgvIsNotShellParsed", checkArgv},
+		{"ProgramInOneSpawn", checkProgram},
 		{"BinaryFileRoundTrip", checkBinaryFile},
 		{"FileErrors", checkFileErrors},
 		{"PathWithQuotesAndSpaces", checkQuotedPath},
@@ -286,6 +287,39 @@ func checkStdinEnvDir(t *testing.T, c *guestclient.Client, dir string) {
 	}
 	if _, err := c.Exec(t.Context(), guestclient.ExecRequest{}); !errors.Is(err, guestclient.ErrInvalid) {
 		t.Fatalf("empty request: err %v, want ErrInvalid", err)
+	}
+}
+
+// checkProgram runs programs the guest saves to a file: the interpreter gets its path, the
+// program's commands read an empty stdin (not the rest of the program), a program larger than
+// one argument may be (128 KiB) runs, and the file is gone afterwards.
+func checkProgram(t *testing.T, c *guestclient.Client, dir string) {
+	res := mustExec(t, c, guestclient.ExecRequest{Argv: []string{"sh"}, Program: []byte("read line; echo \"stdin:[$line]\"\nexit 4\n")})
+	if res.ExitCode != 4 || string(res.Stdout) != "stdin:[]\n" {
+		t.Fatalf("program: exit %d, stdout %q, stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	res = mustExec(t, c, guestclient.ExecRequest{Argv: []string{"sh"}, Program: []byte(`echo "$0"`)})
+	file := strings.TrimSpace(string(res.Stdout))
+	if !strings.Contains(file, "waggle-program-") {
+		t.Fatalf("program file %q", file)
+	}
+	if res := mustExec(t, c, guestclient.ExecRequest{Argv: []string{"sh", "-c", `test -e "$1" && echo left`, "sh", file}}); len(res.Stdout) != 0 {
+		t.Errorf("program file %s left behind", file)
+	}
+	big := strings.Repeat("x=1\n", 200<<10/4) + "echo big done\n"
+	if res := mustExec(t, c, guestclient.ExecRequest{Argv: []string{"sh"}, Program: []byte(big)}); string(res.Stdout) != "big done\n" {
+		t.Fatalf("%d-byte program: exit %d, stdout %q, stderr %.200q", len(big), res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if res := mustExec(t, c, guestclient.ExecRequest{Argv: []string{"no-such-interpreter"}, Program: []byte("x")}); res.ExitCode != 127 {
+		t.Errorf("missing interpreter: exit %d, stderr %q, want 127", res.ExitCode, res.Stderr)
+	}
+	for _, req := range []guestclient.ExecRequest{
+		{Program: []byte("echo")},
+		{Argv: []string{"sh"}, Program: []byte("echo"), Stdin: []byte("x")},
+	} {
+		if _, err := c.Exec(t.Context(), req); !errors.Is(err, guestclient.ErrInvalid) {
+			t.Errorf("program request %+v: err %v, want ErrInvalid", req, err)
+		}
 	}
 }
 

@@ -29,6 +29,11 @@ const killWait = 10 * time.Second
 type ExecRequest struct {
 	// Argv is executed directly: argv[0] is looked up in the guest's PATH, no shell is involved.
 	Argv []string
+	// Program, if not nil, is the source of a program for the interpreter Argv (such as
+	// ["bash"]): the guest saves it to a file of its own and runs Argv with the file's path as
+	// the last argument, in one spawn, with an empty stdin (see wire.EncodeProgram). Stdin must
+	// then be nil.
+	Program []byte
 	// Command is a shell command line, run as `/bin/sh -c Command`.
 	Command string
 	// Stdin is the command's standard input; the command sees end of file after it.
@@ -151,7 +156,10 @@ func (c *Client) start(req ExecRequest, payload string, stdout, stderr io.Writer
 		return nil, err
 	}
 	sess.Stdout, sess.Stderr = stdout, stderr
-	if req.Stdin != nil {
+	switch {
+	case req.Program != nil:
+		sess.Stdin = bytes.NewReader(req.Program)
+	case req.Stdin != nil:
 		sess.Stdin = bytes.NewReader(req.Stdin)
 	}
 	if err := sess.Start(payload); err != nil {
@@ -166,6 +174,14 @@ func execPayload(req ExecRequest) (string, error) {
 	switch {
 	case len(req.Argv) > 0 && req.Command != "":
 		return "", fmt.Errorf("exec: %w: both Argv and Command set", ErrInvalid)
+	case req.Program != nil && (req.Stdin != nil || len(req.Argv) == 0):
+		return "", fmt.Errorf("exec: %w: a program needs an interpreter in Argv and no Stdin", ErrInvalid)
+	case req.Program != nil:
+		p, err := wire.EncodeProgram(req.Argv)
+		if err != nil {
+			return "", fmt.Errorf("exec: %w: %w", ErrInvalid, err)
+		}
+		return p, nil
 	case len(req.Argv) > 0:
 		p, err := wire.EncodeArgv(req.Argv)
 		if err != nil {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
 // process is a session's command: the leader of its own session and process group.
@@ -202,4 +204,34 @@ func executable(path string) error {
 		return fs.ErrPermission
 	}
 	return nil
+}
+
+// saveProgram reads a program's source from r to its end into a new private file (readable
+// only by the user commands run as) and returns the file's path; the caller removes it.
+func (s *Server) saveProgram(r io.Reader) (string, error) {
+	src, err := io.ReadAll(io.LimitReader(r, wire.MaxProgramBytes+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("read program: %w", err)
+	case len(src) > wire.MaxProgramBytes:
+		return "", fmt.Errorf("program larger than %d bytes", wire.MaxProgramBytes)
+	}
+	f, err := os.CreateTemp("", "waggle-program-*")
+	if err != nil {
+		return "", fmt.Errorf("save program: %w", err)
+	}
+	if c := s.cfg.Credential; c != nil {
+		err = f.Chown(int(c.Uid), int(c.Gid))
+	}
+	if err == nil {
+		_, err = f.Write(src)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("save program: %w", err)
+	}
+	return f.Name(), nil
 }

@@ -8,7 +8,9 @@ package sshd
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -28,6 +30,7 @@ type session struct {
 	mu      sync.Mutex
 	proc    *process // nil until a command started
 	started bool
+	closed  bool          // the client closed the channel: a command that starts now is killed
 	done    chan struct{} // closed when the command's goroutine finished
 	// launch, set by start, serves the started command; it runs only after the request that
 	// started it was answered, so that its exit status and close always follow the reply.
@@ -48,6 +51,7 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request, log *slo
 	}
 	// The client closed the channel: nothing of this session may keep running.
 	ss.mu.Lock()
+	ss.closed = true
 	p, started := ss.proc, ss.started
 	ss.mu.Unlock()
 	if p != nil {
@@ -72,6 +76,13 @@ func (ss *session) handle(req *ssh.Request) bool {
 		var cmd struct{ Command string }
 		if ssh.Unmarshal(req.Payload, &cmd) != nil {
 			return false
+		}
+		if interp, ok, err := wire.DecodeProgram(cmd.Command); ok {
+			if err != nil {
+				ss.log.Warn("bad program request", "err", err)
+				return false
+			}
+			return ss.startProgram(interp)
 		}
 		argv, line, isArgv, err := wire.DecodeExec(cmd.Command)
 		if err != nil {
@@ -164,8 +175,7 @@ func (ss *session) start(argv []string, report bool) bool {
 		ss.started = true
 		ss.launch = func() {
 			defer close(ss.done)
-			fmt.Fprintf(ss.ch.Stderr(), "waggle: %v\n", err)
-			ss.finish(exitStatus{code: code})
+			ss.fail(err, code)
 		}
 		return true
 	}
@@ -173,11 +183,60 @@ func (ss *session) start(argv []string, report bool) bool {
 	ss.log.Debug("command started", "argv0", argv[0], "pid", p.pid())
 	ss.launch = func() {
 		defer close(ss.done)
-		st := p.run(ss.ch, ss.srv.cfg.OutputGrace)
-		ss.log.Debug("command finished", "argv0", argv[0], "pid", p.pid(), "status", st.code, "signal", st.signal)
-		ss.finish(st)
+		ss.serve(p, argv[0])
 	}
 	return true
+}
+
+// startProgram starts the session's one command as a program request (see
+// wire.EncodeProgram): once the request is answered, the source is read from stdin and saved,
+// and interp runs it. Failures are reported like start's, with exit status 126 when the source
+// cannot be saved.
+func (ss *session) startProgram(interp []string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.started {
+		return false
+	}
+	ss.started = true
+	ss.launch = func() {
+		defer close(ss.done)
+		path, err := ss.srv.saveProgram(ss.ch)
+		if err != nil {
+			ss.fail(err, 126)
+			return
+		}
+		defer os.Remove(path)
+		argv := append(slices.Clone(interp), path)
+		p, code, err := ss.srv.spawn(argv, ss.environ(), ss.dir)
+		if err != nil {
+			ss.fail(err, code)
+			return
+		}
+		ss.mu.Lock()
+		ss.proc = p
+		closed := ss.closed
+		ss.mu.Unlock()
+		if closed { // the client gave up while the source came in
+			p.killGroup()
+		}
+		ss.log.Debug("program started", "argv0", argv[0], "pid", p.pid())
+		ss.serve(p, argv[0])
+	}
+	return true
+}
+
+// serve connects a started command to the channel until it ends and reports how it ended.
+func (ss *session) serve(p *process, argv0 string) {
+	st := p.run(ss.ch, ss.srv.cfg.OutputGrace)
+	ss.log.Debug("command finished", "argv0", argv0, "pid", p.pid(), "status", st.code, "signal", st.signal)
+	ss.finish(st)
+}
+
+// fail reports a command that did not start: a message on stderr and exit status code.
+func (ss *session) fail(err error, code int) {
+	fmt.Fprintf(ss.ch.Stderr(), "waggle: %v\n", err)
+	ss.finish(exitStatus{code: code})
 }
 
 // finish reports the exit status and closes the channel. Errors mean the client is gone, and
