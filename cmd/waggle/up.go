@@ -30,6 +30,7 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 	"github.com/waggle-dev/waggle/images"
 	"github.com/waggle-dev/waggle/internal/fsutil"
+	"github.com/waggle-dev/waggle/internal/progress"
 	"github.com/waggle-dev/waggle/mcp"
 	"github.com/waggle-dev/waggle/projector"
 	"github.com/waggle-dev/waggle/router"
@@ -127,7 +128,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	if o.hosts > 0 {
 		fmt.Fprintln(stderr, "waggle: checking guest images (built on first use; this takes a few minutes once)")
 		bcfg := images.DefaultBuildConfig()
-		bcfg.CacheDir, bcfg.Progress = cache, stderr
+		bcfg.CacheDir, bcfg.Progress = cache, progress.New(stderr)
 		if err := images.Build(ctx, bcfg); err != nil {
 			return err
 		}
