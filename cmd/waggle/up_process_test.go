@@ -28,14 +28,15 @@ import (
 
 // upProc is a `waggle up` running as a separate process.
 type upProc struct {
-	cmd     *exec.Cmd
-	dataDir string
-	urls    []string // MCP URL of each router
-	key     string   // the first API key
-	natsURL string
-	logPath string        // its stderr
-	exited  chan struct{} // closed when the process has ended
-	waitErr error         // set before exited is closed
+	cmd        *exec.Cmd
+	dataDir    string
+	urls       []string // MCP URL of each router
+	key        string   // the first API key
+	natsURL    string
+	metricsURL string        // with --metrics-listen
+	logPath    string        // its stderr
+	exited     chan struct{} // closed when the process has ended
+	waitErr    error         // set before exited is closed
 }
 
 // creds is the path of the credential `waggle up` wrote for a role (its file name without
@@ -158,6 +159,8 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 			switch {
 			case strings.HasPrefix(line, "MCP: "):
 				p.urls = append(p.urls, strings.TrimPrefix(line, "MCP: "))
+			case strings.HasPrefix(line, "Metrics: "):
+				p.metricsURL = strings.TrimPrefix(line, "Metrics: ")
 			case strings.HasPrefix(line, "API key (Authorization: Bearer ...): "):
 				p.key = strings.TrimPrefix(line, "API key (Authorization: Bearer ...): ")
 			case strings.HasPrefix(line, "Ctrl-C stops everything"):
