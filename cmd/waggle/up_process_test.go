@@ -222,7 +222,7 @@ func (p *upProc) checkNoQEMU(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		left := qemuProcesses(p.dataDir)
+		left := qemuPIDs(p.dataDir)
 		if len(left) == 0 {
 			return
 		}
@@ -235,26 +235,6 @@ func (p *upProc) checkNoQEMU(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// qemuProcesses lists the pids of qemu-system processes whose command line mentions dir.
-func qemuProcesses(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if bytes.Contains(cmdline, []byte("qemu-system")) && bytes.Contains(cmdline, []byte(dir)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // dumpLog logs the end of waggle up's output.
@@ -271,6 +251,12 @@ func (p *upProc) dumpLog(t *testing.T) {
 // runWaggle runs the built waggle binary with args and returns its stdout, stderr and exit code.
 func runWaggle(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runWaggleFor(t, 2*time.Minute, args...)
+}
+
+// runWaggleFor is runWaggle with a limit of its own: the test fails if waggle runs longer.
+func runWaggleFor(t *testing.T, limit time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(builtWaggle(t), args...)
 	cmd.Env = upEnv()
 	var out, errb bytes.Buffer
@@ -283,10 +269,10 @@ func runWaggle(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(2 * time.Minute):
+	case <-time.After(limit):
 		_ = cmd.Process.Kill()
 		err = <-done
-		t.Fatalf("waggle %v: no end within 2 minutes (%v); stderr:\n%s", args, err, errb.String())
+		t.Fatalf("waggle %v: no end within %s (%v); stderr:\n%s", args, limit, err, errb.String())
 	}
 	var ee *exec.ExitError
 	switch {
