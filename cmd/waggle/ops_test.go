@@ -375,3 +375,44 @@ func TestMetricsListenBadAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsServer: the metrics listener serves GET /metrics and nothing else, and stops
+// with its context.
+func TestMetricsServer(t *testing.T) {
+	reg := newRegistry()
+	ms, err := listenMetrics("127.0.0.1:0", reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- ms.Serve(ctx) }()
+	base := strings.TrimSuffix(ms.URL(), "/metrics")
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/metrics", http.StatusOK},
+		{http.MethodPost, "/metrics", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/", http.StatusNotFound},
+		{http.MethodGet, "/debug/pprof/", http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
+		}
+		if tc.want == http.StatusOK && !bytes.Contains(body, []byte("process_cpu_seconds_total")) {
+			t.Errorf("GET /metrics lacks the process metrics:\n%s", body)
+		}
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("Serve after its context ended: %v", err)
+	}
+}
