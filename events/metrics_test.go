@@ -44,7 +44,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("append of an event without id succeeded")
 	}
 
-	for series, want := range map[string]float64{
+	metricstest.Expect(t, reg, map[string]float64{
 		`waggle_events_appends_total{result="ok"}`:                 3,
 		`waggle_events_appends_total{result="conflict"}`:           1,
 		`waggle_events_appends_total{result="error"}`:              1,
@@ -54,10 +54,6 @@ func TestMetrics(t *testing.T) {
 		`waggle_nats_stream_last_sequence{stream="WAGGLE_EVENTS"}`: 2,
 		`waggle_nats_jetstream_meta_leader`:                        1,
 		`waggle_nats_connections`:                                  1,
-	} {
-		if got := metricstest.Value(t, reg, series); got != want {
-			t.Errorf("%s = %v, want %v", series, got, want)
-		}
-	}
+	})
 	metricstest.Lint(t, reg)
 }

@@ -62,7 +62,7 @@ func TestMetrics(t *testing.T) {
 	place(t, c, "h1", failed, events.Requested{Runtime: "shell"})
 	waitState(t, c, "h1", failed, events.StateFailed, 5*time.Second)
 
-	for series, want := range map[string]float64{
+	metricstest.Expect(t, reg, map[string]float64{
 		`waggle_hostagent_placements_total{host="h1",result="started_warm"}`:            1,
 		`waggle_hostagent_placements_total{host="h1",result="started"}`:                 1,
 		`waggle_hostagent_placements_total{host="h1",result="rejected"}`:                1,
@@ -87,10 +87,6 @@ func TestMetrics(t *testing.T) {
 		`waggle_hostagent_warm_pool_ready{host="h1",runtime="python"}`:                  1,
 		`waggle_hostagent_warm_pool_target{host="h1"}`:                                  1,
 		`waggle_hostagent_boots_queued{host="h1"}`:                                      0,
-	} {
-		if got := metricstest.Value(t, reg, series); got != want {
-			t.Errorf("%s = %v, want %v", series, got, want)
-		}
-	}
+	})
 	metricstest.Lint(t, reg)
 }

@@ -46,7 +46,7 @@ func TestMetrics(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for series, want := range map[string]float64{
+	metricstest.Expect(t, reg, map[string]float64{
 		`waggle_projector_applied_total{replica="m"}`:             float64(len(evs)),
 		`waggle_projector_refused_total{replica="m"}`:             0,
 		`waggle_projector_apply_delay_seconds_count{replica="m"}`: float64(len(evs)),
@@ -54,11 +54,7 @@ func TestMetrics(t *testing.T) {
 		`waggle_projector_lag_events{replica="m"}`:                0,
 		`waggle_projector_lag_seconds{replica="m"}`:               0,
 		`waggle_projector_restarts_total{replica="m"}`:            0,
-	} {
-		if got := value(series); got != want {
-			t.Errorf("%s = %v, want %v", series, got, want)
-		}
-	}
+	})
 	metricstest.Lint(t, reg)
 }
 

@@ -67,7 +67,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("exec without a host succeeded")
 	}
 
-	for name, want := range map[string]float64{
+	metricstest.Expect(t, reg, map[string]float64{
 		`waggle_router_auth_failures_total{reason="missing_key",router="r7"}`:         1,
 		`waggle_router_auth_failures_total{reason="bad_key",router="r7"}`:             1,
 		`waggle_router_auth_failures_total{reason="unavailable",router="r7"}`:         0,
@@ -77,11 +77,7 @@ func TestMetrics(t *testing.T) {
 		`waggle_router_host_rpc_duration_seconds_count{op="exec",router="r7"}`:        1,
 		`waggle_router_in_flight{router="r7"}`:                                        0,
 		`waggle_router_placement_retries_total{router="r7"}`:                          0,
-	} {
-		if got := metricstest.Value(t, reg, name); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
-		}
-	}
+	})
 	metricstest.Lint(t, reg)
 	// /metrics serves the same registry.
 	rec := httptest.NewRecorder()

@@ -54,6 +54,16 @@ func Value(t testing.TB, g prometheus.Gatherer, series string) float64 {
 	return 0
 }
 
+// Expect fails the test for each series of want whose value in g differs.
+func Expect(t testing.TB, g prometheus.Gatherer, want map[string]float64) {
+	t.Helper()
+	for series, v := range want {
+		if got := Value(t, g, series); got != v {
+			t.Errorf("%s = %v, want %v", series, got, v)
+		}
+	}
+}
+
 // Lint fails the test when the exposition of g has problems Prometheus's linter reports
 // (missing HELP, counters without _total, non-base units, ...).
 func Lint(t testing.TB, g prometheus.Gatherer) {
