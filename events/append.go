@@ -75,7 +75,8 @@ func (l *Log) Head(ctx context.Context, aggregate string) (Head, error) {
 // On success ev.Seq, ev.Raw, ev.Subject and ev.Stored are filled; Stored is the time the ack
 // arrived (the server's exact timestamp is what readers see). Appends to one aggregate are
 // serialized inside one Log.
-func (l *Log) Append(ctx context.Context, ev *Event, head Head) (Head, error) {
+func (l *Log) Append(ctx context.Context, ev *Event, head Head) (_ Head, err error) {
+	defer l.metrics.appended(time.Now(), &err)
 	if ev.ID == "" || ev.Type == "" {
 		return Head{}, errors.New("event log: append: event needs an id and a type")
 	}
@@ -113,6 +114,7 @@ func (l *Log) Append(ctx context.Context, ev *Event, head Head) (Head, error) {
 	case err == nil:
 		// A retry inside the dedupe window whose expectation still held (or a replicated stream,
 		// which checks the message id first): the event is stored already, at ack.Sequence.
+		l.metrics.lostAck.Inc()
 		return l.adoptDuplicate(ctx, ev, subject, aggregate, ack.Sequence)
 	case isWrongLastSeq(err):
 		return l.resolveConflict(ctx, ev, subject, aggregate, head, err)
@@ -165,6 +167,7 @@ func (l *Log) resolveConflict(ctx context.Context, ev *Event, subject, aggregate
 	if err := adopt(ev, subject, last); err != nil {
 		return Head{}, err
 	}
+	l.metrics.lostAck.Inc()
 	return Head{Seq: last.Sequence, Hash: Hash(last.Data)}, nil
 }
 

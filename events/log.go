@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MinDuplicateWindow is the shortest deduplication window the stream accepts: a lost-ack retry
@@ -31,18 +32,20 @@ const openAttemptTimeout = time.Second
 // Log is the event log: the WAGGLE_EVENTS stream and the operations on it. It is safe for
 // concurrent use.
 type Log struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	locks  keyedMutex
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	locks   keyedMutex
+	metrics *logMetrics
 }
 
 type logOptions struct {
 	replicas   int // 0 = keep an existing stream's, 1 for a new one
 	duplicates time.Duration
+	metrics    prometheus.Registerer
 }
 
-// LogOption tunes OpenLog.
+// LogOption tunes OpenLog (and BindLog: WithMetrics).
 type LogOption func(*logOptions)
 
 // WithReplicas sets the stream's replica count (1 standalone, 3 in a 3-node cluster). Without
@@ -99,6 +102,10 @@ func OpenLog(ctx context.Context, nc *nats.Conn, opts ...LogOption) (*Log, error
 	if err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
+	metrics, err := newLogMetrics(o.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("open event log: metrics: %w", err)
+	}
 	var stream jetstream.Stream
 	err = retryTransient(ctx, func(ctx context.Context) error {
 		stream, err = ensureStream(ctx, js, o)
@@ -107,7 +114,7 @@ func OpenLog(ctx context.Context, nc *nats.Conn, opts ...LogOption) (*Log, error
 	if err != nil {
 		return nil, fmt.Errorf("open event log: stream %s: %w", StreamName, err)
 	}
-	return &Log{nc: nc, js: js, stream: stream}, nil
+	return &Log{nc: nc, js: js, stream: stream, metrics: metrics}, nil
 }
 
 // retryTransient runs fn, each attempt bounded by openAttemptTimeout, again after a transient
@@ -130,11 +137,20 @@ func retryTransient(ctx context.Context, fn func(context.Context) error) error {
 
 // BindLog opens the log on the event stream as it is, for a role that may not create or
 // change it: it waits (until ctx ends) for the stream to exist, and refuses one that is not
-// audit-grade (the admin's setup makes it so; see OpenLog).
-func BindLog(ctx context.Context, nc *nats.Conn) (*Log, error) {
+// audit-grade (the admin's setup makes it so; see OpenLog). Of the options, only WithMetrics
+// applies.
+func BindLog(ctx context.Context, nc *nats.Conn, opts ...LogOption) (*Log, error) {
+	var o logOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("bind event log: %w", err)
+	}
+	metrics, err := newLogMetrics(o.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("bind event log: metrics: %w", err)
 	}
 	// A stream not found yet is waited for: the admin's setup may come after this role starts.
 	var stream jetstream.Stream
@@ -151,7 +167,7 @@ func BindLog(ctx context.Context, nc *nats.Conn) (*Log, error) {
 	if err := checkAuditGrade(stream.CachedInfo().Config); err != nil {
 		return nil, fmt.Errorf("bind event log: %w", err)
 	}
-	return &Log{nc: nc, js: js, stream: stream}, nil
+	return &Log{nc: nc, js: js, stream: stream, metrics: metrics}, nil
 }
 
 // errWaiting marks a condition retryTransient waits out.

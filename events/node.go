@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // NodeConfig configures RunNode: one embedded server and the event stream on it.
@@ -23,6 +24,8 @@ type NodeConfig struct {
 	// Setup, the stream and the KV buckets).
 	Setup  func(ctx context.Context, nc *nats.Conn, replicas int) (*Log, error)
 	Logger *slog.Logger
+	// Metrics, if set, receives the server's metrics (see RegisterServerMetrics).
+	Metrics prometheus.Registerer
 }
 
 // DefaultNodeConfig is a standalone node on the default client port 4222 of loopback; callers set
@@ -53,6 +56,11 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 		return err
 	}
 	defer srv.Shutdown()
+	if cfg.Metrics != nil {
+		if err := RegisterServerMetrics(cfg.Metrics, srv); err != nil {
+			return fmt.Errorf("nats node: metrics: %w", err)
+		}
+	}
 	logger.Info("nats server listening", "url", srv.ClientURL(), "cluster", cfg.Server.ClusterName, "route_url", srv.ClusterURL())
 
 	nc, err := srv.Connect(cfg.SetupOptions...)

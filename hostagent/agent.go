@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/events/hostrpc"
@@ -27,6 +29,7 @@ type Agent struct {
 	transfers *hostrpc.Transfers // file contents too large for one message
 	procs     *processTable      // background processes of the environments
 	logger    *slog.Logger
+	metrics   *metrics
 	principal string // host:<id>, the principal of the agent's own events
 
 	mu       sync.Mutex
@@ -95,6 +98,14 @@ func New(cfg Config, log EventLog, nc *nats.Conn, machines Machines) (*Agent, er
 		stopping:  make(chan struct{}),
 	}
 	a.pool = newWarmPool(a)
+	var reg prometheus.Registerer
+	if cfg.Metrics != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"host": cfg.HostID}, cfg.Metrics)
+	}
+	var err error
+	if a.metrics, err = newMetrics(reg, a); err != nil {
+		return nil, fmt.Errorf("hostagent: metrics: %w", err)
+	}
 	return a, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/membership"
@@ -69,6 +71,9 @@ type Config struct {
 	Limits hostrpc.Limits
 
 	Logger *slog.Logger
+	// Metrics receives the agent's metrics (waggle_hostagent_*, labelled host=HostID); nil
+	// keeps them unexported.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig is a host offering what this machine has (HostCapacity); callers set HostID,

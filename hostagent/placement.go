@@ -111,6 +111,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	res := a.resources(e.agg.Env)
 	warm, reason := a.admit(e, e.agg.Runtime, res)
 	if reason != "" {
+		a.metrics.placements.WithLabelValues(placeRejected).Inc()
 		a.logger.Info("placement rejected", "env", env, "reason", reason)
 		_, err := e.agg.appendEvent(ctx, a.log, events.EnvRejected, a.principal, correlation, events.Reason{Reason: reason})
 		return err
@@ -132,6 +133,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 			a.stopQuietly(ctx, warm)
 		}
 		a.setMachine(e, nil)
+		a.metrics.placements.WithLabelValues(placeFailed).Inc()
 		a.logger.Warn("boot failed", "env", env, "err", err)
 		_, aerr := e.agg.appendEvent(ctx, a.log, events.EnvFailed, a.principal, correlation, events.Reason{Reason: err.Error()})
 		return aerr
@@ -152,6 +154,11 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 		// Destroyed while booting: finish what the destroy request asked.
 		return a.finishDestroy(ctx, e, correlation)
 	}
+	result := placeStartedCold
+	if warm != nil {
+		result = placeStartedWarm
+	}
+	a.metrics.placements.WithLabelValues(result).Inc()
 	a.logger.Info("environment started", "env", env, "runtime", e.agg.Runtime, "warm", warm != nil,
 		"boot_ms", time.Since(start).Milliseconds())
 	return nil
@@ -182,17 +189,23 @@ func (a *Agent) undoAdmit(ctx context.Context, e *envEntry, warm Machine) {
 // launch cold-boots a VM once a boot slot is free (placements queue in arrival order; the
 // queue is bounded by the capacity they reserved), bounded by the boot timeout.
 func (a *Agent) launch(ctx context.Context, spec LaunchSpec) (Machine, error) {
+	a.metrics.bootsQueued.Inc()
 	select {
 	case a.boots <- struct{}{}:
+		a.metrics.bootsQueued.Dec()
 		defer func() { <-a.boots }()
 	case <-a.stopping:
+		a.metrics.bootsQueued.Dec()
 		return nil, fmt.Errorf("boot %s VM: host %s is stopping", spec.Runtime, a.cfg.HostID)
 	case <-ctx.Done():
+		a.metrics.bootsQueued.Dec()
 		return nil, fmt.Errorf("boot %s VM: waiting for a boot slot (%d in progress): %w", spec.Runtime, cap(a.boots), ctx.Err())
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.BootTimeout)
 	defer cancel()
+	start := time.Now()
 	m, err := a.machines.Launch(ctx, spec)
+	a.metrics.booted(spec, start, err)
 	if err != nil {
 		return nil, fmt.Errorf("boot %s VM: %w", spec.Runtime, err)
 	}

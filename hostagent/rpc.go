@@ -34,6 +34,7 @@ func rpcErrorf(code, format string, args ...any) error {
 
 // rpcCall is one request with the caller's identity.
 type rpcCall struct {
+	arrived     time.Time
 	op          string
 	data        []byte
 	reply       string
@@ -74,7 +75,7 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 			// micro calls a handler on the endpoint's subscription goroutine: long execs run
 			// in their own task so one call never blocks the next. The task answers on the
 			// reply subject itself (micro's Request must not be used after the handler returns).
-			c := &rpcCall{op: op, data: req.Data(), reply: req.Reply(),
+			c := &rpcCall{arrived: time.Now(), op: op, data: req.Data(), reply: req.Reply(),
 				principal: req.Headers().Get(hostrpc.HeaderPrincipal), correlation: req.Headers().Get(hostrpc.HeaderCorrelation)}
 			if c.principal == "" {
 				c.principal = "unknown"
@@ -86,11 +87,13 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 			}
 			release, err := slots.acquire(requestEnv(c.data))
 			if err != nil {
+				a.metrics.rpcRefused.Inc()
 				a.respond(c, nil, err)
 				return
 			}
+			a.metrics.rpcInFlight.Inc()
 			a.goTask(func() {
-				defer release()
+				defer func() { release(); a.metrics.rpcInFlight.Dec() }()
 				res, err := h(ctx, c)
 				a.respond(c, res, err)
 			})
@@ -127,6 +130,7 @@ func (a *Agent) respond(c *rpcCall, res any, err error) {
 		msg.Header.Set(micro.ErrorCodeHeader, re.Code)
 		msg.Header.Set(micro.ErrorHeader, re.Message)
 	}
+	a.metrics.answered(c, err)
 	if err := a.nc.PublishMsg(msg); err != nil {
 		a.logger.Warn("rpc: respond", "op", c.op, "err", err)
 	}
@@ -342,9 +346,11 @@ func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Dur
 		a.auditExec(ctx, r, c, res, err, "")
 		return nil, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
 	}
+	a.metrics.guestExec.Observe(res.Duration.Seconds())
 	a.auditExec(ctx, r, c, res, nil, "")
 	out := hostrpc.ExecResult{Stdout: string(res.Stdout), Stderr: string(res.Stderr), ExitCode: res.ExitCode,
-		DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated}
+		DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated,
+		Timing: &hostrpc.Timing{HostMS: hostrpc.Millis(time.Since(c.arrived)), GuestMS: hostrpc.Millis(res.Duration)}}
 	fitReply(&out, a.maxPayload()-replyOverhead)
 	return out, nil
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/waggle-dev/waggle/internal/fsutil"
+	"github.com/waggle-dev/waggle/internal/progress"
 )
 
 // DefaultCacheDir is the cache directory under the default data directory /var/lib/waggle.
@@ -35,14 +35,14 @@ type BuildConfig struct {
 	// Mirror is the Debian archive URL; empty means DefaultMirror.
 	Mirror string
 	// Progress receives one line per build stage; nil discards them.
-	Progress io.Writer
+	Progress *progress.Reporter
 	// Parallel is how many images are built at once after the shared bootstrap; 0 means all.
 	Parallel int
 }
 
 // DefaultBuildConfig builds into DefaultCacheDir from DefaultMirror, reporting to stderr.
 func DefaultBuildConfig() BuildConfig {
-	return BuildConfig{CacheDir: DefaultCacheDir, Mirror: DefaultMirror, Progress: os.Stderr}
+	return BuildConfig{CacheDir: DefaultCacheDir, Mirror: DefaultMirror, Progress: progress.New(os.Stderr)}
 }
 
 // Build builds the named built-in images (all of them when names is empty) unless the cache
@@ -59,11 +59,11 @@ func Build(ctx context.Context, cfg BuildConfig, names ...string) error {
 	if err != nil {
 		return err
 	}
-	p := newProgress(cfg.Progress)
+	p := cfg.Progress
 	var todo []Definition
 	for _, def := range defs {
 		if img, err := readImage(cfg.CacheDir, def.Name, def.Hash()); err == nil {
-			p.printf(def.Name, "up to date: %s", img.Path)
+			p.Printf(def.Name, "up to date: %s", img.Path)
 			continue
 		}
 		todo = append(todo, def)
@@ -87,19 +87,25 @@ func Build(ctx context.Context, cfg BuildConfig, names ...string) error {
 		g.SetLimit(cfg.Parallel)
 	}
 	var built atomic.Int64
+	bar := p.Bar("images", "build", len(todo))
 	for _, def := range todo {
 		g.Go(func() error {
 			ok, err := buildImage(gctx, cfg, p, boot, def)
 			if ok {
 				built.Add(1)
 			}
+			if err == nil {
+				bar.Add(1)
+			}
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	bar.Done(fmt.Sprintf("%d of %d built", built.Load(), len(todo)))
+	if err != nil {
 		return err
 	}
-	p.printf("images", "%d built in %.1fs", built.Load(), time.Since(start).Seconds())
+	p.Printf("images", "ready in %s, bootstrap included", progress.Elapsed(time.Since(start)))
 	return nil
 }
 
@@ -150,7 +156,7 @@ func lookPath(tool string) (string, error) {
 }
 
 // ensureBootstrap returns the shared debootstrap tree, making it first if it is not cached.
-func ensureBootstrap(ctx context.Context, cfg BuildConfig, p progress) (_ string, err error) {
+func ensureBootstrap(ctx context.Context, cfg BuildConfig, p *progress.Reporter) (_ string, err error) {
 	const label = "bootstrap"
 	// Trees live in their own directory, apart from image files of any name.
 	trees := filepath.Join(imageDir(cfg.CacheDir), "bootstrap")
@@ -162,7 +168,7 @@ func ensureBootstrap(ctx context.Context, cfg BuildConfig, p progress) (_ string
 		return "", fmt.Errorf("bootstrap: %w", err)
 	}
 	unlock, err := fsutil.Lock(ctx, filepath.Join(trees, "lock"), func() {
-		p.printf(label, "waiting for another build of the bootstrap tree")
+		p.Printf(label, "waiting for another build of the bootstrap tree")
 	})
 	if err != nil {
 		return "", err
@@ -178,7 +184,7 @@ func ensureBootstrap(ctx context.Context, cfg BuildConfig, p progress) (_ string
 	defer dropWorkDir(p, label, work, &err)
 	root := filepath.Join(work, "root")
 	logPath := filepath.Join(work, "build.log")
-	err = p.stage(label, "debootstrap", fmt.Sprintf("%s minbase + %s from %s", Suite, bootstrapInclude, cfg.Mirror), func() (string, error) {
+	err = stage(p, label, "debootstrap", fmt.Sprintf("%s minbase + %s from %s", Suite, bootstrapInclude, cfg.Mirror), func() (string, error) {
 		sum := newDebootstrapSummary(p, label)
 		err := run(ctx, logPath, buildEnv(), sum.line, "debootstrap", "--variant=minbase", "--include="+bootstrapInclude,
 			"--components=main", Suite, root, cfg.Mirror)
@@ -216,14 +222,14 @@ func ensureBootstrap(ctx context.Context, cfg BuildConfig, p progress) (_ string
 
 // debootstrapSummary turns debootstrap's line per package into a line per phase.
 type debootstrapSummary struct {
-	p          progress
+	p          *progress.Reporter
 	label      string
 	start      time.Time
 	retrieved  atomic.Int64
 	extracting atomic.Bool
 }
 
-func newDebootstrapSummary(p progress, label string) *debootstrapSummary {
+func newDebootstrapSummary(p *progress.Reporter, label string) *debootstrapSummary {
 	return &debootstrapSummary{p: p, label: label, start: time.Now()}
 }
 
@@ -231,7 +237,7 @@ func (s *debootstrapSummary) line(l string) {
 	msg, ok := strings.CutPrefix(l, "I: ")
 	switch {
 	case !ok && (strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: ")):
-		s.p.printf(s.label, "debootstrap: %s", l)
+		s.p.Printf(s.label, "debootstrap: %s", l)
 	case !ok:
 	case strings.HasPrefix(msg, "Retrieving ") && !strings.HasPrefix(msg, "Retrieving InRelease") &&
 		!strings.HasPrefix(msg, "Retrieving Release") && !strings.HasPrefix(msg, "Retrieving Packages"):
@@ -248,24 +254,24 @@ func (s *debootstrapSummary) line(l string) {
 }
 
 func (s *debootstrapSummary) phase(what string) {
-	s.p.printf(s.label, "debootstrap: %s (%d packages retrieved, %.1fs)", what, s.retrieved.Load(), time.Since(s.start).Seconds())
+	s.p.Printf(s.label, "debootstrap: %s (%d packages retrieved, %.1fs)", what, s.retrieved.Load(), time.Since(s.start).Seconds())
 }
 
 var newlyInstalledRE = regexp.MustCompile(`(\d+) newly installed`)
 
 // buildImage builds one built-in image from the bootstrap tree and publishes it. It reports
 // false if another process built it meanwhile.
-func buildImage(ctx context.Context, cfg BuildConfig, p progress, boot string, def Definition) (_ bool, err error) {
+func buildImage(ctx context.Context, cfg BuildConfig, p *progress.Reporter, boot string, def Definition) (_ bool, err error) {
 	hash := def.Hash()
 	unlock, err := fsutil.Lock(ctx, filepath.Join(imageDir(cfg.CacheDir), def.Name+".lock"), func() {
-		p.printf(def.Name, "waiting for another build of this image")
+		p.Printf(def.Name, "waiting for another build of this image")
 	})
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
 	if _, err := readImage(cfg.CacheDir, def.Name, hash); err == nil {
-		p.printf(def.Name, "built by another process")
+		p.Printf(def.Name, "built by another process")
 		return false, nil
 	}
 	start := time.Now()
@@ -278,12 +284,12 @@ func buildImage(ctx context.Context, cfg BuildConfig, p progress, boot string, d
 	logPath := filepath.Join(work, "build.log")
 	env := buildEnv()
 
-	if err := p.stage(def.Name, "copy", "", func() (string, error) {
+	if err := stage(p, def.Name, "copy", "", func() (string, error) {
 		return "bootstrap tree copied", run(ctx, logPath, env, nil, "cp", "-a", "--reflink=auto", boot, root)
 	}); err != nil {
 		return false, err
 	}
-	if err := p.stage(def.Name, "user", "", func() (string, error) {
+	if err := stage(p, def.Name, "user", "", func() (string, error) {
 		r, err := os.OpenRoot(root)
 		if err != nil {
 			return "", err
@@ -294,10 +300,10 @@ func buildImage(ctx context.Context, cfg BuildConfig, p progress, boot string, d
 		return false, err
 	}
 	if len(def.Packages) > 0 {
-		err := p.stage(def.Name, "install", "apt-get install "+strings.Join(def.Packages, " "), func() (string, error) {
+		err := stage(p, def.Name, "install", "apt-get install "+strings.Join(def.Packages, " "), func() (string, error) {
 			return aptInstall(ctx, root, cfg.Mirror, logPath, env, func(l string) {
 				if strings.HasPrefix(l, "Fetched ") {
-					p.printf(def.Name, "install: %s", l)
+					p.Printf(def.Name, "install: %s", l)
 				}
 			}, def.Packages)
 		})
@@ -306,14 +312,14 @@ func buildImage(ctx context.Context, cfg BuildConfig, p progress, boot string, d
 		}
 	}
 	for _, step := range def.Steps {
-		if err := p.stage(def.Name, "step "+step.Name, "", func() (string, error) {
+		if err := stage(p, def.Name, "step "+step.Name, "", func() (string, error) {
 			return "", run(ctx, logPath, env, nil, "chroot", root, "/bin/sh", "-eu", "-c", step.Script)
 		}); err != nil {
 			return false, err
 		}
 	}
 	source := "debootstrap " + Suite
-	if err := p.stage(def.Name, "finish", "", func() (string, error) {
+	if err := stage(p, def.Name, "finish", "", func() (string, error) {
 		if err := cleanDebian(root); err != nil {
 			return "", err
 		}
@@ -329,9 +335,9 @@ func buildImage(ctx context.Context, cfg BuildConfig, p progress, boot string, d
 }
 
 // mkfsAndPublish turns work/root into the image file and moves it into the cache.
-func mkfsAndPublish(ctx context.Context, cacheDir string, p progress, work string, m metadata, start time.Time) error {
+func mkfsAndPublish(ctx context.Context, cacheDir string, p *progress.Reporter, work string, m metadata, start time.Time) error {
 	ext4 := filepath.Join(work, "image.ext4")
-	if err := p.stage(m.Name, "mke2fs", "", func() (string, error) {
+	if err := stage(p, m.Name, "mke2fs", "", func() (string, error) {
 		u, size, err := makeFS(ctx, filepath.Join(work, "root"), ext4, filepath.Join(work, "build.log"))
 		m.ContentBytes, m.Files, m.Size = u.Bytes, u.Files, size
 		return fmt.Sprintf("%d MiB in %d files, filesystem %d MiB", u.Bytes>>20, u.Files, size>>20), err
@@ -344,7 +350,7 @@ func mkfsAndPublish(ctx context.Context, cacheDir string, p progress, work strin
 	if err != nil {
 		return fmt.Errorf("image %s: %w", m.Name, err)
 	}
-	p.printf(m.Name, "ready: %s (%.1fs)", img.Path, m.BuildSeconds)
+	p.Printf(m.Name, "ready: %s (%.1fs)", img.Path, m.BuildSeconds)
 	return nil
 }
 
@@ -407,7 +413,7 @@ func removeWorkDir(dir string) error {
 // dropWorkDir removes a build's work directory. If the build failed (*errp is set) it first
 // keeps the build log as tmp/<label>.failed.log and names it in the error. A failure to clean up
 // is reported, not fatal: the next build with the same prefix removes the directory.
-func dropWorkDir(p progress, label, dir string, errp *error) {
+func dropWorkDir(p *progress.Reporter, label, dir string, errp *error) {
 	if *errp != nil {
 		kept := filepath.Join(filepath.Dir(dir), label+".failed.log")
 		if err := os.Rename(filepath.Join(dir, "build.log"), kept); err == nil {
@@ -415,7 +421,7 @@ func dropWorkDir(p progress, label, dir string, errp *error) {
 		}
 	}
 	if err := removeWorkDir(dir); err != nil {
-		p.printf(label, "cleanup: %v", err)
+		p.Printf(label, "cleanup: %v", err)
 	}
 }
 

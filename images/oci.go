@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/waggle-dev/waggle/internal/fsutil"
+	"github.com/waggle-dev/waggle/internal/progress"
 )
 
 // ErrUnsafePath is returned (wrapped) when an image layer names a path outside the image root.
@@ -34,7 +35,7 @@ type ImportConfig struct {
 	// CacheDir holds the images, as for Build.
 	CacheDir string
 	// Progress receives one line per stage; nil discards them.
-	Progress io.Writer
+	Progress *progress.Reporter
 	// Platform picks the image from a multi-platform index; nil means linux/amd64.
 	Platform *v1.Platform
 	// Remote are extra options for registry access (transport, auth). By default the Docker
@@ -63,11 +64,11 @@ func Import(ctx context.Context, cfg ImportConfig, ref, name string) (_ Image, e
 	if cfg.Platform == nil {
 		cfg.Platform = &v1.Platform{OS: "linux", Architecture: "amd64"}
 	}
-	p := newProgress(cfg.Progress)
+	p := cfg.Progress
 	start := time.Now()
 	var img v1.Image
 	var source string
-	if err := p.stage(name, "resolve", ref, func() (string, error) {
+	if err := stage(p, name, "resolve", ref, func() (string, error) {
 		var err error
 		img, source, err = resolveOCI(ctx, cfg, ref)
 		return source, err
@@ -84,14 +85,14 @@ func Import(ctx context.Context, cfg ImportConfig, ref, name string) (_ Image, e
 		return Image{}, fmt.Errorf("images: import: %w", err)
 	}
 	unlock, err := fsutil.Lock(ctx, filepath.Join(imageDir(cfg.CacheDir), name+".lock"), func() {
-		p.printf(name, "waiting for another build of this image")
+		p.Printf(name, "waiting for another build of this image")
 	})
 	if err != nil {
 		return Image{}, err
 	}
 	defer unlock()
 	if cached, err := readImage(cfg.CacheDir, name, hash); err == nil {
-		p.printf(name, "up to date: %s", cached.Path)
+		p.Printf(name, "up to date: %s", cached.Path)
 		return cached, nil
 	}
 	work, err := newWorkDir(cfg.CacheDir, "image-"+name+"+")
@@ -101,7 +102,7 @@ func Import(ctx context.Context, cfg ImportConfig, ref, name string) (_ Image, e
 	defer dropWorkDir(p, name, work, &err)
 	root := filepath.Join(work, "root")
 
-	if err := p.stage(name, "flatten", "", func() (string, error) {
+	if err := stage(p, name, "flatten", "", func() (string, error) {
 		layers, err := img.Layers()
 		if err != nil {
 			return "", err
@@ -117,7 +118,7 @@ func Import(ctx context.Context, cfg ImportConfig, ref, name string) (_ Image, e
 	if cf, err := img.ConfigFile(); err == nil {
 		env = safeEnv(cf.Config.Env)
 	}
-	if err := p.stage(name, "finish", "", func() (string, error) {
+	if err := stage(p, name, "finish", "", func() (string, error) {
 		n, err := finish(root, identity{Name: name, Hash: hash, Source: source, Env: env})
 		return fmt.Sprintf("privileges stripped from %d files", n), err
 	}); err != nil {

@@ -28,6 +28,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/waggle-dev/waggle/internal/progress"
 )
 
 // entry is one tar entry of a test layer.
@@ -173,12 +175,12 @@ func TestImportFlattensRegistryImage(t *testing.T) {
 	img := imageOf(t, []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FOO=bar", `BAD="quoted"`}, rnd, lower, upper)
 	ref := testRegistry(t, img)
 	cacheDir := t.TempDir()
-	var progress bytes.Buffer
-	got, err := Import(context.Background(), ImportConfig{CacheDir: cacheDir, Progress: &progress}, ref, "flat")
+	var out bytes.Buffer
+	got, err := Import(context.Background(), ImportConfig{CacheDir: cacheDir, Progress: progress.New(&out)}, ref, "flat")
 	if err != nil {
-		t.Fatalf("Import: %v\n%s", err, progress.String())
+		t.Fatalf("Import: %v\n%s", err, out.String())
 	}
-	t.Logf("progress:\n%s", progress.String())
+	t.Logf("progress:\n%s", out.String())
 
 	files := []struct {
 		path string

@@ -64,7 +64,11 @@ func newCluster(t testing.TB, nRouters int, adjust func(*router.Config), modes .
 	pcfg := projector.DefaultConfig()
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	pcfg.Name, pcfg.DigestEvery, pcfg.Logger = "test", 0, quiet
-	run(projector.New(pcfg, c.Log).Run)
+	proj, err := projector.New(pcfg, c.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(proj.Run)
 	for i, m := range modes {
 		nc, lg := c.Connect(t)
 		c.hosts = append(c.hosts, startFakeHost(t, ctx, lg, nc, fmt.Sprintf("host-%d", i+1), m))

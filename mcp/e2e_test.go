@@ -253,7 +253,7 @@ func TestEndToEnd(t *testing.T) {
 	for path, want := range map[string]string{
 		"/healthz": "ok",
 		"/readyz":  "ready",
-		"/metrics": `waggle_router_requests_total{tool="execute",result="ok"}`,
+		"/metrics": `waggle_router_requests_total{result="ok",router="router-1",tool="execute"}`,
 	} {
 		resp, err := http.Get(base + path)
 		if err != nil {

@@ -135,7 +135,11 @@ type running struct {
 func startProjector(t testing.TB, l *events.Log, cfg Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{p: New(cfg, l), stop: cancel, done: make(chan error, 1)}
+	p, err := New(cfg, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{p: p, stop: cancel, done: make(chan error, 1)}
 	go func() { r.done <- r.p.Run(ctx) }()
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { r.halt(t) }) })

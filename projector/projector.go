@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/access"
@@ -41,6 +42,9 @@ type Config struct {
 	RetryDelay time.Duration
 	// Logger receives progress and errors; nil uses slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the replica's metrics (waggle_projector_*, labelled replica=Name); nil
+	// keeps them unexported.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig is one replica named "default" that appends a digest every 1000 events or
@@ -58,16 +62,18 @@ func DefaultConfig() Config {
 
 // Projector keeps the view in KV up to date with the event log.
 type Projector struct {
-	cfg Config
-	log *events.Log
-	lg  *slog.Logger
+	cfg     Config
+	log     *events.Log
+	lg      *slog.Logger
+	metrics *metrics
 
 	applied    atomic.Uint64 // last sequence this replica folded in
 	streamLast atomic.Uint64 // the stream's last sequence as last seen
 }
 
-// New is a projector over log; Run starts it.
-func New(cfg Config, log *events.Log) *Projector {
+// New is a projector over log; Run starts it. It fails only when the metrics cannot be
+// registered.
+func New(cfg Config, log *events.Log) (*Projector, error) {
 	def := DefaultConfig()
 	if cfg.Name == "" {
 		cfg.Name = def.Name
@@ -91,7 +97,16 @@ func New(cfg Config, log *events.Log) *Projector {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	return &Projector{cfg: cfg, log: log, lg: lg.With("component", "projector", "replica", cfg.Name)}
+	p := &Projector{cfg: cfg, log: log, lg: lg.With("component", "projector", "replica", cfg.Name)}
+	var reg prometheus.Registerer
+	if cfg.Metrics != nil {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"replica": cfg.Name}, cfg.Metrics)
+	}
+	var err error
+	if p.metrics, err = newMetrics(reg, p); err != nil {
+		return nil, fmt.Errorf("projector: metrics: %w", err)
+	}
+	return p, nil
 }
 
 // Applied is the last stream sequence this replica folded into the view.
@@ -117,8 +132,10 @@ func (p *Projector) Run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 		case errors.Is(err, errNewGeneration):
+			p.metrics.rebuilds.Inc()
 			p.lg.Info("projector: moving to the new generation")
 		default:
+			p.metrics.restarts.Inc()
 			p.lg.Warn("projector: restarting", "err", err, "in", p.cfg.RetryDelay)
 			select {
 			case <-ctx.Done():
@@ -226,12 +243,14 @@ func (p *Projector) session(ctx context.Context) error {
 			return fmt.Errorf("projector: seq %d (%s): %w", seq, msg.Subject(), err)
 		}
 		ev.Seq, ev.Subject, ev.Stored = seq, msg.Subject(), md.Timestamp
-		if err := view.apply(sctx, ev); err != nil {
+		err = view.apply(sctx, ev)
+		if err != nil {
 			if !errors.Is(err, ErrNotApplicable) {
 				return err
 			}
 			p.lg.Warn("projector: event not folded", "seq", seq, "env", ev.Env, "host", ev.Host, "err", err)
 		}
+		p.metrics.folded(md.Timestamp, err != nil, md.NumPending == 0)
 		if err := msg.Ack(); err != nil {
 			return fmt.Errorf("projector: ack seq %d: %w", seq, err)
 		}
@@ -273,6 +292,7 @@ func (p *Projector) idle(ctx context.Context, flush func() error, dg *digester, 
 	}
 	if streamLast, err := p.log.LastSeq(ctx); err == nil {
 		p.streamLast.Store(streamLast)
+		p.metrics.observeLag(streamLast <= last)
 	}
 	return dg.maybeEmit(ctx, last)
 }

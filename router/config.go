@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/waggle-dev/waggle/events/hostrpc"
 )
 
@@ -68,6 +70,10 @@ type Config struct {
 
 	// Logger receives the router's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics is where the router registers its metrics (labelled router=ID) and what its
+	// /metrics serves, so that a process running several roles serves them all; nil means a
+	// registry of the router's own.
+	Metrics *prometheus.Registry
 }
 
 // DefaultTenant is the tenant of every caller when authentication is off.

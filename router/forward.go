@@ -50,7 +50,11 @@ func (r *Router) Exec(ctx context.Context, p Principal, env string, req ExecRequ
 		return nil, err
 	}
 	var res hostrpc.ExecResult
+	start := time.Now()
 	err = r.call(ctx, p, env, own.host, hostrpc.OpExec, hreq.Timeout+r.cfg.RPCMargin, hreq, &res)
+	if res.Timing != nil {
+		res.Timing.RPCMS = hostrpc.Millis(time.Since(start))
+	}
 	return &res, err
 }
 
@@ -189,17 +193,18 @@ func (r *Router) call(ctx context.Context, p Principal, env, host, op string, ti
 		msg.Header.Set(hostrpc.HeaderStream, id)
 		var reply *nats.Msg
 		defer func() { out.finish(reply) }()
-		reply, err = r.request(ctx, msg, timeout)
+		reply, err = r.request(ctx, op, msg, timeout)
 		return r.answer(ctx, env, host, op, timeout, reply, err, resp)
 	}
-	reply, err := r.request(ctx, msg, timeout)
+	reply, err := r.request(ctx, op, msg, timeout)
 	return r.answer(ctx, env, host, op, timeout, reply, err, resp)
 }
 
-// request sends msg and waits up to timeout for the reply.
-func (r *Router) request(ctx context.Context, msg *nats.Msg, timeout time.Duration) (*nats.Msg, error) {
+// request sends msg (a request of op) and waits up to timeout for the reply.
+func (r *Router) request(ctx context.Context, op string, msg *nats.Msg, timeout time.Duration) (*nats.Msg, error) {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	defer r.metrics.hostRPCDone(op, time.Now())
 	return r.nc.RequestMsgWithContext(rctx, msg)
 }
 

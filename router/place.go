@@ -99,6 +99,7 @@ func (r *Router) Create(ctx context.Context, p Principal, req CreateRequest) (*E
 			return info, nil
 		}
 		r.unreserve(ctx, p, env)
+		r.metrics.retries.Inc()
 		r.logger.Info("placement rejected, trying another host", "env", info.ID, "host", host, "reason", rejected,
 			"request", RequestID(ctx))
 		tried[host] = rejected

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
@@ -92,10 +94,18 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: jetstream: %w", err)
 	}
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	metrics, err := newMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"router": cfg.ID}, reg))
+	if err != nil {
+		return nil, fmt.Errorf("router: metrics: %w", err)
+	}
 	r := &Router{
 		cfg: cfg, nc: deps.NC, log: deps.Log, view: deps.View, tokens: deps.Tokens,
 		logger:    logger.With("router", cfg.ID),
-		metrics:   newMetrics(),
+		metrics:   metrics,
 		owners:    ownerCache{ttl: cfg.OwnerCacheTTL, m: map[string]ownerEntry{}},
 		calls:     tenantCalls{max: cfg.MaxCallsPerTenant, n: map[string]int{}},
 		pending:   map[string]int{},
@@ -107,10 +117,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	mux.Handle("/mcp", r.checkOrigin(r.withCallLimits(r.authenticate(deps.MCP(r)))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", r.serveReady)
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		_, _ = r.metrics.WriteTo(w)
-	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	r.handler = mux
 	return r, nil
 }
@@ -121,7 +128,7 @@ func (r *Router) Config() Config { return r.cfg }
 // Logger is the router's logger.
 func (r *Router) Logger() *slog.Logger { return r.logger }
 
-// Metrics are the router's call metrics (the MCP frontend records into them).
+// Metrics are the router's metrics (the MCP frontend records its tool calls into them).
 func (r *Router) Metrics() *Metrics { return r.metrics }
 
 // Handler serves /mcp, /healthz, /readyz and /metrics.
@@ -198,16 +205,17 @@ func (r *Router) authenticate(next http.Handler) http.Handler {
 		}
 		key, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
 		if !ok || key == "" {
-			r.unauthorized(w, "missing API key: send the header Authorization: Bearer <key> (create one with `waggle token create --tenant T`)")
+			r.unauthorized(w, authMissingKey, "missing API key: send the header Authorization: Bearer <key> (create one with `waggle token create --tenant T`)")
 			return
 		}
 		tok, err := r.tokens.Authenticate(req.Context(), strings.TrimSpace(key))
 		if errors.Is(err, ErrBadKey) {
-			r.unauthorized(w, "invalid or revoked API key")
+			r.unauthorized(w, authBadKey, "invalid or revoked API key")
 			return
 		}
 		if err != nil {
 			id := NewRequestID()
+			r.metrics.authFailed(authUnavailable)
 			r.logger.Error("authenticate", "request", id, "err", err)
 			http.Error(w, "cannot check the API key now (request id "+id+")", http.StatusServiceUnavailable)
 			return
@@ -216,8 +224,8 @@ func (r *Router) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-func (r *Router) unauthorized(w http.ResponseWriter, msg string) {
-	r.metrics.unauthorized()
+func (r *Router) unauthorized(w http.ResponseWriter, reason, msg string) {
+	r.metrics.authFailed(reason)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="waggle"`)
 	http.Error(w, msg, http.StatusUnauthorized)
 }

@@ -10,14 +10,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
+	"github.com/waggle-dev/waggle/internal/progress"
 )
 
 // hostAgentOptions are the flags of `waggle hostagent` that are not fields of hostagent.Config.
 type hostAgentOptions struct {
 	gossipKey, cacheDir, logLevel string
+	metricsListen                 string
 	insecureGossip                bool
 	vm                            vmOptions
 }
@@ -63,6 +66,7 @@ func newHostAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.Drain, "drain", cfg.Drain, "on stop: destroy the environments, or keep their VMs for the next start")
 	o.vm.addFlags(f, vnet.EgressNone)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	addMetricsFlag(f, &o.metricsListen)
 	_ = cmd.MarkFlagRequired("host-id")
 	return cmd
 }
@@ -97,11 +101,13 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions, 
 	if o.cacheDir == "" {
 		o.cacheDir = cacheDir(cfg.DataDir)
 	}
-	machines, err := newVMMachines(cfg.DataDir, o, logger)
+	machines, err := newVMMachines(ctx, cfg.DataDir, o, logger, progress.New(cmd.ErrOrStderr()), "vm")
 	if err != nil {
 		return err
 	}
-	nc, log, err := natsF.bindLog(ctx, "waggle hostagent "+cfg.HostID, role)
+	reg := newRegistry()
+	cfg.Metrics = reg
+	nc, log, err := natsF.bindLog(ctx, "waggle hostagent "+cfg.HostID, role, events.WithMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -110,5 +116,5 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions, 
 	if err != nil {
 		return err
 	}
-	return agent.Run(ctx)
+	return serveMetricsWhile(ctx, o.metricsListen, reg, logger, agent.Run)
 }

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/hostagent/vm"
 	"github.com/waggle-dev/waggle/hostagent/vm/uids"
+	"github.com/waggle-dev/waggle/internal/progress"
 )
 
 // egressUsage documents the --egress flag of the commands that boot VMs.
@@ -77,9 +79,18 @@ func (o vmOptions) newManager(stateDir, cacheDir string, logger *slog.Logger) (*
 	return vm.NewManager(cfg)
 }
 
-// newVMMachines is the real microVM layer of one host agent whose state lives in stateDir.
-func newVMMachines(stateDir string, o hostAgentOptions, logger *slog.Logger) (hostagent.Machines, error) {
+// newVMMachines is the real microVM layer of one host agent whose state lives in stateDir. It
+// prepares what every boot needs first (the guest kernel and initramfs, the acceleration), as a
+// stage of label on rep: on a fresh machine that downloads the kernel.
+func newVMMachines(ctx context.Context, stateDir string, o hostAgentOptions, logger *slog.Logger, rep *progress.Reporter, label string) (hostagent.Machines, error) {
 	mgr, err := o.vm.newManager(stateDir, o.cacheDir, logger)
+	if err != nil {
+		return nil, err
+	}
+	err = rep.Stage(label, "prepare", "", func() (string, error) {
+		accel, err := mgr.Accel(ctx)
+		return "guest kernel and initramfs ready; acceleration " + accel, err
+	})
 	if err != nil {
 		return nil, err
 	}

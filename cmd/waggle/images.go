@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/waggle-dev/waggle/images"
+	"github.com/waggle-dev/waggle/internal/progress"
 )
 
 // defaultDataDir is where a host keeps its state; the image cache is its cache subdirectory.
@@ -45,7 +46,7 @@ func newImagesBuildCmd(dataDir *string) *cobra.Command {
 			cfg := images.DefaultBuildConfig()
 			cfg.CacheDir = cacheDir(*dataDir)
 			cfg.Mirror = mirror
-			cfg.Progress = cmd.ErrOrStderr()
+			cfg.Progress = progress.New(cmd.ErrOrStderr())
 			return images.Build(cmd.Context(), cfg, args...)
 		},
 	}
@@ -101,7 +102,7 @@ func newImagesImportCmd(dataDir *string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := images.Import(cmd.Context(), images.ImportConfig{
 				CacheDir: cacheDir(*dataDir),
-				Progress: cmd.ErrOrStderr(),
+				Progress: progress.New(cmd.ErrOrStderr()),
 			}, args[0], name)
 			if err != nil {
 				return err

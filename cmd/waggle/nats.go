@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,7 +24,7 @@ const defaultClusterPort = 6222
 func newNATSCmd() *cobra.Command {
 	cfg := events.DefaultNodeConfig()
 	cfg.Server.ServerName, _ = os.Hostname()
-	var dataDir, listen, clusterListen, creds string
+	var dataDir, listen, clusterListen, creds, metricsListen string
 	var routes []string
 	var tlsFiles events.TLSFiles
 	cmd := &cobra.Command{
@@ -74,7 +75,11 @@ func newNATSCmd() *cobra.Command {
 				cfg.Server.TLS = &tlsFiles
 			}
 			cfg.Logger = slog.Default()
-			return events.RunNode(cmd.Context(), cfg)
+			reg := newRegistry()
+			cfg.Metrics = reg
+			return serveMetricsWhile(cmd.Context(), metricsListen, reg, cfg.Logger, func(ctx context.Context) error {
+				return events.RunNode(ctx, cfg)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -90,6 +95,7 @@ func newNATSCmd() *cobra.Command {
 	f.StringSliceVar(&routes, "routes", nil, "route URLs of every cluster node, comma-separated (nats://host:port,...)")
 	f.BoolVar(&cfg.Server.SyncAlways, "sync", false, "fsync every write (survives power loss standalone; about 10x fewer appends/s)")
 	f.IntVar(&cfg.Replicas, "replicas", 0, "replicas of the event stream (default 3 in a cluster, 1 standalone)")
+	addMetricsFlag(f, &metricsListen)
 	return cmd
 }
 

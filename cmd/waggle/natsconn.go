@@ -105,13 +105,13 @@ func connectError(url, creds string, r access.Role, err error) error {
 	return fmt.Errorf("NATS at %s refused the credential %s (revoked, or of another cluster?): %w", url, creds, err)
 }
 
-// bindLog connects as role and binds the event log.
-func (n *natsFlags) bindLog(ctx context.Context, client string, r access.Role) (*nats.Conn, *events.Log, error) {
+// bindLog connects as role and binds the event log with opts.
+func (n *natsFlags) bindLog(ctx context.Context, client string, r access.Role, opts ...events.LogOption) (*nats.Conn, *events.Log, error) {
 	nc, err := n.connect(client, r)
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := events.BindLog(ctx, nc)
+	l, err := events.BindLog(ctx, nc, opts...)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -27,6 +27,7 @@ func newProjectorCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	natsF := newNATSFlags(cmd)
+	var metricsListen string
 	run := func(cmd *cobra.Command, _ []string) error {
 		role, err := access.NewRole(access.Projector, cfg.Name)
 		if err != nil {
@@ -37,13 +38,18 @@ func newProjectorCmd() *cobra.Command {
 				return err
 			}
 		}
-		nc, l, err := natsF.bindLog(cmd.Context(), "waggle-projector-"+cfg.Name, role)
+		reg := newRegistry()
+		nc, l, err := natsF.bindLog(cmd.Context(), "waggle-projector-"+cfg.Name, role, events.WithMetrics(reg))
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
-		cfg.Logger = slog.Default()
-		return projector.New(cfg, l).Run(cmd.Context())
+		cfg.Logger, cfg.Metrics = slog.Default(), reg
+		proj, err := projector.New(cfg, l)
+		if err != nil {
+			return err
+		}
+		return serveMetricsWhile(cmd.Context(), metricsListen, reg, cfg.Logger, proj.Run)
 	}
 	cmd.RunE = run
 	runCmd := &cobra.Command{
@@ -57,6 +63,7 @@ func newProjectorCmd() *cobra.Command {
 		f.StringVar(&cfg.Name, "name", cfg.Name, "replica name (its durable consumer); replicas running at once need distinct names")
 		f.IntVar(&cfg.DigestEvery, "digest-every", cfg.DigestEvery, "append an audit digest every N events (0: none from this replica)")
 		f.DurationVar(&cfg.DigestInterval, "digest-interval", cfg.DigestInterval, "append an audit digest at least this often while events come")
+		addMetricsFlag(f, &metricsListen)
 	}
 
 	var asJSON bool

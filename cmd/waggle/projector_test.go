@@ -83,7 +83,11 @@ func TestViewCommands(t *testing.T) {
 	cfg.Name, cfg.Logger, cfg.DigestEvery, cfg.DigestInterval = "cli", slog.New(slog.DiscardHandler), 5, 50*time.Millisecond
 	pctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- projector.New(cfg, l).Run(pctx) }()
+	proj, err := projector.New(cfg, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- proj.Run(pctx) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {

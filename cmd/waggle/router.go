@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/mcp"
 	"github.com/waggle-dev/waggle/projector"
 	"github.com/waggle-dev/waggle/router"
@@ -29,7 +30,8 @@ func newRouterCmd() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			nc, log, err := natsF.bindLog(ctx, "waggle-router-"+cfg.ID, routerRole)
+			cfg.Metrics = newRegistry()
+			nc, log, err := natsF.bindLog(ctx, "waggle-router-"+cfg.ID, routerRole, events.WithMetrics(cfg.Metrics))
 			if err != nil {
 				return err
 			}

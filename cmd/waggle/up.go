@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -30,6 +31,7 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 	"github.com/waggle-dev/waggle/images"
 	"github.com/waggle-dev/waggle/internal/fsutil"
+	"github.com/waggle-dev/waggle/internal/progress"
 	"github.com/waggle-dev/waggle/mcp"
 	"github.com/waggle-dev/waggle/projector"
 	"github.com/waggle-dev/waggle/router"
@@ -38,6 +40,7 @@ import (
 // upOptions are the settings of `waggle up`.
 type upOptions struct {
 	dataDir, listen, natsListen, gossipListen string
+	metricsListen                             string
 	hosts, routers, maxFileBytes              int
 	noAuth                                    bool
 	host                                      hostAgentOptions
@@ -77,11 +80,13 @@ func newUpCmd() *cobra.Command {
 		fmt.Sprintf("virtual CPUs each host agent offers; the default is this machine's CPUs × %d, shared by --hosts", hostagent.CPUOvercommit))
 	f.IntVar(&o.agent.Capacity.MaxEnvironments, "max-environments", o.agent.Capacity.MaxEnvironments, "most VMs per host agent (warm pool included; the default is shared by --hosts)")
 	f.IntVar(&o.agent.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime on each host (0: none)")
+	f.StringSliceVar(&o.agent.WarmRuntimes, "warm-runtimes", o.agent.WarmRuntimes, "runtimes the warm pool keeps")
 	f.IntVar(&o.maxFileBytes, "max-file-bytes", o.router.Limits.MaxFileBytes, "largest file write_file and read_file move")
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
 	f.IntVar(&o.router.MaxCallsPerTenant, "max-calls-per-tenant", o.router.MaxCallsPerTenant, "tool calls one tenant may have in progress on each router at once (0 = unlimited)")
 	o.host.vm.addFlags(f, vnet.EgressPackages)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "also serve the metrics of every role at http://ADDR/metrics (each router serves them at its /metrics too)")
 	return cmd
 }
 
@@ -124,10 +129,13 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	if cache == "" {
 		cache = cacheDir(o.dataDir)
 	}
+	// Every long step is a stage line with its time on stderr; the first start builds the
+	// guest images and fetches the kernel (minutes), later ones find them cached.
+	rep := progress.New(stderr)
 	if o.hosts > 0 {
-		fmt.Fprintln(stderr, "waggle: checking guest images (built on first use; this takes a few minutes once)")
+		rep.Printf("up", "checking guest images (built on first use; this takes a few minutes once)")
 		bcfg := images.DefaultBuildConfig()
-		bcfg.CacheDir, bcfg.Progress = cache, stderr
+		bcfg.CacheDir, bcfg.Progress = cache, rep
 		if err := images.Build(ctx, bcfg); err != nil {
 			return err
 		}
@@ -147,31 +155,46 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 	auth := trust.Server()
-	srv, err := events.StartServer(events.ServerConfig{
-		DataDir: filepath.Join(o.dataDir, "nats"), Host: natsHost, Port: natsPort,
-		ServerName: "waggle-up", Auth: &auth, Logger: logger,
-	})
-	if err != nil {
-		return err
-	}
-	defer srv.Shutdown()
-	c := &upConns{srv: srv, trust: trust}
+	reg := newRegistry()
+	c := &upConns{trust: trust, metrics: reg}
 	defer c.close()
-	admin, err := c.connect(ctx, adminRole, "waggle up (admin)")
+	var log *events.Log
+	err = rep.Stage("up", "jetstream", "", func() (string, error) {
+		srv, err := events.StartServer(events.ServerConfig{
+			DataDir: filepath.Join(o.dataDir, "nats"), Host: natsHost, Port: natsPort,
+			ServerName: "waggle-up", Auth: &auth, Logger: logger,
+		})
+		if err != nil {
+			return "", err
+		}
+		c.srv = srv
+		if err := events.RegisterServerMetrics(reg, srv); err != nil {
+			return "", err
+		}
+		admin, err := c.connect(ctx, adminRole, "admin")
+		if err != nil {
+			return "", err
+		}
+		if log, err = setupCluster(ctx, admin.nc, 0); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s, stream %s at seq %d", srv.ClientURL(), events.StreamName, log.Stream().CachedInfo().State.LastSeq), nil
+	})
+	if c.srv != nil {
+		defer c.srv.Shutdown()
+	}
 	if err != nil {
 		return err
 	}
-	log, err := setupCluster(ctx, admin.nc, 0)
-	if err != nil {
-		return err
-	}
+	srv := c.srv
 	gossipKey, err := upGossipKey(o.dataDir)
 	if err != nil {
 		return err
 	}
 	o.agent.Membership.SecretKey = gossipKey
 
-	agents, err := upHostAgents(ctx, o, cache, c, logger)
+	o.agent.Metrics, o.router.Metrics = reg, reg
+	agents, err := upHostAgents(ctx, o, cache, c, logger, rep)
 	if err != nil {
 		return err
 	}
@@ -180,7 +203,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 	projRole := roles[3]
-	projConn, err := c.connect(ctx, projRole, "waggle up (projector)")
+	projConn, err := c.connect(ctx, projRole, "projector")
 	if err != nil {
 		return err
 	}
@@ -195,9 +218,18 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	defer stopProjector()
 
 	pcfg := projector.DefaultConfig()
-	pcfg.Logger = logger.With("role", "projector")
+	pcfg.Logger, pcfg.Metrics = logger.With("role", "projector"), reg
 	pcfg.Consumer = projConn.durable
-	proj := projector.New(pcfg, projConn.log)
+	proj, err := projector.New(pcfg, projConn.log)
+	if err != nil {
+		return err
+	}
+	var ms *metricsServer
+	if o.metricsListen != "" {
+		if ms, err = listenMetrics(o.metricsListen, reg); err != nil {
+			return err
+		}
+	}
 	projDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(projDone)
@@ -217,6 +249,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 			defer routersRunning.Done()
 			return r.Run(gctx)
 		})
+	}
+	if ms != nil {
+		g.Go(func() error { return ms.Serve(gctx) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
@@ -241,30 +276,39 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 	urls := make([]string, 0, len(routers))
-	for _, r := range routers {
-		addr, err := r.Addr(gctx)
-		if err != nil {
-			return failed(err)
-		}
+	err = rep.Stage("up", "roles", "", func() (string, error) {
 		scheme := "http"
 		if o.router.TLSCert != "" {
 			scheme = "https"
 		}
-		urls = append(urls, scheme+"://"+addr.String()+"/mcp")
-	}
-	for _, a := range agents {
-		select {
-		case <-a.Ready():
-		case <-gctx.Done():
-			return failed(gctx.Err())
+		for _, r := range routers {
+			addr, err := r.Addr(gctx)
+			if err != nil {
+				return "", err
+			}
+			urls = append(urls, scheme+"://"+addr.String()+"/mcp")
 		}
-	}
-	if err := waitProjected(gctx, log, proj, projDone); err != nil {
+		for _, a := range agents {
+			select {
+			case <-a.Ready():
+			case <-gctx.Done():
+				return "", gctx.Err()
+			}
+		}
+		if err := waitProjected(gctx, log, proj, projDone); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d host agent(s) joined, %d router(s) listening, view at seq %d", len(agents), len(routers), proj.Applied()), nil
+	})
+	if err != nil {
 		return failed(err)
 	}
 	fmt.Fprintf(stdout, "waggle is up: JetStream at %s, %d host agent(s)\n", srv.ClientURL(), len(agents))
 	for _, u := range urls {
 		fmt.Fprintf(stdout, "MCP: %s\n", u)
+	}
+	if ms != nil {
+		fmt.Fprintf(stdout, "Metrics: %s\n", ms.URL())
 	}
 	if key != "" {
 		fmt.Fprintf(stdout, "API key (Authorization: Bearer ...): %s\n", key)
@@ -281,7 +325,7 @@ func upHostID(i int) string { return "host" + strconv.Itoa(i+1) }
 
 // upHostAgents builds the host agents of `waggle up`: host1..hostN, each with its own state
 // directory, gossip port and connection (its own credential), all joining the first.
-func upHostAgents(ctx context.Context, o upOptions, cache string, c *upConns, logger *slog.Logger) ([]*hostagent.Agent, error) {
+func upHostAgents(ctx context.Context, o upOptions, cache string, c *upConns, logger *slog.Logger, rep *progress.Reporter) ([]*hostagent.Agent, error) {
 	agents := make([]*hostagent.Agent, 0, o.hosts)
 	first, err := offsetAddr(o.gossipListen, 0)
 	if err != nil {
@@ -298,11 +342,11 @@ func upHostAgents(ctx context.Context, o upOptions, cache string, c *upConns, lo
 		hlog := logger.With("role", "hostagent")
 		opts := o.host
 		opts.cacheDir = cache
-		machines, err := newVMMachines(cfg.DataDir, opts, hlog)
+		machines, err := newVMMachines(ctx, cfg.DataDir, opts, hlog, rep, cfg.HostID)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := c.connect(ctx, access.Role{Kind: access.HostAgent, ID: cfg.HostID}, "waggle up ("+cfg.HostID+")")
+		conn, err := c.connect(ctx, access.Role{Kind: access.HostAgent, ID: cfg.HostID}, cfg.HostID)
 		if err != nil {
 			return nil, err
 		}
@@ -341,7 +385,7 @@ func upRouters(ctx context.Context, o upOptions, admin *events.Log, c *upConns, 
 		if cfg.Listen, err = offsetAddr(o.listen, i); err != nil {
 			return nil, "", err
 		}
-		conn, err := c.connect(ctx, routerRole, "waggle up ("+cfg.ID+")")
+		conn, err := c.connect(ctx, routerRole, cfg.ID)
 		if err != nil {
 			return nil, "", err
 		}
@@ -365,11 +409,13 @@ func upRouters(ctx context.Context, o upOptions, admin *events.Log, c *upConns, 
 }
 
 // upConns are the in-process connections of `waggle up`'s roles, each with its role's
-// credential from the data directory.
+// credential from the data directory. The event log of each (the admin's aside) registers its
+// metrics with metrics, labelled with its client (router1, host1, projector).
 type upConns struct {
-	srv   *events.Server
-	trust *access.Trust
-	open  []*nats.Conn
+	srv     *events.Server
+	trust   *access.Trust
+	metrics prometheus.Registerer
+	open    []*nats.Conn
 }
 
 // upConn is one role's connection, its bound log and (host agents, projectors) its durable
@@ -380,7 +426,9 @@ type upConn struct {
 	durable string
 }
 
-func (c *upConns) connect(ctx context.Context, r access.Role, name string) (*upConn, error) {
+// connect connects as r; client names the connection ("waggle up (client)") and the log's
+// metrics.
+func (c *upConns) connect(ctx context.Context, r access.Role, client string) (*upConn, error) {
 	path, err := c.trust.EnsureCreds(r)
 	if err != nil {
 		return nil, err
@@ -389,7 +437,7 @@ func (c *upConns) connect(ctx context.Context, r access.Role, name string) (*upC
 	if err != nil {
 		return nil, err
 	}
-	nc, err := c.srv.Connect(append(opts, nats.Name(name))...)
+	nc, err := c.srv.Connect(append(opts, nats.Name("waggle up ("+client+")"))...)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +449,8 @@ func (c *upConns) connect(ctx context.Context, r access.Role, name string) (*upC
 		}
 	}
 	if r.Kind != access.Admin { // the admin's setup makes the stream; the others bind to it
-		if conn.log, err = events.BindLog(ctx, nc); err != nil {
+		metrics := prometheus.WrapRegistererWith(prometheus.Labels{"client": client}, c.metrics)
+		if conn.log, err = events.BindLog(ctx, nc, events.WithMetrics(metrics)); err != nil {
 			return nil, err
 		}
 	}

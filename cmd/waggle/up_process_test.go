@@ -28,14 +28,15 @@ import (
 
 // upProc is a `waggle up` running as a separate process.
 type upProc struct {
-	cmd     *exec.Cmd
-	dataDir string
-	urls    []string // MCP URL of each router
-	key     string   // the first API key
-	natsURL string
-	logPath string        // its stderr
-	exited  chan struct{} // closed when the process has ended
-	waitErr error         // set before exited is closed
+	cmd        *exec.Cmd
+	dataDir    string
+	urls       []string // MCP URL of each router
+	key        string   // the first API key
+	natsURL    string
+	metricsURL string        // with --metrics-listen
+	logPath    string        // its stderr
+	exited     chan struct{} // closed when the process has ended
+	waitErr    error         // set before exited is closed
 }
 
 // creds is the path of the credential `waggle up` wrote for a role (its file name without
@@ -158,6 +159,8 @@ func startUp(t *testing.T, setup upSetup) *upProc {
 			switch {
 			case strings.HasPrefix(line, "MCP: "):
 				p.urls = append(p.urls, strings.TrimPrefix(line, "MCP: "))
+			case strings.HasPrefix(line, "Metrics: "):
+				p.metricsURL = strings.TrimPrefix(line, "Metrics: ")
 			case strings.HasPrefix(line, "API key (Authorization: Bearer ...): "):
 				p.key = strings.TrimPrefix(line, "API key (Authorization: Bearer ...): ")
 			case strings.HasPrefix(line, "Ctrl-C stops everything"):
@@ -219,7 +222,7 @@ func (p *upProc) checkNoQEMU(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		left := qemuProcesses(p.dataDir)
+		left := qemuPIDs(p.dataDir)
 		if len(left) == 0 {
 			return
 		}
@@ -232,26 +235,6 @@ func (p *upProc) checkNoQEMU(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// qemuProcesses lists the pids of qemu-system processes whose command line mentions dir.
-func qemuProcesses(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if bytes.Contains(cmdline, []byte("qemu-system")) && bytes.Contains(cmdline, []byte(dir)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // dumpLog logs the end of waggle up's output.
@@ -268,6 +251,12 @@ func (p *upProc) dumpLog(t *testing.T) {
 // runWaggle runs the built waggle binary with args and returns its stdout, stderr and exit code.
 func runWaggle(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runWaggleFor(t, 2*time.Minute, args...)
+}
+
+// runWaggleFor is runWaggle with a limit of its own: the test fails if waggle runs longer.
+func runWaggleFor(t *testing.T, limit time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(builtWaggle(t), args...)
 	cmd.Env = upEnv()
 	var out, errb bytes.Buffer
@@ -280,10 +269,10 @@ func runWaggle(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(2 * time.Minute):
+	case <-time.After(limit):
 		_ = cmd.Process.Kill()
 		err = <-done
-		t.Fatalf("waggle %v: no end within 2 minutes (%v); stderr:\n%s", args, err, errb.String())
+		t.Fatalf("waggle %v: no end within %s (%v); stderr:\n%s", args, limit, err, errb.String())
 	}
 	var ee *exec.ExitError
 	switch {

@@ -52,7 +52,7 @@ func TestUp(t *testing.T) {
 	var lastSeq uint64
 	t.Run("events-and-audit", func(t *testing.T) { lastSeq = testUpEvents(ctx, t, up, calls) })
 	t.Run("ctrl-c", func(t *testing.T) {
-		if live != "" && len(qemuProcesses(up.dataDir)) == 0 {
+		if live != "" && len(qemuPIDs(up.dataDir)) == 0 {
 			t.Errorf("no QEMU process of %s found while environment %s runs: the check below sees nothing", up.dataDir, live)
 		}
 		start := time.Now()
@@ -730,15 +730,16 @@ func testUpInspector(t *testing.T, up *upProc, calls *callLog) {
 }
 
 func testUpBench(t *testing.T, up *upProc) {
-	out, err := waggle(t, "bench", "--url", up.urls[0], "--key", up.key, "--runtime", "python",
-		"--creates", "2", "--parallel", "2", "--execs", "6", "--nats-url", up.natsURL, "--nats-creds", up.creds("router"), "--json")
+	out, err := waggle(t, "bench", "--url", up.urls[0], "--key", up.key, "--runtime", "python", "--progress=false",
+		"--creates", "2", "--parallel", "2", "--execs", "6", "--nats-url", up.natsURL, "--nats-creds", up.creds("router"), "--json", "calls")
 	if err != nil {
 		t.Fatalf("waggle bench: %v\n%s", err, out)
 	}
-	var rep benchReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+	var res benchReport
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Calls == nil {
 		t.Fatalf("waggle bench --json: %v\n%s", err, out)
 	}
+	rep := res.Calls
 	for name, st := range map[string]benchStats{"create": rep.Create, "execute": rep.Execute, "destroy": rep.Destroy} {
 		if st.Errors != 0 || st.P50MS <= 0 || st.P99MS < st.P50MS {
 			t.Errorf("bench %s: %+v", name, st)

@@ -21,7 +21,17 @@ func ConnectOptions(path string) ([]nats.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix("_INBOX_" + name)}, nil
+	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix(inboxPrefix(name))}, nil
+}
+
+// CredsInboxPrefix is the inbox prefix the user of the .creds file at path may subscribe
+// under: other NATS clients need it too (natscli's --inbox-prefix).
+func CredsInboxPrefix(path string) (string, error) {
+	name, err := CredsUser(path)
+	if err != nil {
+		return "", err
+	}
+	return inboxPrefix(name), nil
 }
 
 // CredsUser is the user name in the .creds file at path (for a role, Role.User).

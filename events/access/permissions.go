@@ -88,7 +88,10 @@ func (r Role) CredsFile() string {
 
 // InboxPrefix is the prefix of the role's reply subjects. A role may subscribe only under its
 // own, so no role reads replies meant for another (a host's exec output, a file's content).
-func (r Role) InboxPrefix() string { return "_INBOX_" + r.User() }
+func (r Role) InboxPrefix() string { return inboxPrefix(r.User()) }
+
+// inboxPrefix is the inbox prefix of a user.
+func inboxPrefix(user string) string { return "_INBOX_" + user }
 
 // ProjectorConsumer is the base name of projector replica name's durable consumer on the
 // event stream (a credential adds its secret suffix, see Durable).

@@ -61,7 +61,26 @@ type ExecResult struct {
 	DurationMS int64  `json:"duration_ms"`
 	TimedOut   bool   `json:"timed_out"`
 	Truncated  bool   `json:"truncated"`
+	// Timing says where the time of an execute went, as each hop measured it.
+	Timing *Timing `json:"timing,omitempty"`
 }
+
+// Timing is how long each hop of an execute took, in milliseconds, each including the ones
+// after it: the router's host RPC round trip contains the host agent's time, which contains
+// the guest's. The difference between two is the share of the outer hop.
+type Timing struct {
+	// RPCMS is the router's round trip of the host request over NATS.
+	RPCMS float64 `json:"rpc_ms,omitempty"`
+	// HostMS is the host agent's time from the request's arrival to its answer (the exec audit
+	// event included).
+	HostMS float64 `json:"host_ms"`
+	// GuestMS is the command's time in the guest as the host agent sees it: from opening the
+	// SSH session to the command's exit status.
+	GuestMS float64 `json:"guest_ms"`
+}
+
+// Millis is d in milliseconds, to the microsecond.
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // ProcessStartRequest starts code in the background, run like ExecRequest's; Timeout (see
 // Limits.Process) kills it.

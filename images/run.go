@@ -12,48 +12,18 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/waggle-dev/waggle/internal/progress"
 )
 
-// progress writes one line per build stage, prefixed with the image name, to a writer shared by
-// concurrent builds.
-type progress struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func newProgress(w io.Writer) progress {
-	if w == nil {
-		w = io.Discard
-	}
-	return progress{mu: new(sync.Mutex), w: w}
-}
-
-func (p progress) printf(image, format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "[%s] %s\n", image, fmt.Sprintf(format, args...))
-}
-
-// stage runs one named stage: it prints what starts, then the stage's summary (or failure) with
-// the time it took. Errors are wrapped with the stage name.
-func (p progress) stage(image, name, what string, run func() (summary string, err error)) error {
-	if what != "" {
-		p.printf(image, "%s: %s", name, what)
-	}
-	start := time.Now()
-	summary, err := run()
-	took := time.Since(start).Seconds()
-	if err != nil {
-		p.printf(image, "%s: FAILED after %.1fs", name, took)
+// stage runs one named stage of an image build through p (see progress.Reporter.Stage); its
+// error names the image and the stage.
+func stage(p *progress.Reporter, image, name, what string, run func() (summary string, err error)) error {
+	if err := p.Stage(image, name, what, run); err != nil {
 		return fmt.Errorf("image %s: %s: %w", image, name, err)
 	}
-	if summary == "" {
-		summary = "done"
-	}
-	p.printf(image, "%s: %s (%.1fs)", name, summary, took)
 	return nil
 }
 
