@@ -30,8 +30,8 @@ type Machine struct {
 	hostKey    ssh.PublicKey
 	bootTime   time.Duration
 
-	stopOnce sync.Once
-	stopErr  error
+	stopMu  sync.Mutex
+	stopped bool // a Stop succeeded
 }
 
 func (m *Machine) setState(st shim.State) {
@@ -83,26 +83,31 @@ func (m *Machine) Connect(ctx context.Context) (*guestclient.Client, error) {
 }
 
 // Stop stops the VM and its shim, removes its directory (disk, key, logs) and gives back its
-// uid. It is idempotent.
+// uid. It is idempotent, and a Stop that failed is tried again in full by the next one (each
+// step is a no-op once done), so one failure never leaves the VM running for good.
 func (m *Machine) Stop(ctx context.Context) error {
-	m.stopOnce.Do(func() {
-		var errs []error
-		if m.shim != nil {
-			errs = append(errs, m.shim.Stop(ctx))
-		}
-		// A shim that died without cleaning up may leave its cgroup behind.
-		if m.cgroupRoot != "" {
-			errs = append(errs, cgroup.RemovePath(filepath.Join(m.cgroupRoot, m.id)))
-		}
-		// The uid is free again once nothing it owns is left.
-		if err := os.RemoveAll(m.dir); err != nil {
-			errs = append(errs, err)
-		} else {
-			errs = append(errs, m.ident.release(ctx, m.id))
-		}
-		if err := errors.Join(errs...); err != nil {
-			m.stopErr = fmt.Errorf("vm %s: stop: %w", m.id, err)
-		}
-	})
-	return m.stopErr
+	m.stopMu.Lock()
+	defer m.stopMu.Unlock()
+	if m.stopped {
+		return nil
+	}
+	var errs []error
+	if m.shim != nil {
+		errs = append(errs, m.shim.Stop(ctx))
+	}
+	// A shim that died without cleaning up may leave its cgroup behind.
+	if m.cgroupRoot != "" {
+		errs = append(errs, cgroup.RemovePath(filepath.Join(m.cgroupRoot, m.id)))
+	}
+	// The uid is free again once nothing it owns is left.
+	if err := os.RemoveAll(m.dir); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, m.ident.release(ctx, m.id))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("vm %s: stop: %w", m.id, err)
+	}
+	m.stopped = true
+	return nil
 }
