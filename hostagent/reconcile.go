@@ -90,13 +90,5 @@ func (a *Agent) adopt(ctx context.Context, g *aggregate, m Machine) error {
 	}
 	a.markActive(e, active, false)
 	a.logger.Info("reconcile: adopted running VM", "env", g.env, "vm", m.ID(), "state", g.State)
-	switch e.agg.State {
-	case events.StateStarting:
-		_, err := e.agg.appendEvent(ctx, a.log, events.EnvStarted, a.principal, "", events.Started{})
-		a.updateServing(e)
-		return err
-	case events.StateDestroying:
-		return a.finishDestroy(ctx, e, "")
-	}
-	return nil
+	return a.settle(ctx, e, "", events.Started{})
 }
