@@ -61,6 +61,19 @@ func (m *Machine) BootTime() time.Duration { return m.bootTime }
 // IsAlive reports whether the VM's shim is running.
 func (m *Machine) IsAlive() bool { return m.shim != nil && m.shim.Alive() }
 
+// Renew extends the VM's lease to lease from now (0: by the lease it has; see
+// LaunchSpec.Lease). Once the lease ran out the VM is stopping and the error wraps
+// shim.ErrLeaseExpired.
+func (m *Machine) Renew(ctx context.Context, lease time.Duration) error {
+	if m.shim == nil {
+		return fmt.Errorf("vm %s: not running", m.id)
+	}
+	if _, err := m.shim.Renew(ctx, lease); err != nil {
+		return fmt.Errorf("vm %s: %w", m.id, err)
+	}
+	return nil
+}
+
 // DialSSH opens a byte stream to the guest's SSH server.
 func (m *Machine) DialSSH(ctx context.Context) (net.Conn, error) {
 	if m.shim == nil {
