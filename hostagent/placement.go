@@ -129,7 +129,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	start := time.Now()
 	m := warm
 	if m == nil {
-		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.Runtime, Resources: res})
+		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.Runtime, Resources: res, Lease: a.leaseFor(a.ttl(e.agg.Env))})
 	} else {
 		err = a.pool.claim(env, m)
 	}
