@@ -63,7 +63,8 @@ func (l *Log) Head(ctx context.Context, aggregate string) (Head, error) {
 	return Head{Seq: msg.Sequence, Hash: Hash(msg.Data)}, nil
 }
 
-// Append stores ev as the next event of its aggregate after head, and returns the new head.
+// Append stores ev as the next event of its aggregate after head, and returns the head ev
+// makes (its sequence and hash; after a retry of an event stored before others, still ev's).
 //
 // It sets ev.V (SchemaVersion when 0), ev.Time (now when zero) and ev.Prev = head.Hash, then
 // publishes with Nats-Msg-Id = ev.ID and the expectation that head.Seq is still the
@@ -115,7 +116,7 @@ func (l *Log) Append(ctx context.Context, ev *Event, head Head) (_ Head, err err
 		// A retry inside the dedupe window whose expectation still held (or a replicated stream,
 		// which checks the message id first): the event is stored already, at ack.Sequence.
 		l.metrics.lostAck.Inc()
-		return l.adoptDuplicate(ctx, ev, subject, aggregate, ack.Sequence)
+		return l.adoptDuplicate(ctx, ev, subject, ack.Sequence)
 	case isWrongLastSeq(err):
 		return l.resolveConflict(ctx, ev, subject, aggregate, head, err)
 	default:
@@ -171,8 +172,11 @@ func (l *Log) resolveConflict(ctx context.Context, ev *Event, subject, aggregate
 	return Head{Seq: last.Sequence, Hash: Hash(last.Data)}, nil
 }
 
-// adoptDuplicate fills ev from its stored copy at seq and returns the aggregate's current head.
-func (l *Log) adoptDuplicate(ctx context.Context, ev *Event, subject, aggregate string, seq uint64) (Head, error) {
+// adoptDuplicate fills ev from its stored copy at seq and returns the head that event made: a
+// retry whose first attempt was stored before other events answers where ev is, not where the
+// aggregate is now, so that a caller that folds ev next to that head never skips those events
+// (its next append after the head conflicts and re-reads them).
+func (l *Log) adoptDuplicate(ctx context.Context, ev *Event, subject string, seq uint64) (Head, error) {
 	stored, err := l.stream.GetMsg(ctx, seq)
 	if err != nil {
 		return Head{}, fmt.Errorf("event log: append %s: duplicate of seq %d, reading it: %w", ev.ID, seq, err)
@@ -180,7 +184,7 @@ func (l *Log) adoptDuplicate(ctx context.Context, ev *Event, subject, aggregate 
 	if err := adopt(ev, subject, stored); err != nil {
 		return Head{}, err
 	}
-	return l.Head(ctx, aggregate)
+	return Head{Seq: stored.Sequence, Hash: Hash(stored.Data)}, nil
 }
 
 // adopt replaces ev with its stored copy: the message with ev's id as message id, which must

@@ -80,12 +80,22 @@ func TestLostAckRetryStoredOnce(t *testing.T) {
 		t.Fatalf("retry behind another writer: %v, want conflict", err)
 	}
 	// ... and after re-reading the head it is recognised as stored (dedupe), not appended again.
+	// The head it returns is its own, not the other writer's: a caller that folds the event it
+	// appended next to the returned head must not skip the event that came after it.
 	h, err := l.Head(ctx, agg)
 	if err != nil || h != other {
 		t.Fatalf("head %+v %v, want %+v", h, err, other)
 	}
-	if got2, err := l.Append(ctx, lost2, h); err != nil || got2 != other || lost2.Seq != got.Seq+1 || lost2.Prev != got.Hash {
+	got2, err := l.Append(ctx, lost2, h)
+	if err != nil || lost2.Seq != got.Seq+1 || lost2.Prev != got.Hash {
 		t.Fatalf("retry with fresh head: %+v, %v; event seq %d", got2, err, lost2.Seq)
+	}
+	if want := (Head{Seq: got.Seq + 1, Hash: Hash(lost2.Raw)}); got2 != want {
+		t.Fatalf("retry with fresh head returned %+v, want the adopted event's head %+v (the aggregate's is %+v)", got2, want, other)
+	}
+	// Appending after that head is a conflict: the other writer's event is in between.
+	if _, err := l.Append(ctx, envEvent(t, "h1", "e1", EnvExec, nil), got2); !errors.Is(err, ErrConflict) {
+		t.Fatalf("append after the adopted head: %v, want conflict", err)
 	}
 
 	evs, _, err := l.Load(ctx, agg)

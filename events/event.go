@@ -98,6 +98,25 @@ func newEvent(typ, env, host, principal string, data any) (*Event, error) {
 	return ev, nil
 }
 
+// DerivedID is an event id that every writer computing it from the same at and parts gets: a
+// ULID with at's time (kept within ULID's range) and a hash of the parts. Writers that may
+// append the same event at once (the failure detectors of a host, the routers that end a stuck
+// environment) give it that id, so that the stream's deduplication stores it once.
+func DerivedID(at time.Time, parts ...string) string {
+	h := sha256.New()
+	for i, p := range parts {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(p))
+	}
+	var id ulid.ULID
+	ms := min(max(at.UnixMilli(), 0), int64(ulid.MaxTime()))
+	_ = id.SetTime(uint64(ms)) // within range
+	copy(id[6:], h.Sum(nil)[:10])
+	return id.String()
+}
+
 // Decode parses a stored event. An event of a newer schema version gives ErrUnknownVersion.
 func Decode(raw []byte) (*Event, error) {
 	var ev Event

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
 )
 
 func TestDecode(t *testing.T) {
@@ -136,4 +139,27 @@ func FuzzParseSubject(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDerivedID(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	id := DerivedID(at, "stuck", "env1", "lost", "7")
+	if id != DerivedID(at, "stuck", "env1", "lost", "7") {
+		t.Fatal("the same parts give different ids")
+	}
+	u, err := ulid.ParseStrict(id)
+	if err != nil || !ulid.Time(u.Time()).Equal(at) {
+		t.Fatalf("%s: not a ULID of %s: %v", id, at, err)
+	}
+	for _, other := range [][]string{{"stuck", "env1", "lost", "8"}, {"stuck", "env1", "lost7"}, {"stuckenv1", "lost", "7"}} {
+		if DerivedID(at, other...) == id {
+			t.Errorf("parts %q give the id of another set of parts", other)
+		}
+	}
+	if DerivedID(at.Add(time.Second), "stuck", "env1", "lost", "7") == id {
+		t.Error("another time gives the same id")
+	}
+	if _, err := ulid.ParseStrict(DerivedID(time.Time{}, "x")); err != nil {
+		t.Errorf("zero time: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/hostagent/vm/shim"
 )
 
 // markActive records activity on e; call counts it as an RPC call for the next touched event.
@@ -37,6 +38,8 @@ func (a *Agent) runActivity(ctx context.Context) {
 	defer touch.Stop()
 	check := time.NewTicker(a.cfg.TTLCheckInterval)
 	defer check.Stop()
+	renew := time.NewTicker(a.cfg.RenewInterval)
+	defer renew.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -45,6 +48,45 @@ func (a *Agent) runActivity(ctx context.Context) {
 			a.flushTouches(ctx)
 		case <-check.C:
 			a.expireIdle(ctx)
+		case <-renew.C:
+			a.renewLeases(ctx)
+		}
+	}
+}
+
+// leaseFor is the lease of a VM whose environment idles out after ttl: about ttl, and at least
+// four renew intervals, so that one late renew never loses a VM.
+func (a *Agent) leaseFor(ttl time.Duration) time.Duration {
+	return min(max(ttl, 4*a.cfg.RenewInterval), shim.MaxLease)
+}
+
+// renewLeases renews the lease of every VM this agent holds, the environments' and the pool's,
+// so that they run while it lives.
+func (a *Agent) renewLeases(ctx context.Context) {
+	type held struct {
+		env   string
+		m     Machine
+		lease time.Duration
+	}
+	var vms []held
+	a.mu.Lock()
+	for id, e := range a.envs {
+		if e.machine != nil {
+			vms = append(vms, held{id, e.machine, a.leaseFor(e.ttl)})
+		}
+	}
+	for _, list := range a.pool.ready {
+		for _, m := range list {
+			vms = append(vms, held{"", m, a.leaseFor(a.cfg.DefaultTTL)})
+		}
+	}
+	a.mu.Unlock()
+	for _, h := range vms {
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.RenewInterval)
+		err := h.m.Renew(rctx, h.lease)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.logger.Warn("renew VM lease", "vm", h.m.ID(), "env", h.env, "err", err)
 		}
 	}
 }

@@ -60,6 +60,11 @@ type Config struct {
 	StopTimeout        time.Duration // one VM stop
 	TouchInterval      time.Duration // at most one touched event per environment per interval
 	TTLCheckInterval   time.Duration
+	// RenewInterval is how often the agent renews the lease of every VM it holds. A VM's lease
+	// is its environment's idle timeout (at least four intervals): a VM that no agent renews
+	// for that long (its agent died for good) stops by itself; a restarted agent adopts the
+	// VMs whose lease has not run out.
+	RenewInterval time.Duration
 	AckWait            time.Duration // placement consumer; in-progress acks keep long boots alive
 	// MaxConcurrentRPCs bounds the RPCs in progress on this host, MaxRPCsPerEnv those
 	// about one environment; a call over either is refused with hostrpc.CodeBusy.
@@ -91,6 +96,7 @@ func DefaultConfig() Config {
 		StopTimeout:        15 * time.Second,
 		TouchInterval:      5 * time.Second,
 		TTLCheckInterval:   time.Second,
+		RenewInterval:      15 * time.Second,
 		AckWait:            30 * time.Second,
 		MaxConcurrentRPCs:  64,
 		MaxRPCsPerEnv:      8,
@@ -114,6 +120,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxConcurrentRPCs < 1 || c.MaxRPCsPerEnv < 1 {
 		return fmt.Errorf("max concurrent RPCs %d and per environment %d must be at least 1", c.MaxConcurrentRPCs, c.MaxRPCsPerEnv)
+	}
+	if c.RenewInterval <= 0 {
+		return fmt.Errorf("lease renew interval %s must be positive", c.RenewInterval)
 	}
 	if c.MaxConcurrentBoots < 1 {
 		return fmt.Errorf("max concurrent boots %d < 1", c.MaxConcurrentBoots)

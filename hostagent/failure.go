@@ -5,12 +5,10 @@ package hostagent
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/hostagent/membership"
 )
@@ -85,11 +83,7 @@ func (a *Agent) hostFailed(ctx context.Context, host string, joinSeq uint64) err
 // failureID is the event id of the failure of host's incarnation that joined with joined:
 // the same on every detector, so a retried or concurrent append is deduplicated by NATS.
 func failureID(host string, joined *events.Event) string {
-	sum := sha256.Sum256([]byte("host.failed\x00" + host + "\x00" + strconv.FormatUint(joined.Seq, 10)))
-	var id ulid.ULID
-	_ = id.SetTime(ulid.Timestamp(joined.Time)) // joined.Time is a valid ULID time
-	copy(id[6:], sum[:10])
-	return id.String()
+	return events.DerivedID(joined.Time, "host.failed", host, strconv.FormatUint(joined.Seq, 10))
 }
 
 // markHostLost appends lost for every live environment of host.

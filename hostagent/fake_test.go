@@ -41,7 +41,9 @@ func (f *fakeMachines) Launch(ctx context.Context, spec LaunchSpec) (Machine, er
 	if f.bootErr != nil {
 		return nil, f.bootErr
 	}
-	return f.add(spec.ID, spec.Runtime), nil
+	vm := f.add(spec.ID, spec.Runtime)
+	vm.lease = spec.Lease
+	return vm, nil
 }
 
 func (f *fakeMachines) add(id, runtime string) *fakeVM {
@@ -66,6 +68,13 @@ func (f *fakeMachines) Scan(context.Context) ([]Machine, error) {
 	return out, nil
 }
 
+// vm is the running VM id.
+func (f *fakeMachines) vm(id string) *fakeVM {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.vms[id]
+}
+
 // running lists the ids of the VMs still running, sorted.
 func (f *fakeMachines) running() []string {
 	f.mu.Lock()
@@ -86,10 +95,30 @@ type fakeVM struct {
 	files       map[string][]byte
 	execs       []ExecSpec
 	holding     atomic.Int32 // "hold" commands running
+	lease       time.Duration // launched with or last renewed to
+	renewals    int
+	renewErr    error // what Renew answers (the lease ran out)
 }
 
 func (v *fakeVM) ID() string    { return v.id }
 func (v *fakeVM) IsAlive() bool { return v.alive.Load() }
+
+func (v *fakeVM) Renew(_ context.Context, lease time.Duration) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.renewErr != nil {
+		return v.renewErr
+	}
+	v.lease, v.renewals = lease, v.renewals+1
+	return nil
+}
+
+// leased is the VM's lease and how often it was renewed.
+func (v *fakeVM) leased() (time.Duration, int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lease, v.renewals
+}
 
 func (v *fakeVM) Stop(context.Context) error {
 	v.alive.Store(false)

@@ -42,7 +42,13 @@ func testConfig(t testing.TB, host string) Config {
 // runAgent runs an agent until the test ends (or stop is called) and checks it stops cleanly.
 func runAgent(t testing.TB, c *eventstest.Node, cfg Config, m Machines) (a *Agent, stop func()) {
 	t.Helper()
-	a, err := New(cfg, c.Log, c.NC, m)
+	return runAgentOn(t, c, c.Log, cfg, m)
+}
+
+// runAgentOn is runAgent with the agent appending and reading through log.
+func runAgentOn(t testing.TB, c *eventstest.Node, log EventLog, cfg Config, m Machines) (a *Agent, stop func()) {
+	t.Helper()
+	a, err := New(cfg, log, c.NC, m)
 	if err != nil {
 		t.Fatal(err)
 	}

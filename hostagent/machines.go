@@ -28,6 +28,8 @@ type LaunchSpec struct {
 	ID        string // environment id; also the VM id
 	Runtime   string // guest image: python, node, shell, ...
 	Resources events.Resources
+	// Lease stops the VM by itself unless Renew is called within it (0: no lease).
+	Lease time.Duration
 }
 
 // Machine is one running VM and the guest inside it.
@@ -36,6 +38,9 @@ type Machine interface {
 	// Stop powers the VM off and removes its disk and network.
 	Stop(ctx context.Context) error
 	IsAlive() bool
+	// Renew extends the VM's lease to lease from now: a VM that nobody renews within its lease
+	// stops by itself, so that none outlives its agent for good.
+	Renew(ctx context.Context, lease time.Duration) error
 	Exec(ctx context.Context, spec ExecSpec) (ExecResult, error)
 	WriteFile(ctx context.Context, path string, data []byte, mode uint32) error
 	// ReadFile returns ErrTooLarge when the file is bigger than max bytes.

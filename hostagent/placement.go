@@ -97,15 +97,20 @@ func (a *Agent) keepInProgress(msg jetstream.Msg) func() {
 	return func() { close(done) }
 }
 
-// place admits, boots and reports one placed environment. It does nothing unless the
-// environment is still in state placed, so a duplicate delivery never starts a second VM.
+// place admits, boots and reports one placed environment. It boots nothing unless the
+// environment is still in state placed, so a duplicate delivery never starts a second VM; a
+// redelivery after an earlier one booted the VM but failed to report it (a lost ack) finishes
+// that report instead.
 func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	e := a.lockEntry(env)
 	defer a.unlockEntry(e)
 	if err := e.agg.load(ctx, a.log); err != nil {
 		return err
 	}
-	if e.agg.State != events.StatePlaced || e.machine != nil {
+	if e.machine != nil {
+		return a.settle(ctx, e, correlation, events.Started{})
+	}
+	if e.agg.State != events.StatePlaced {
 		return nil // handled before (or moved on by someone else)
 	}
 	res := a.resources(e.agg.Env)
@@ -124,7 +129,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	start := time.Now()
 	m := warm
 	if m == nil {
-		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.Runtime, Resources: res})
+		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.Runtime, Resources: res, Lease: a.leaseFor(a.ttl(e.agg.Env))})
 	} else {
 		err = a.pool.claim(env, m)
 	}
@@ -140,27 +145,39 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	}
 	a.setMachine(e, m)
 	a.markActive(e, time.Now(), false)
-	// Serve calls from the moment started is out: a router may see the event (and send a call)
-	// before the append returns here. updateServing below corrects it if the append failed.
-	a.serveEarly(e)
-	ok, err = e.agg.appendEvent(ctx, a.log, events.EnvStarted, a.principal, correlation,
-		events.Started{BootMillis: time.Since(start).Milliseconds(), Warm: warm != nil})
-	if err != nil {
-		a.updateServing(e)
-		return err // the VM stays in the table; the redelivery finds it and the TTL reaps it
+	return a.settle(ctx, e, correlation, events.Started{BootMillis: time.Since(start).Milliseconds(), Warm: warm != nil})
+}
+
+// settle brings an environment whose VM runs in line with its state: it reports a boot that
+// is not reported yet (started), serves a running environment, finishes a destroy requested
+// meanwhile and stops the VM of one that is over (lost, failed). When the started append fails
+// the VM stays in the table and the error is returned: the placement's redelivery settles it
+// again, whether that append was stored (its ack lost) or not. The caller holds e.mu.
+func (a *Agent) settle(ctx context.Context, e *envEntry, correlation string, started events.Started) error {
+	if e.agg.State == events.StateStarting {
+		// Serve calls from the moment started is out: a router may see the event (and send a
+		// call) before the append returns here. updateServing below corrects it if it failed.
+		a.serveEarly(e)
+		ok, err := e.agg.appendEvent(ctx, a.log, events.EnvStarted, a.principal, correlation, started)
+		if err != nil {
+			a.updateServing(e)
+			return err
+		}
+		if ok {
+			result := placeStartedCold
+			if started.Warm {
+				result = placeStartedWarm
+			}
+			a.metrics.placements.WithLabelValues(result).Inc()
+			a.logger.Info("environment started", "env", e.id, "runtime", e.agg.Runtime, "warm", started.Warm,
+				"boot_ms", started.BootMillis)
+		}
 	}
 	a.updateServing(e)
-	if !ok {
-		// Destroyed while booting: finish what the destroy request asked.
+	if e.agg.State == events.StateDestroying || events.Terminal(e.agg.State) {
+		// Destroyed (or given up) while booting: finish what was asked.
 		return a.finishDestroy(ctx, e, correlation)
 	}
-	result := placeStartedCold
-	if warm != nil {
-		result = placeStartedWarm
-	}
-	a.metrics.placements.WithLabelValues(result).Inc()
-	a.logger.Info("environment started", "env", env, "runtime", e.agg.Runtime, "warm", warm != nil,
-		"boot_ms", time.Since(start).Milliseconds())
 	return nil
 }
 

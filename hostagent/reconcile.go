@@ -35,7 +35,15 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			env = m.ID()
 		}
 		g := aggs[env]
-		if g == nil || !m.IsAlive() || (g.State != events.StateStarting && g.State != events.StateRunning && g.State != events.StateDestroying) {
+		live := g != nil && m.IsAlive() && (g.State == events.StateStarting || g.State == events.StateRunning || g.State == events.StateDestroying)
+		if live {
+			// Renewed before anything else: a VM whose lease ran out meanwhile is stopping.
+			if err := m.Renew(ctx, a.leaseFor(a.ttl(g.Env))); err != nil {
+				a.logger.Info("reconcile: VM lease could not be renewed", "vm", m.ID(), "env", env, "err", err)
+				live = false
+			}
+		}
+		if !live {
 			a.logger.Info("reconcile: killing VM the log does not hold live here", "vm", m.ID(), "env", env)
 			a.stopQuietly(ctx, m)
 			if claimed {
@@ -90,13 +98,5 @@ func (a *Agent) adopt(ctx context.Context, g *aggregate, m Machine) error {
 	}
 	a.markActive(e, active, false)
 	a.logger.Info("reconcile: adopted running VM", "env", g.env, "vm", m.ID(), "state", g.State)
-	switch e.agg.State {
-	case events.StateStarting:
-		_, err := e.agg.appendEvent(ctx, a.log, events.EnvStarted, a.principal, "", events.Started{})
-		a.updateServing(e)
-		return err
-	case events.StateDestroying:
-		return a.finishDestroy(ctx, e, "")
-	}
-	return nil
+	return a.settle(ctx, e, "", events.Started{})
 }

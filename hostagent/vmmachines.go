@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/guestclient"
@@ -41,7 +42,7 @@ func (v *VMMachines) Launch(ctx context.Context, spec LaunchSpec) (Machine, erro
 		return nil, fmt.Errorf("image for runtime %q: %w", spec.Runtime, err)
 	}
 	m, err := v.mgr.Launch(ctx, vm.LaunchSpec{ID: spec.ID, ImagePath: img.Path, CPUs: spec.Resources.CPUs,
-		MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB})
+		MemoryMiB: spec.Resources.MemoryMiB, DiskMiB: spec.Resources.DiskMiB, Lease: spec.Lease})
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +77,10 @@ type vmMachine struct {
 
 func (v *vmMachine) ID() string    { return v.m.ID() }
 func (v *vmMachine) IsAlive() bool { return v.m.IsAlive() }
+
+func (v *vmMachine) Renew(ctx context.Context, lease time.Duration) error {
+	return v.m.Renew(ctx, lease)
+}
 
 func (v *vmMachine) client(ctx context.Context) (*guestclient.Client, error) {
 	v.mu.Lock()

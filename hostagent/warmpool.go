@@ -125,7 +125,8 @@ func (p *warmPool) refillOne(ctx context.Context) bool {
 	p.booting++
 	a.mu.Unlock()
 
-	m, err := a.launch(ctx, LaunchSpec{ID: warmIDPrefix + strings.ToLower(ulid.Make().String()), Runtime: runtime, Resources: res})
+	m, err := a.launch(ctx, LaunchSpec{ID: warmIDPrefix + strings.ToLower(ulid.Make().String()), Runtime: runtime, Resources: res,
+		Lease: a.leaseFor(a.cfg.DefaultTTL)})
 	a.mu.Lock()
 	p.booting--
 	if err == nil && !a.draining {

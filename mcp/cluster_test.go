@@ -74,34 +74,55 @@ func newCluster(t testing.TB, nRouters int, adjust func(*router.Config), modes .
 		c.hosts = append(c.hosts, startFakeHost(t, ctx, lg, nc, fmt.Sprintf("host-%d", i+1), m))
 	}
 	for i := range nRouters {
-		nc, lg := c.Connect(t)
-		view, err := projector.NewReader(lg.JetStream())
-		if err != nil {
-			t.Fatal(err)
-		}
-		toks, err := router.OpenTokens(ctx, lg.JetStream())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := router.DefaultConfig()
-		cfg.ID, cfg.Listen, cfg.Logger = fmt.Sprintf("router-%d", i+1), "127.0.0.1:0", quiet
-		if adjust != nil {
-			adjust(&cfg)
-		}
-		r, err := router.New(cfg, router.Deps{NC: nc, Log: lg, View: view, Tokens: toks, MCP: Handler})
-		if err != nil {
-			t.Fatal(err)
-		}
-		run(r.Run)
-		addr, err := r.Addr(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.routers = append(c.routers, r)
-		c.urls = append(c.urls, "http://"+addr.String()+"/mcp")
+		c.addRouter(fmt.Sprintf("router-%d", i+1), adjust, nil)
 	}
 	c.waitHosts(len(modes))
 	return c
+}
+
+// addRouter starts one more router replica until the test ends; adjust tweaks its config and
+// wrap, if set, what it sees of the event log.
+func (c *cluster) addRouter(id string, adjust func(*router.Config), wrap func(router.EventLog) router.EventLog) *router.Router {
+	t := c.t
+	t.Helper()
+	nc, lg := c.Connect(t)
+	view, err := projector.NewReader(lg.JetStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := router.OpenTokens(c.ctx, lg.JetStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := router.DefaultConfig()
+	cfg.ID, cfg.Listen, cfg.Logger = id, "127.0.0.1:0", slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	var log router.EventLog = lg
+	if wrap != nil {
+		log = wrap(lg)
+	}
+	r, err := router.New(cfg, router.Deps{NC: nc, Log: log, View: view, Tokens: toks, MCP: Handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := r.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	addr, err := r.Addr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.routers = append(c.routers, r)
+	c.urls = append(c.urls, "http://"+addr.String()+"/mcp")
+	return r
 }
 
 // waitHosts waits until the view shows n live hosts.

@@ -97,6 +97,8 @@ func (m *memVM) IsAlive() bool {
 	return !m.dead
 }
 
+func (m *memVM) Renew(context.Context, time.Duration) error { return nil }
+
 func (m *memVM) Exec(ctx context.Context, spec hostagent.ExecSpec) (hostagent.ExecResult, error) {
 	code := string(spec.Stdin) + string(spec.Program)
 	if strings.Contains(code, "gate") {

@@ -43,6 +43,10 @@ type Config struct {
 	BootTimeout time.Duration
 	// DestroyTimeout bounds the wait for a destroy request to be carried out.
 	DestroyTimeout time.Duration
+	// StuckAfter is how long an environment may stay requested or placed (its router died, or
+	// its host never took it) before a router ends it; it must exceed BootTimeout. Every
+	// SweepInterval each replica looks for such environments (see stuck.go).
+	StuckAfter, SweepInterval time.Duration
 	// PlaceAttempts is how many hosts a create tries when hosts reject the placement.
 	PlaceAttempts int
 	// RPCMargin is added to an operation's own timeout when waiting for a host's answer.
@@ -90,6 +94,8 @@ func DefaultConfig() Config {
 		MaxCallsPerTenant:     32,
 		BootTimeout:           120 * time.Second,
 		DestroyTimeout:        30 * time.Second,
+		StuckAfter:            3 * time.Minute,
+		SweepInterval:         30 * time.Second,
 		PlaceAttempts:         3,
 		RPCMargin:             10 * time.Second,
 		FileRPCTimeout:        60 * time.Second,
@@ -118,6 +124,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("router config: --no-auth is only allowed on a loopback address, not %q", c.Listen)
 	case c.BootTimeout <= 0 || c.DestroyTimeout <= 0 || c.FileRPCTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return fmt.Errorf("router config: timeouts must be positive")
+	case c.StuckAfter <= c.BootTimeout || c.SweepInterval <= 0:
+		return fmt.Errorf("router config: stuck after %s must exceed the boot timeout %s, and the sweep interval %s be positive",
+			c.StuckAfter, c.BootTimeout, c.SweepInterval)
 	case c.MaxCallsPerTenant < 0:
 		return fmt.Errorf("router config: max calls per tenant %d < 0", c.MaxCallsPerTenant)
 	case c.PlaceAttempts < 1:

@@ -3,7 +3,11 @@
 
 package router
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestConfigNoAuthNeedsLoopback(t *testing.T) {
 	for _, tc := range []struct {
@@ -25,5 +29,26 @@ func TestConfigNoAuthNeedsLoopback(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
+	}
+}
+
+// TestConfigStuckAfterExceedsBootTimeout: a router must not end an environment its creator
+// still waits for.
+func TestConfigStuckAfterExceedsBootTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		boot, stuck, sweep time.Duration
+		ok                 bool
+	}{
+		{2 * time.Minute, 3 * time.Minute, 30 * time.Second, true},
+		{5 * time.Minute, 3 * time.Minute, 30 * time.Second, false},
+		{3 * time.Minute, 3 * time.Minute, 30 * time.Second, false},
+		{2 * time.Minute, 3 * time.Minute, 0, false},
+	} {
+		cfg := DefaultConfig()
+		cfg.BootTimeout, cfg.StuckAfter, cfg.SweepInterval = tc.boot, tc.stuck, tc.sweep
+		err := cfg.Validate()
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "must exceed the boot timeout") {
+			t.Errorf("boot timeout %s, stuck after %s, sweep %s: err %v, want ok=%v", tc.boot, tc.stuck, tc.sweep, err, tc.ok)
+		}
 	}
 }

@@ -24,6 +24,7 @@ type emptyView struct{ hosts []*projector.Host }
 func (emptyView) Env(_ context.Context, id string) (*projector.Env, error) {
 	return nil, projector.ErrNotFound
 }
+func (emptyView) Envs(context.Context) ([]*projector.Env, error)                 { return nil, nil }
 func (emptyView) EnvsByTenant(context.Context, string) ([]*projector.Env, error) { return nil, nil }
 func (v emptyView) Hosts(context.Context) ([]*projector.Host, error)             { return v.hosts, nil }
 func (emptyView) Freshness(context.Context) (uint64, error)                      { return 0, nil }

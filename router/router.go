@@ -34,6 +34,7 @@ type EventLog interface {
 // View is what the router reads of the projected view (*projector.Reader implements it).
 type View interface {
 	Env(ctx context.Context, id string) (*projector.Env, error)
+	Envs(ctx context.Context) ([]*projector.Env, error)
 	EnvsByTenant(ctx context.Context, tenant string) ([]*projector.Env, error)
 	Hosts(ctx context.Context) ([]*projector.Host, error)
 	Freshness(ctx context.Context) (uint64, error)
@@ -144,7 +145,8 @@ func (r *Router) Addr(ctx context.Context) (net.Addr, error) {
 	}
 }
 
-// Run serves HTTP on Config.Listen until ctx ends, then shuts down gracefully.
+// Run serves HTTP on Config.Listen and ends stuck environments (see stuck.go) until ctx ends,
+// then shuts down gracefully.
 func (r *Router) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", r.cfg.Listen)
 	if err != nil {
@@ -152,6 +154,10 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	r.addr = ln.Addr()
 	close(r.ready)
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() { defer close(swept); r.runSweeper(sweepCtx) }()
+	defer func() { stopSweep(); <-swept }()
 	if r.cfg.NoAuth {
 		r.logger.Warn("authentication is OFF: every caller is tenant "+DefaultTenant, "listen", r.addr.String())
 	}

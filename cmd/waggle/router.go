@@ -70,5 +70,6 @@ func newRouterCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxCPUs, "max-env-cpus", cfg.MaxCPUs, "most cpus one environment may ask for")
 	f.DurationVar(&cfg.MaxTTL, "max-env-timeout", cfg.MaxTTL, "longest idle timeout (timeout_minutes) an environment may ask for")
 	f.DurationVar(&cfg.DestroyTimeout, "destroy-timeout", 30*time.Second, "how long destroy_environment waits for the host")
+	f.DurationVar(&cfg.StuckAfter, "stuck-after", cfg.StuckAfter, "how long an environment may stay requested or placed (its router died, its host never took it) before a router ends it; more than --boot-timeout")
 	return cmd
 }

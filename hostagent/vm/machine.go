@@ -30,8 +30,8 @@ type Machine struct {
 	hostKey    ssh.PublicKey
 	bootTime   time.Duration
 
-	stopOnce sync.Once
-	stopErr  error
+	stopMu  sync.Mutex
+	stopped bool // a Stop succeeded
 }
 
 func (m *Machine) setState(st shim.State) {
@@ -61,6 +61,19 @@ func (m *Machine) BootTime() time.Duration { return m.bootTime }
 // IsAlive reports whether the VM's shim is running.
 func (m *Machine) IsAlive() bool { return m.shim != nil && m.shim.Alive() }
 
+// Renew extends the VM's lease to lease from now (0: by the lease it has; see
+// LaunchSpec.Lease). Once the lease ran out the VM is stopping and the error wraps
+// shim.ErrLeaseExpired.
+func (m *Machine) Renew(ctx context.Context, lease time.Duration) error {
+	if m.shim == nil {
+		return fmt.Errorf("vm %s: not running", m.id)
+	}
+	if _, err := m.shim.Renew(ctx, lease); err != nil {
+		return fmt.Errorf("vm %s: %w", m.id, err)
+	}
+	return nil
+}
+
 // DialSSH opens a byte stream to the guest's SSH server.
 func (m *Machine) DialSSH(ctx context.Context) (net.Conn, error) {
 	if m.shim == nil {
@@ -83,26 +96,31 @@ func (m *Machine) Connect(ctx context.Context) (*guestclient.Client, error) {
 }
 
 // Stop stops the VM and its shim, removes its directory (disk, key, logs) and gives back its
-// uid. It is idempotent.
+// uid. It is idempotent, and a Stop that failed is tried again in full by the next one (each
+// step is a no-op once done), so one failure never leaves the VM running for good.
 func (m *Machine) Stop(ctx context.Context) error {
-	m.stopOnce.Do(func() {
-		var errs []error
-		if m.shim != nil {
-			errs = append(errs, m.shim.Stop(ctx))
-		}
-		// A shim that died without cleaning up may leave its cgroup behind.
-		if m.cgroupRoot != "" {
-			errs = append(errs, cgroup.RemovePath(filepath.Join(m.cgroupRoot, m.id)))
-		}
-		// The uid is free again once nothing it owns is left.
-		if err := os.RemoveAll(m.dir); err != nil {
-			errs = append(errs, err)
-		} else {
-			errs = append(errs, m.ident.release(ctx, m.id))
-		}
-		if err := errors.Join(errs...); err != nil {
-			m.stopErr = fmt.Errorf("vm %s: stop: %w", m.id, err)
-		}
-	})
-	return m.stopErr
+	m.stopMu.Lock()
+	defer m.stopMu.Unlock()
+	if m.stopped {
+		return nil
+	}
+	var errs []error
+	if m.shim != nil {
+		errs = append(errs, m.shim.Stop(ctx))
+	}
+	// A shim that died without cleaning up may leave its cgroup behind.
+	if m.cgroupRoot != "" {
+		errs = append(errs, cgroup.RemovePath(filepath.Join(m.cgroupRoot, m.id)))
+	}
+	// The uid is free again once nothing it owns is left.
+	if err := os.RemoveAll(m.dir); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, m.ident.release(ctx, m.id))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("vm %s: stop: %w", m.id, err)
+	}
+	m.stopped = true
+	return nil
 }

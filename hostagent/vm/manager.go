@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -64,6 +65,9 @@ type LaunchSpec struct {
 	// Egress is the VM's egress policy (see Config.Egress); empty means the Manager's default.
 	// The VM's shim enforces it for the VM's whole life.
 	Egress string
+	// Lease stops the VM by itself when nobody renewed it (Machine.Renew) for this long, so
+	// that a VM never outlives its owner for good (0: no lease; the VM runs until stopped).
+	Lease time.Duration
 }
 
 // NewManager checks cfg and returns a Manager. The kernel and initramfs are prepared on the
@@ -222,6 +226,9 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 	if !idRE.MatchString(spec.ID) {
 		return nil, fmt.Errorf("vm: bad id %q: use 1-63 of a-z, 0-9, '-'", spec.ID)
 	}
+	if spec.Lease < 0 || spec.Lease > shim.MaxLease {
+		return nil, fmt.Errorf("vm %s: lease %s out of range: use 0 (none) up to %s", spec.ID, spec.Lease, shim.MaxLease)
+	}
 	setDefault(&spec.CPUs, m.cfg.CPUs)
 	setDefault(&spec.MemoryMiB, m.cfg.MemoryMiB)
 	setDefault(&spec.DiskMiB, m.cfg.DiskMiB)
@@ -295,6 +302,7 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 		BootTimeout:    m.cfg.BootTimeout,
 		Attempts:       m.cfg.BootAttempts,
 		Egress:         egress,
+		Lease:          spec.Lease,
 	}
 	if err := shim.WriteSpec(dir, sspec); err != nil {
 		return nil, fmt.Errorf("vm %s: shim: %w", spec.ID, err)

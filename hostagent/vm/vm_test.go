@@ -80,6 +80,12 @@ func TestLaunchExecStop(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(mach.Dir(), "id_ed25519")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("private key mode: %v %v", st, err)
 	}
+	// Nobody else (QEMU's own uid included) may stop, renew or reach the VM through its shim.
+	for _, sock := range []string{shim.ControlSock, shim.SSHSock} {
+		if st, err := os.Stat(filepath.Join(mach.Dir(), sock)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode: %v %v, want 0600", sock, st, err)
+		}
+	}
 	if mach.HostKey() == nil {
 		t.Error("no host key announced on the console")
 	}
@@ -116,8 +122,10 @@ func TestLaunchExecStop(t *testing.T) {
 	}
 }
 
-// TestAdoptAfterLauncherExits launches a VM from a child process that then exits, and finds it
-// again with Scan in a fresh Manager: the shim outlived its parent and the VM is usable.
+// TestAdoptAfterLauncherExits launches two leased VMs from a child process that then exits
+// (an agent killed for good), and finds them again with Scan in a fresh Manager (the
+// restarted agent): the shims outlived their parent, the VMs are usable while their leases
+// run; the one whose lease is not renewed stops by itself, the renewed one keeps running.
 func TestAdoptAfterLauncherExits(t *testing.T) {
 	var cfg vm.Config
 	m := vmtest.Manager(t, func(c *vm.Config) { cfg = *c })
@@ -133,12 +141,38 @@ func TestAdoptAfterLauncherExits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(machines) != 1 || machines[0].ID() != "adopted" {
-		t.Fatalf("Scan found %d machines, want the one called adopted", len(machines))
+	byID := map[string]*vm.Machine{}
+	for _, mach := range machines {
+		byID[mach.ID()] = mach
 	}
-	mach := machines[0]
-	if !mach.IsAlive() {
+	mach, orphan := byID["adopted"], byID["orphan"]
+	if len(machines) != 2 || mach == nil || orphan == nil {
+		t.Fatalf("Scan found %d machines, want the ones called adopted and orphan", len(machines))
+	}
+	if !mach.IsAlive() || !orphan.IsAlive() {
 		t.Fatal("adopted machine not alive")
+	}
+	orphanState, err := shim.ReadState(orphan.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The orphan's lease is cut to a second and never renewed again; the other one is renewed.
+	ctx := testCtx(t, time.Minute)
+	if err := orphan.Renew(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := mach.Renew(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	for name, pid := range map[string]int{"shim": orphanState.ShimPID, "qemu": orphanState.QEMUPID} {
+		for start := time.Now(); !processGone(pid); {
+			if time.Since(start) > 20*time.Second {
+				t.Fatalf("orphan's %s (pid %d) still running 20 s after its lease ran out", name, pid)
+			}
+		}
+	}
+	if err := orphan.Renew(ctx, time.Minute); err == nil {
+		t.Error("renewing a VM that stopped itself succeeded")
 	}
 	c, err := mach.Connect(testCtx(t, time.Minute))
 	if err != nil {
@@ -147,6 +181,11 @@ func TestAdoptAfterLauncherExits(t *testing.T) {
 	defer c.Close()
 	if res := exec1(t, c, "hostname"); string(res.Stdout) != "adopted\n" {
 		t.Errorf("hostname %q", res.Stdout)
+	}
+	// The next Scan finds only the renewed VM and removes what the orphan left.
+	again, err := m.Scan(testCtx(t, time.Minute))
+	if err != nil || len(again) != 1 || again[0].ID() != "adopted" {
+		t.Fatalf("second Scan: %d machines, %v", len(again), err)
 	}
 	if err := mach.Stop(testCtx(t, time.Minute)); err != nil {
 		t.Fatal(err)
@@ -168,10 +207,12 @@ func TestHelperLaunch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Launch(testCtx(t, 3*time.Minute), vm.LaunchSpec{ID: "adopted", ImagePath: os.Getenv("VMTEST_IMAGE")}); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"adopted", "orphan"} {
+		if _, err := m.Launch(testCtx(t, 3*time.Minute), vm.LaunchSpec{ID: id, ImagePath: os.Getenv("VMTEST_IMAGE"), Lease: 5 * time.Minute}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// Exit without stopping the VM.
+	// Exit without stopping the VMs.
 }
 
 // TestGuestHasNoEgress checks that the guest reaches neither the host's loopback services nor
@@ -259,6 +300,8 @@ func TestLaunchRejectsBadInput(t *testing.T) {
 	}{
 		{"bad id", vm.LaunchSpec{ID: "../x", ImagePath: vmtest.BusyboxImage(t)}, "bad id"},
 		{"missing image", vm.LaunchSpec{ImagePath: "/nonexistent.ext4"}, "disk"},
+		{"negative lease", vm.LaunchSpec{ID: "neg", ImagePath: vmtest.BusyboxImage(t), Lease: -time.Second}, "lease -1s out of range"},
+		{"lease over the max", vm.LaunchSpec{ID: "long", ImagePath: vmtest.BusyboxImage(t), Lease: 25 * time.Hour}, "lease 25h0m0s out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

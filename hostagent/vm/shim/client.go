@@ -69,6 +69,11 @@ func listenFile(path string) (*os.File, error) {
 	// The shim owns the socket file from now on; closing our listener must not remove it.
 	ln.SetUnlinkOnClose(false)
 	defer ln.Close()
+	// Only this user may connect (whatever the umask): the VM's QEMU, which may traverse the
+	// VM directory under a uid of its own, must not stop or renew its own VM.
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, err
+	}
 	return ln.File()
 }
 
@@ -131,11 +136,27 @@ func (c *Client) DialSSH(ctx context.Context) (net.Conn, error) {
 	return conn, nil
 }
 
+// Renew extends the VM's lease to lease from now (0: by the lease it has); a VM whose lease
+// runs out stops itself (see Spec.Lease). After it ran out the error says so (ErrLeaseExpired).
+func (c *Client) Renew(ctx context.Context, lease time.Duration) (State, error) {
+	resp, err := c.request(ctx, Request{Op: OpRenew, Lease: lease})
+	if err != nil && resp.Error == ErrLeaseExpired.Error() {
+		err = fmt.Errorf("shim renew: %w", ErrLeaseExpired)
+	}
+	return resp.State, err
+}
+
 func (c *Client) call(ctx context.Context, op string) (State, error) {
+	resp, err := c.request(ctx, Request{Op: op})
+	return resp.State, err
+}
+
+func (c *Client) request(ctx context.Context, req Request) (Response, error) {
+	op := req.Op
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", filepath.Join(c.dir, ControlSock))
 	if err != nil {
-		return State{}, fmt.Errorf("shim %s: %w", op, err)
+		return Response{}, fmt.Errorf("shim %s: %w", op, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() {
@@ -144,18 +165,18 @@ func (c *Client) call(ctx context.Context, op string) (State, error) {
 		_ = conn.SetDeadline(time.Unix(1, 0))
 	})
 	defer stop()
-	if err := json.NewEncoder(conn).Encode(Request{Op: op}); err != nil {
-		return State{}, fmt.Errorf("shim %s: %w", op, err)
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return Response{}, fmt.Errorf("shim %s: %w", op, err)
 	}
 	var resp Response
 	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&resp); err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return State{}, fmt.Errorf("shim %s: %w", op, err)
+		return Response{}, fmt.Errorf("shim %s: %w", op, err)
 	}
 	if resp.Error != "" {
-		return resp.State, fmt.Errorf("shim %s: %s", op, resp.Error)
+		return resp, fmt.Errorf("shim %s: %s", op, resp.Error)
 	}
-	return resp.State, nil
+	return resp, nil
 }

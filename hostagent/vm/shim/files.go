@@ -49,6 +49,9 @@ type Spec struct {
 	Attempts    int           `json:"attempts"`
 	// Egress is what the guest may connect to; the zero Policy allows nothing.
 	Egress vnet.Policy `json:"egress"`
+	// Lease stops the VM when its agent has not renewed it (OpRenew) for this long since the
+	// shim started or the last renew, so that no VM outlives its owner for good (0: no lease).
+	Lease time.Duration `json:"lease,omitempty"`
 }
 
 // Phases of a VM, as reported in State.
@@ -70,6 +73,8 @@ type State struct {
 	HostKey string `json:"host_key,omitempty"`
 	// BootSeconds is the time from the first QEMU start to the ready marker.
 	BootSeconds float64 `json:"boot_seconds,omitempty"`
+	// LeaseEnds is when the VM stops itself unless renewed (zero: no lease).
+	LeaseEnds time.Time `json:"lease_ends,omitzero"`
 }
 
 // WriteSpec writes spec to dir/spec.json (0600).

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Control operations.
@@ -14,12 +15,18 @@ const (
 	OpStatus = "status" // reply with the State at once
 	OpWait   = "wait"   // reply with the State once the boot is over (ready or failed)
 	OpStop   = "stop"   // stop the VM, reply, and exit
+	OpRenew  = "renew"  // extend the VM's lease (Request.Lease), reply with the State
 )
 
 // Request is one control request: a JSON object on one line.
 type Request struct {
 	Op string `json:"op"`
+	// Lease is the argument of OpRenew: the lease from now on (0: the one the VM has).
+	Lease time.Duration `json:"lease,omitempty"`
 }
+
+// MaxLease bounds a lease.
+const MaxLease = 24 * time.Hour
 
 // Response is the reply: the State, or an error.
 type Response struct {
@@ -42,8 +49,14 @@ func DecodeRequest(line []byte) (Request, error) {
 	if err := json.Unmarshal(line, &r); err != nil {
 		return r, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
+	switch {
+	case r.Lease != 0 && r.Op != OpRenew:
+		return r, fmt.Errorf("%w: op %q takes no lease", ErrBadRequest, r.Op)
+	case r.Lease < 0 || r.Lease > MaxLease:
+		return r, fmt.Errorf("%w: lease %s out of range: use 0 (keep the VM's) up to %s", ErrBadRequest, r.Lease, MaxLease)
+	}
 	switch r.Op {
-	case OpStatus, OpWait, OpStop:
+	case OpStatus, OpWait, OpStop, OpRenew:
 		return r, nil
 	}
 	return r, fmt.Errorf("%w: unknown op %q", ErrBadRequest, r.Op)

@@ -38,6 +38,7 @@ type server struct {
 	backend hypervisor.Backend
 	network *vnet.Network
 	console *console
+	lease   *lease
 
 	mu      sync.Mutex
 	state   State
@@ -96,11 +97,14 @@ func Serve(ctx context.Context, dir string, ctl, sshLn net.Listener, logger *slo
 	qcfg.Logger = logger
 	s := &server{
 		dir: dir, spec: spec, logger: logger, backend: qemu.New(qcfg), network: network, console: con,
+		lease:   newLease(spec.Lease),
 		state:   State{ShimPID: os.Getpid(), Phase: PhaseBooting},
 		booted:  make(chan struct{}),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	defer s.lease.stop()
+	s.state.LeaseEnds = s.lease.end()
 	if err := writeState(dir, s.state); err != nil {
 		return fmt.Errorf("shim: %w", err)
 	}
@@ -150,6 +154,7 @@ func (s *server) run(ctx context.Context) error {
 		select {
 		case <-s.stop:
 		case <-ctx.Done():
+		case <-s.lease.expired:
 		}
 		return err
 	}
@@ -162,6 +167,8 @@ func (s *server) run(ctx context.Context) error {
 		reason = "signal"
 	case <-vm.Done():
 		reason = "vm exited"
+	case <-s.lease.expired:
+		reason = "lease expired: no agent renewed it"
 	}
 	s.logger.Info("stopping vm", "reason", reason)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -309,6 +316,12 @@ func (s *server) handleControl(ctx context.Context, conn net.Conn) {
 			select {
 			case <-s.stopped:
 			case <-ctx.Done():
+			}
+		case OpRenew:
+			if ends, err := s.lease.renew(req.Lease); err != nil {
+				resp.Error = err.Error()
+			} else {
+				s.setState(func(st *State) { st.LeaseEnds = ends })
 			}
 		}
 	}

@@ -30,8 +30,14 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/vm/vmtest"
 )
 
-// control sends one request line on dir/control.sock and decodes the reply.
+// control sends one request on dir/control.sock and decodes the reply.
 func control(t *testing.T, dir, op string) shim.Response {
+	t.Helper()
+	return controlLine(t, dir, `{"op":"`+op+`"}`)
+}
+
+// controlLine sends one request line on dir/control.sock and decodes the reply.
+func controlLine(t *testing.T, dir, line string) shim.Response {
 	t.Helper()
 	conn, err := net.Dial("unix", filepath.Join(dir, shim.ControlSock))
 	if err != nil {
@@ -41,14 +47,87 @@ func control(t *testing.T, dir, op string) shim.Response {
 	if err := conn.SetDeadline(time.Now().Add(2 * time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Write([]byte(`{"op":"` + op + `"}` + "\n")); err != nil {
+	if _, err := conn.Write([]byte(line + "\n")); err != nil {
 		t.Fatal(err)
 	}
 	var resp shim.Response
 	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&resp); err != nil {
-		t.Fatalf("%s: %v", op, err)
+		t.Fatalf("%s: %v", line, err)
 	}
 	return resp
+}
+
+// shimDir is a new VM directory, removed when the test ends.
+func shimDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wsh") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// serve runs Serve on dir with spec in the test process; the channel gets its result.
+func serve(t *testing.T, ctx context.Context, dir string, spec shim.Spec) chan error {
+	t.Helper()
+	if err := shim.WriteSpec(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := net.Listen("unix", filepath.Join(dir, shim.ControlSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshLn, err := net.Listen("unix", filepath.Join(dir, shim.SSHSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() {
+		served <- shim.Serve(ctx, dir, ctl, sshLn, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}()
+	return served
+}
+
+// TestLeaseEndsShim: a shim nobody renews stops by itself once its lease runs out, here one
+// whose VM could not start (it would otherwise wait for a stop for ever); renewing keeps it.
+func TestLeaseEndsShim(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const lease = 500 * time.Millisecond
+	dir := shimDir(t)
+	served := serve(t, ctx, dir, shim.Spec{QEMUBinary: "/nonexistent/qemu-system-x86_64", BootTimeout: time.Second, Attempts: 1, Lease: lease})
+	t.Cleanup(func() { cancel(); <-served })
+	if resp := control(t, dir, shim.OpWait); resp.State.Phase != shim.PhaseFailed || resp.State.LeaseEnds.IsZero() {
+		t.Fatalf("wait: %+v", resp)
+	}
+	for _, bad := range []string{`{"op":"renew","lease":-5}`, `{"op":"status","lease":5}`} {
+		if resp := controlLine(t, dir, bad); !strings.Contains(resp.Error, "bad control request") {
+			t.Errorf("%s: %+v, want a bad request", bad, resp)
+		}
+	}
+	renewed := time.Now()
+	for time.Since(renewed) < 3*lease {
+		resp := control(t, dir, shim.OpRenew)
+		if resp.Error != "" || !resp.State.LeaseEnds.After(time.Now()) {
+			t.Fatalf("renew: %+v", resp)
+		}
+		select {
+		case err := <-served:
+			served <- err
+			t.Fatalf("Serve returned while renewed: %v", err)
+		case <-time.After(lease / 5):
+		}
+	}
+	select {
+	case err := <-served:
+		served <- err // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shim did not stop after its lease ran out")
+	}
+	if _, err := os.Stat(filepath.Join(dir, shim.NetSock)); !os.IsNotExist(err) {
+		t.Errorf("net.sock left: %v", err)
+	}
 }
 
 // TestServeInProcess runs the shim's Serve in the test process (so the race detector sees
@@ -67,11 +146,7 @@ func TestServeInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "wsh") // short: unix socket paths are limited to 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := shimDir(t)
 	disk, err := qemu.New(qemu.DefaultConfig()).PrepareDisk(ctx, image, dir, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -87,21 +162,7 @@ func TestServeInProcess(t *testing.T) {
 		ReadyMarker: wire.ReadyMarker, FailedMarker: wire.FailedMarker, HostKeyMarker: wire.HostKeyMarker,
 		SilenceTimeout: 30 * time.Second, SilenceCPU: 6 * time.Second, BootTimeout: time.Minute, Attempts: 2,
 	}
-	if err := shim.WriteSpec(dir, spec); err != nil {
-		t.Fatal(err)
-	}
-	ctl, err := net.Listen("unix", filepath.Join(dir, shim.ControlSock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshLn, err := net.Listen("unix", filepath.Join(dir, shim.SSHSock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() {
-		served <- shim.Serve(ctx, dir, ctl, sshLn, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	}()
+	served := serve(t, ctx, dir, spec)
 	t.Cleanup(func() {
 		cancel()
 		// After an earlier failure, the error of a run cut short says nothing new.

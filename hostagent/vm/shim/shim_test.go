@@ -20,6 +20,11 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"op":"status"}`, OpStatus, false},
 		{`{"op":"wait"}`, OpWait, false},
 		{`{"op":"stop"}`, OpStop, false},
+		{`{"op":"renew"}`, OpRenew, false},
+		{`{"op":"renew","lease":60000000000}`, OpRenew, false},
+		{`{"op":"renew","lease":-1}`, "", true},
+		{`{"op":"renew","lease":86400000000001}`, "", true},
+		{`{"op":"stop","lease":60000000000}`, "", true},
 		{`{"op":"reboot"}`, "", true},
 		{`{}`, "", true},
 		{`not json`, "", true},
@@ -44,8 +49,11 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"op":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
-		if err == nil && r.Op != OpStatus && r.Op != OpWait && r.Op != OpStop {
+		if err == nil && r.Op != OpStatus && r.Op != OpWait && r.Op != OpStop && r.Op != OpRenew {
 			t.Fatalf("accepted op %q", r.Op)
+		}
+		if err == nil && (r.Lease < 0 || r.Lease > MaxLease || r.Lease != 0 && r.Op != OpRenew) {
+			t.Fatalf("accepted lease %s for op %q", r.Lease, r.Op)
 		}
 	})
 }
@@ -81,5 +89,51 @@ func TestConsoleMarkers(t *testing.T) {
 	}
 	if _, cpu := c.silentFor(5 * time.Second); cpu != 2*time.Second {
 		t.Errorf("cpu silence %s, want 2s", cpu)
+	}
+}
+
+// TestLease: a lease runs out unless renewed in time; a renew too late is refused; no lease
+// never runs out until a renew gives it a duration.
+func TestLease(t *testing.T) {
+	expired := func(l *lease, within time.Duration) bool {
+		select {
+		case <-l.expired:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	l := newLease(100 * time.Millisecond)
+	defer l.stop()
+	for range 5 { // 250 ms in all, longer than the lease
+		time.Sleep(50 * time.Millisecond)
+		if _, err := l.renew(0); err != nil {
+			t.Fatalf("renew in time: %v", err)
+		}
+	}
+	if expired(l, 0) {
+		t.Fatal("expired although renewed")
+	}
+	if !expired(l, 2*time.Second) {
+		t.Fatal("not expired 2 s after the last renew of a 100 ms lease")
+	}
+	if _, err := l.renew(time.Minute); !errors.Is(err, ErrLeaseExpired) {
+		t.Fatalf("renew after expiry: %v, want ErrLeaseExpired", err)
+	}
+
+	none := newLease(0)
+	defer none.stop()
+	if _, err := none.renew(0); err == nil {
+		t.Fatal("renew without a duration of a VM without lease succeeded")
+	}
+	if expired(none, 200*time.Millisecond) {
+		t.Fatal("no lease expired")
+	}
+	ends, err := none.renew(50 * time.Millisecond)
+	if err != nil || time.Until(ends) > 50*time.Millisecond {
+		t.Fatalf("renew giving a lease: ends %s, %v", ends, err)
+	}
+	if !expired(none, 2*time.Second) {
+		t.Fatal("the lease a renew gave did not run out")
 	}
 }
