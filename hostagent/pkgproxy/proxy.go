@@ -1,0 +1,369 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
+package pkgproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
+)
+
+// Config configures a Proxy.
+type Config struct {
+	// PyPIIndex is the upstream simple index (PEP 503/691), e.g. https://pypi.org/simple or a
+	// devpi or Artifactory index.
+	PyPIIndex string
+	// NpmRegistry is the upstream npm registry, e.g. https://registry.npmjs.org or Verdaccio.
+	NpmRegistry string
+	// AptMirror is the upstream Debian archive (the URL holding dists/ and pool/).
+	AptMirror string
+	// CacheDir holds the cache; CacheSize bounds the bytes of the bodies it keeps.
+	CacheDir  string
+	CacheSize int64
+	// MetadataTTL is how long an index page (a PyPI project page, an npm package document, an
+	// apt Release or Packages file) is served from the cache before it is asked for again.
+	// Files (wheels, tarballs, .debs, by-hash indexes) are kept until evicted.
+	MetadataTTL time.Duration
+	// IdleTimeout fails an upstream response that sends nothing for this long.
+	IdleTimeout time.Duration
+	// MaxFileSize bounds a file, MaxIndexSize an index page.
+	MaxFileSize  int64
+	MaxIndexSize int64
+	// Client fetches from the upstreams; nil means one with the host's trust store and proxy
+	// settings (HTTPS_PROXY, ...).
+	Client *http.Client
+	Logger *slog.Logger
+}
+
+// DefaultConfig points at the public upstreams, with a 4 GiB cache; CacheDir must be set.
+func DefaultConfig() Config {
+	return Config{
+		PyPIIndex:    "https://pypi.org/simple",
+		NpmRegistry:  "https://registry.npmjs.org",
+		AptMirror:    "https://deb.debian.org/debian",
+		CacheSize:    4 << 30,
+		MetadataTTL:  5 * time.Minute,
+		IdleTimeout:  time.Minute,
+		MaxFileSize:  4 << 30,
+		MaxIndexSize: 256 << 20,
+	}
+}
+
+// Proxy is a host's package proxy. Create it with New, serve guests with Serve (or use it as
+// an http.Handler) and Close it when done.
+type Proxy struct {
+	cfg                       Config
+	pypi, npm, apt            *url.URL
+	cache                     *cache
+	links                     *links
+	logger                    *slog.Logger
+	stop                      context.CancelFunc
+	recMu                     sync.Mutex
+	recordings                map[string][]*Recording // by VM
+	pypiBase, npmBase, aptURL string                  // the upstreams' URLs, without a final '/'
+}
+
+// New checks cfg and opens the cache.
+func New(cfg Config) (*Proxy, error) {
+	def := DefaultConfig()
+	if cfg.CacheDir == "" {
+		return nil, errors.New("package proxy: CacheDir is required")
+	}
+	if cfg.CacheSize <= 0 {
+		return nil, fmt.Errorf("package proxy: cache size %d must be positive", cfg.CacheSize)
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.MetadataTTL, def.MetadataTTL}, {&cfg.IdleTimeout, def.IdleTimeout}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.MaxFileSize <= 0 {
+		cfg.MaxFileSize = def.MaxFileSize
+	}
+	if cfg.MaxIndexSize <= 0 {
+		cfg.MaxIndexSize = def.MaxIndexSize
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = cfg.IdleTimeout
+		cfg.Client = &http.Client{Transport: t}
+	}
+	p := &Proxy{cfg: cfg, links: newLinks(), logger: cfg.Logger, recordings: map[string][]*Recording{}}
+	var err error
+	for _, u := range []struct {
+		name string
+		raw  string
+		dst  **url.URL
+		base *string
+	}{{"PyPI index", cfg.PyPIIndex, &p.pypi, &p.pypiBase}, {"npm registry", cfg.NpmRegistry, &p.npm, &p.npmBase},
+		{"apt mirror", cfg.AptMirror, &p.apt, &p.aptURL}} {
+		if *u.dst, err = ParseUpstream(u.raw); err != nil {
+			return nil, fmt.Errorf("package proxy: %s: %w", u.name, err)
+		}
+		*u.base = (*u.dst).String()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cache, err = newCache(ctx, cfg.CacheDir, cfg.CacheSize, cfg.IdleTimeout, cfg.Logger)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	p.stop = cancel
+	return p, nil
+}
+
+// ErrBadUpstream is wrapped by ParseUpstream's errors.
+var ErrBadUpstream = errors.New("bad upstream URL")
+
+// ParseUpstream reads an upstream URL: http or https, with a host, no query or fragment; a
+// final '/' is dropped.
+func ParseUpstream(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w %q: %w", ErrBadUpstream, raw, err)
+	case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.Opaque != "":
+		return nil, fmt.Errorf("%w %q: want http:// or https:// and a host", ErrBadUpstream, raw)
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, fmt.Errorf("%w %q: no query or fragment", ErrBadUpstream, raw)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// Close ends the upstream fetches in progress and waits for them.
+func (p *Proxy) Close() {
+	p.stop()
+	p.cache.close()
+}
+
+// Serve serves the connections shims relay (see DialVM) on ln until ctx ends, then closes ln.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+	})
+	defer stop()
+	err := srv.Serve(vmListener{ln})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("package proxy: %w", err)
+}
+
+// ServeHTTP answers a guest's request: GET or HEAD of a path below wire.PyPIPath,
+// wire.NpmPath or wire.AptPath (in origin form: the proxy is no forward proxy).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		w.Header().Set("Allow", "GET, HEAD")
+		p.refuse(w, http.StatusMethodNotAllowed, "the package proxy only reads packages (GET and HEAD): %s is refused", r.Method)
+		return
+	case !strings.HasPrefix(r.RequestURI, "/"):
+		p.refuse(w, http.StatusBadRequest, "the package proxy is not a proxy for other sites: ask for paths below %s, %s and %s/",
+			wire.PyPIPath, wire.NpmPath, wire.AptPath)
+		return
+	}
+	path := r.URL.EscapedPath()
+	switch {
+	case strings.HasPrefix(path, wire.PyPIPath):
+		p.servePyPIIndex(w, r, strings.TrimPrefix(path, wire.PyPIPath))
+	case strings.HasPrefix(path, pypiFiles):
+		p.serveTokenFile(w, r, strings.TrimPrefix(path, pypiFiles), "pip")
+	case strings.HasPrefix(path, npmFiles):
+		p.serveTokenFile(w, r, strings.TrimPrefix(path, npmFiles), "npm")
+	case strings.HasPrefix(path, wire.NpmPath):
+		p.serveNpm(w, r, strings.TrimPrefix(path, wire.NpmPath))
+	case strings.HasPrefix(path, wire.AptPath+"/"):
+		p.serveApt(w, r, strings.TrimPrefix(path, wire.AptPath+"/"))
+	default:
+		p.refuse(w, http.StatusNotFound, "not a package path: the proxy serves %s (pip), %s (npm) and %s/ (apt)",
+			wire.PyPIPath, wire.NpmPath, wire.AptPath)
+	}
+}
+
+// Paths of files the proxy names by token (see fileToken): PyPI's files, and npm tarballs
+// outside the registry.
+const (
+	pypiFiles = "/pypi/files/"
+	npmFiles  = wire.NpmPath + "-/waggle-files/"
+)
+
+// refuse answers with an error the guest's package manager shows.
+func (p *Proxy) refuse(w http.ResponseWriter, status int, format string, args ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "waggle package proxy: "+format+"\n", args...)
+}
+
+// fail answers a failed fetch: the upstream's 4xx status as it gave it, 502 for anything else.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return
+	}
+	var ue *upstreamError
+	if errors.As(err, &ue) && ue.status >= 400 && ue.status < 500 {
+		p.refuse(w, ue.status, "upstream %s", ue)
+		return
+	}
+	p.logger.Warn("package upstream failed", "path", r.URL.Path, "vm", vmOf(r.Context()), "err", err)
+	p.refuse(w, http.StatusBadGateway, "upstream failed: %v", err)
+}
+
+// get fetches (or finds in the cache) one upstream body.
+func (p *Proxy) get(ctx context.Context, key, rawURL, accept string, ttl time.Duration, want digest, max int64,
+	complete func(io.ReaderAt, int64)) (*body, error) {
+	return p.cache.get(ctx, fetchSpec{key: key, ttl: ttl, want: want, max: max, complete: complete,
+		open: func(ctx context.Context) (*http.Response, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+			if err != nil {
+				return nil, &upstreamError{url: rawURL, err: err}
+			}
+			req.Header.Set("User-Agent", "waggle-package-proxy")
+			if accept != "" {
+				req.Header.Set("Accept", accept)
+			}
+			resp, err := p.cfg.Client.Do(req)
+			if err != nil {
+				return nil, &upstreamError{url: req.URL.Redacted(), err: err}
+			}
+			return resp, nil
+		}})
+}
+
+// serveFile sends a file and, once it is all sent, notes it for the VM's recordings if it is a
+// package file (file.Manager set).
+func (p *Proxy) serveFile(w http.ResponseWriter, r *http.Request, b *body, file events.PackageFile) {
+	if b.contentType != "" {
+		w.Header().Set("Content-Type", b.contentType)
+	}
+	if b.cached {
+		http.ServeContent(w, r, file.File, time.Time{}, b.file)
+	} else {
+		if b.size >= 0 {
+			w.Header().Set("Content-Length", fmt.Sprint(b.size))
+		}
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodHead {
+			return
+		}
+		if _, err := io.Copy(w, b); err != nil {
+			// The guest must not take a short or unverified body for a whole one.
+			p.logger.Warn("package file not sent whole", "file", file.File, "vm", vmOf(r.Context()), "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	if r.Method == http.MethodHead || file.Manager == "" {
+		return
+	}
+	file.Cached, file.Size = b.cached, b.size
+	if b.sha256 != "" {
+		file.SHA256 = b.sha256
+	}
+	p.note(vmOf(r.Context()), file)
+}
+
+// Recording collects the package files one VM fetches between Record and Stop.
+type Recording struct {
+	p       *Proxy
+	vm      string
+	mu      sync.Mutex
+	files   []events.PackageFile
+	dropped int
+}
+
+// maxRecorded bounds the files one recording keeps.
+const maxRecorded = 1000
+
+// Record starts collecting the package files VM vm fetches. A nil Proxy records nothing.
+func (p *Proxy) Record(vm string) *Recording {
+	if p == nil {
+		return nil
+	}
+	r := &Recording{p: p, vm: vm}
+	p.recMu.Lock()
+	p.recordings[vm] = append(p.recordings[vm], r)
+	p.recMu.Unlock()
+	return r
+}
+
+// Stop ends the recording and returns the files, in the order they were served.
+func (r *Recording) Stop() []events.PackageFile {
+	if r == nil {
+		return nil
+	}
+	p := r.p
+	p.recMu.Lock()
+	rs := p.recordings[r.vm]
+	for i, x := range rs {
+		if x == r {
+			rs = append(rs[:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(p.recordings, r.vm)
+	} else {
+		p.recordings[r.vm] = rs
+	}
+	p.recMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dropped > 0 {
+		p.logger.Warn("package files not recorded: too many", "vm", r.vm, "recorded", len(r.files), "dropped", r.dropped)
+	}
+	return r.files
+}
+
+// note adds a served file to the VM's recordings and logs it.
+func (p *Proxy) note(vm string, f events.PackageFile) {
+	p.logger.Info("package file served", "vm", vm, "manager", f.Manager, "name", f.Name, "version", f.Version,
+		"bytes", f.Size, "cached", f.Cached)
+	p.recMu.Lock()
+	rs := append([]*Recording(nil), p.recordings[vm]...)
+	p.recMu.Unlock()
+	for _, r := range rs {
+		r.mu.Lock()
+		if len(r.files) < maxRecorded {
+			r.files = append(r.files, f)
+		} else {
+			r.dropped++
+		}
+		r.mu.Unlock()
+	}
+}
+
+// CacheStats are the number of cached responses and their bytes.
+func (p *Proxy) CacheStats() (entries int, bytes int64) { return p.cache.stats() }
