@@ -295,6 +295,7 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 		BootTimeout:    m.cfg.BootTimeout,
 		Attempts:       m.cfg.BootAttempts,
 		Egress:         egress,
+		PackageProxy:   m.cfg.PackageProxy,
 	}
 	if err := shim.WriteSpec(dir, sspec); err != nil {
 		return nil, fmt.Errorf("vm %s: shim: %w", spec.ID, err)

@@ -49,6 +49,10 @@ type Spec struct {
 	Attempts    int           `json:"attempts"`
 	// Egress is what the guest may connect to; the zero Policy allows nothing.
 	Egress vnet.Policy `json:"egress"`
+	// PackageProxy is the unix socket of the host's package proxy, where the shim relays the
+	// guest's connections to it (see pkgproxy.DialVM); empty: there is none, and they are
+	// closed at once.
+	PackageProxy string `json:"package_proxy,omitempty"`
 }
 
 // Phases of a VM, as reported in State.

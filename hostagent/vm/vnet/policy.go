@@ -14,14 +14,9 @@ import (
 // Egress policy names, as ParsePolicy reads them.
 const (
 	EgressNone     = "none"     // the guest opens no connection at all
-	EgressPackages = "packages" // TCP 80/443 to PackageHosts only
-	egressAllow    = "allow:"   // allow:HOST|CIDR,... : TCP 80/443 to those only
+	EgressPackages = "packages" // the host's package proxy only
+	egressAllow    = "allow:"   // allow:HOST|CIDR,... : the package proxy, and TCP 80/443 to those
 )
-
-// PackageHosts returns the package indexes the "packages" policy reaches: PyPI, npm and Debian.
-func PackageHosts() []string {
-	return []string{"pypi.org", "files.pythonhosted.org", "registry.npmjs.org", "deb.debian.org"}
-}
 
 // EgressPort reports whether an allowed destination may be reached on TCP port p: HTTP and
 // HTTPS only.
@@ -60,9 +55,13 @@ func Refused(addr netip.Addr) bool {
 	return false
 }
 
-// Policy is what a guest may connect to: TCP on an EgressPort to the addresses Hosts resolve to
-// (on the host, by the shim) and to Nets. The zero Policy allows nothing.
+// Policy is what a guest may connect to: the host's package proxy if Proxy is set, and TCP on
+// an EgressPort to the addresses Hosts resolve to (on the host, by the shim) and to Nets. The
+// zero Policy allows nothing.
 type Policy struct {
+	// Proxy lets the guest reach the host's package proxy: wire.PackageProxyHost resolves to
+	// the gateway, whose wire.PackageProxyPort the shim relays to the proxy.
+	Proxy bool `json:"proxy,omitempty"`
 	// Hosts are lower-case DNS names, matched exactly (no wildcard, no subdomains).
 	Hosts []string `json:"hosts,omitempty"`
 	// Nets are IPv4 networks outside the refused ranges.
@@ -70,14 +69,14 @@ type Policy struct {
 }
 
 // None reports whether the policy allows no egress at all.
-func (p Policy) None() bool { return len(p.Hosts) == 0 && len(p.Nets) == 0 }
+func (p Policy) None() bool { return !p.Proxy && len(p.Hosts) == 0 && len(p.Nets) == 0 }
 
 // String is the policy in the form ParsePolicy reads.
 func (p Policy) String() string {
 	if p.None() {
 		return EgressNone
 	}
-	if slices.Equal(p.Hosts, PackageHosts()) && len(p.Nets) == 0 {
+	if len(p.Hosts) == 0 && len(p.Nets) == 0 {
 		return EgressPackages
 	}
 	items := slices.Clone(p.Hosts)
@@ -98,27 +97,28 @@ var ErrBadPolicy = errors.New("bad egress policy")
 
 // ParsePolicy reads "none", "packages" or "allow:ITEM,ITEM,..." where an item is a host name
 // (e.g. pypi.org) or an IPv4 CIDR or address (e.g. 203.0.113.0/24). Items in the refused ranges
-// (private, loopback, link-local, ...) are an error, not silently dropped.
+// (private, loopback, link-local, ...) are an error, not silently dropped. Every policy but
+// "none" reaches the package proxy.
 func ParsePolicy(s string) (Policy, error) {
 	switch s {
 	case EgressNone:
 		return Policy{}, nil
 	case EgressPackages:
-		return Policy{Hosts: PackageHosts()}, nil
+		return Policy{Proxy: true}, nil
 	}
 	list, ok := strings.CutPrefix(s, egressAllow)
 	if !ok {
 		return Policy{}, fmt.Errorf("%w %q: want none, packages or allow: and a comma-separated list of hosts and IPv4 CIDRs", ErrBadPolicy, s)
 	}
-	var p Policy
+	p := Policy{Proxy: true}
 	for item := range strings.SplitSeq(list, ",") {
 		item = strings.TrimSpace(item)
 		if err := p.add(item); err != nil {
 			return Policy{}, fmt.Errorf("%w: %q: %w", ErrBadPolicy, item, err)
 		}
 	}
-	if p.None() {
-		return Policy{}, fmt.Errorf("%w: empty allow list (use none)", ErrBadPolicy)
+	if len(p.Hosts) == 0 && len(p.Nets) == 0 {
+		return Policy{}, fmt.Errorf("%w: empty allow list (use none or packages)", ErrBadPolicy)
 	}
 	return p, nil
 }
