@@ -6,12 +6,15 @@ package hostagent
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"time"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 	"github.com/waggle-dev/waggle/hostagent/membership"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // Drain modes: what a clean stop does with the environments still running.
@@ -68,6 +71,16 @@ type Config struct {
 	// transfer object store (hostrpc.Transfers).
 	Limits hostrpc.Limits
 
+	// PackageSocket is the unix socket of this host's package proxy, which the VMs' shims relay
+	// guests' connections to (vm.Config.PackageProxy names the same path); Packages configures
+	// the proxy (its CacheDir defaults to packages/ in DataDir). Empty: the host runs none, and
+	// install_packages cannot fetch.
+	PackageSocket string
+	Packages      pkgproxy.Config
+	// AptKeys are OpenPGP public keys (armored or binary) that guests' apt trusts besides
+	// Debian's, for an apt mirror signed with its own key; every apt install carries them.
+	AptKeys []byte
+
 	Logger *slog.Logger
 }
 
@@ -90,9 +103,14 @@ func DefaultConfig() Config {
 		MaxConcurrentRPCs:  64,
 		MaxRPCsPerEnv:      8,
 		Limits:             hostrpc.DefaultLimits(),
+		Packages:           pkgproxy.DefaultConfig(),
 		Logger:             slog.Default(),
 	}
 }
+
+// PackageSocket is where a host agent whose data directory is dataDir serves its package
+// proxy.
+func PackageSocket(dataDir string) string { return filepath.Join(dataDir, "packages.sock") }
 
 func (c Config) validate() error {
 	if err := events.ValidID(c.HostID); err != nil {
@@ -118,6 +136,9 @@ func (c Config) validate() error {
 	}
 	if c.WarmPool < 0 {
 		return fmt.Errorf("warm pool size %d < 0", c.WarmPool)
+	}
+	if len(c.AptKeys) > wire.MaxAptKeys {
+		return fmt.Errorf("apt keys: %d bytes, at most %d", len(c.AptKeys), wire.MaxAptKeys)
 	}
 	return nil
 }

@@ -246,6 +246,7 @@ type codeRun struct {
 	lang     string // language, or install:<runtime>
 	codeSHA  string
 	codeSize int
+	packages []string // install_packages: the specs asked for
 }
 
 // prepareCode builds the command that runs code (checked by the Limits) in env in language
@@ -275,7 +276,11 @@ func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.run(ctx, c, r, req.Timeout)
+	out, _, err := a.run(ctx, c, r, req.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
@@ -293,11 +298,51 @@ func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
 	}
 	argv, err := installCommand(t.runtime, req.Packages)
 	if err != nil {
-		return nil, err
+		return nil, rpcErrorf(hostrpc.CodeBadRequest, "%v", err)
+	}
+	spec := ExecSpec{Argv: argv}
+	if t.runtime == "shell" {
+		spec.Stdin = a.cfg.AptKeys // see wire.AptInstallCommand
 	}
 	cmd := strings.Join(argv, " ")
-	return a.run(ctx, c, codeRun{t: t, spec: ExecSpec{Argv: argv}, lang: "install:" + t.runtime, codeSHA: events.Hash([]byte(cmd)), codeSize: len(cmd)},
-		req.Timeout)
+	timeout := req.Timeout // CheckInstall filled the default
+	out, fetched, err := a.run(ctx, c, codeRun{t: t, spec: spec, lang: "install:" + t.runtime,
+		codeSHA: events.Hash([]byte(cmd)), codeSize: len(cmd), packages: req.Packages}, timeout)
+	switch {
+	case err != nil:
+		return nil, err
+	case out.TimedOut:
+		return nil, rpcErrorf(hostrpc.CodeFailed, "%s timed out after %s%s", installer(t.runtime), timeout, managerMessage(out))
+	case out.ExitCode != 0:
+		return nil, rpcErrorf(hostrpc.CodeFailed, "%s failed (exit status %d)%s", installer(t.runtime), out.ExitCode, managerMessage(out))
+	}
+	if fetched == nil {
+		fetched = []events.PackageFile{}
+	}
+	return hostrpc.InstallResult{ExecResult: out, Fetched: fetched}, nil
+}
+
+// maxManagerMessage bounds the package manager's output an install error carries.
+const maxManagerMessage = 4000
+
+// managerMessage is the end of what a failed package manager said (its stderr, or its stdout
+// if it wrote nothing there), as the tail of an error message.
+func managerMessage(out hostrpc.ExecResult) string {
+	msg := strings.TrimSpace(out.Stderr)
+	if msg == "" {
+		msg = strings.TrimSpace(out.Stdout)
+	}
+	if msg == "" {
+		return ""
+	}
+	if len(msg) > maxManagerMessage {
+		msg = msg[len(msg)-maxManagerMessage:]
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		msg = "...\n" + msg
+	}
+	return ":\n" + msg
 }
 
 // outputCap is the per-stream output cap: two streams must fit in one reply.
@@ -305,23 +350,28 @@ func (a *Agent) outputCap() int {
 	return min(a.cfg.Limits.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
 }
 
-// execute runs spec in t's guest with the timeout and the output cap.
-func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout time.Duration) (ExecResult, error) {
+// execute runs spec in t's guest with the timeout and the output cap. It also returns the
+// package files the guest fetched through the package proxy meanwhile.
+func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout time.Duration) (ExecResult, []events.PackageFile, error) {
 	spec.Timeout = timeout
 	spec.MaxOutput = a.outputCap()
 	// The guest enforces the timeout (and kills the process group); the margin covers SSH.
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
-	return t.m.Exec(ctx, spec)
+	rec := a.packages.Record(t.m.ID())
+	res, err := t.m.Exec(ctx, spec)
+	return res, rec.Stop(), err
 }
 
-// auditExec appends the exec audit event of a command: finished (res, and runErr when it has
-// no normal outcome), or for phase ExecStarted a background process just started. The event is
-// appended whatever happened to the environment meanwhile.
-func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, runErr error, phase string) {
+// auditExec appends the exec audit event of a command: finished (res, the package files the
+// guest fetched meanwhile, and runErr when it has no normal outcome), or for phase ExecStarted
+// a background process just started. The event is appended whatever happened to the
+// environment meanwhile.
+func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, fetched []events.PackageFile, runErr error, phase string) {
 	d := events.Exec{Language: r.lang, CodeSHA256: r.codeSHA, CodeSize: r.codeSize,
 		ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), StdoutBytes: len(res.Stdout),
-		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: phase != "", Phase: phase}
+		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: phase != "", Phase: phase,
+		Packages: r.packages, Fetched: fetched}
 	if runErr != nil {
 		d.ExitCode, d.Error = -1, runErr.Error()
 	}
@@ -332,21 +382,22 @@ func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecRe
 }
 
 // run executes r, audits it as an exec event (also when it fails) and shapes the reply to fit
-// one NATS message (output beyond the caps is cut and flagged truncated).
-func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (any, error) {
+// one NATS message (output beyond the caps is cut and flagged truncated). It also returns the
+// package files the guest fetched.
+func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (hostrpc.ExecResult, []events.PackageFile, error) {
 	start := time.Now()
 	r.spec.Stdout, r.spec.Stderr = c.stream.writers()
-	res, err := a.execute(ctx, r.t, r.spec, timeout)
+	res, fetched, err := a.execute(ctx, r.t, r.spec, timeout)
 	if err != nil {
 		res.Duration = time.Since(start)
-		a.auditExec(ctx, r, c, res, err, "")
-		return nil, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
+		a.auditExec(ctx, r, c, res, fetched, err, "")
+		return hostrpc.ExecResult{}, nil, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
 	}
-	a.auditExec(ctx, r, c, res, nil, "")
+	a.auditExec(ctx, r, c, res, fetched, nil, "")
 	out := hostrpc.ExecResult{Stdout: string(res.Stdout), Stderr: string(res.Stderr), ExitCode: res.ExitCode,
 		DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated}
 	fitReply(&out, a.maxPayload()-replyOverhead)
-	return out, nil
+	return out, fetched, nil
 }
 
 // fitReply cuts the output of out until its JSON takes at most limit bytes: JSON escaping can

@@ -20,6 +20,7 @@ type hostAgentOptions struct {
 	gossipKey, cacheDir, logLevel string
 	insecureGossip                bool
 	vm                            vmOptions
+	packages                      packageOptions
 }
 
 func newHostAgentCmd() *cobra.Command {
@@ -62,6 +63,7 @@ func newHostAgentCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.WarmRuntimes, "warm-runtimes", cfg.WarmRuntimes, "runtimes the warm pool keeps")
 	f.StringVar(&cfg.Drain, "drain", cfg.Drain, "on stop: destroy the environments, or keep their VMs for the next start")
 	o.vm.addFlags(f, vnet.EgressNone)
+	o.packages.addFlags(f)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("host-id")
 	return cmd
@@ -96,6 +98,9 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions, 
 	}
 	if o.cacheDir == "" {
 		o.cacheDir = cacheDir(cfg.DataDir)
+	}
+	if err := o.packages.apply(&cfg, cfg.DataDir); err != nil {
+		return err
 	}
 	machines, err := newVMMachines(cfg.DataDir, o, logger)
 	if err != nil {

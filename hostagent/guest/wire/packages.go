@@ -5,7 +5,8 @@ package wire
 
 import (
 	"fmt"
-	"regexp"
+
+	"github.com/waggle-dev/waggle/internal/aptname"
 )
 
 // The package proxy, as guests reach it. Its name resolves (through the VM's own DNS, answered
@@ -42,20 +43,14 @@ const MaxAptKeys = 256 << 10
 // MaxAptPackages bounds the names of one apt install request.
 const MaxAptPackages = 64
 
-// aptPackageRE is a Debian package name (Debian Policy 5.6.1: lower-case letters, digits, '+',
-// '-', '.'; at least two characters, starting with a letter or digit), optionally pinned to a
-// version (=VERSION of digits, letters, '.', '+', '~', '-', ':'), or to an architecture
-// (:ARCH). It admits no option (nothing starts with '-'), no whitespace and no shell character.
-var aptPackageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?(=[A-Za-z0-9][A-Za-z0-9.+~:-]*)?$`)
-
 // CheckAptPackages reports whether names may be installed with apt: 1 to MaxAptPackages
-// Debian package names (see aptPackageRE), each at most 128 bytes.
+// Debian package specs (see aptname.Pattern).
 func CheckAptPackages(names []string) error {
 	if len(names) == 0 || len(names) > MaxAptPackages {
 		return fmt.Errorf("give 1 to %d Debian package names, not %d", MaxAptPackages, len(names))
 	}
 	for _, n := range names {
-		if len(n) > 128 || !aptPackageRE.MatchString(n) {
+		if !aptname.Valid(n) {
 			return fmt.Errorf("invalid Debian package name %q: use lower-case letters, digits, '+', '-' and '.', optionally =VERSION", n)
 		}
 	}
