@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
@@ -38,5 +39,43 @@ func TestInstallCommand(t *testing.T) {
 		if err != nil || strings.Join(argv, " ") != tt.want {
 			t.Errorf("%s: %q, %v; want %q", tt.runtime, argv, err, tt.want)
 		}
+	}
+}
+
+func TestInstallMessages(t *testing.T) {
+	long := strings.Repeat("line of output\n", 1000) + "ERROR: the end"
+	tests := []struct {
+		name     string
+		out      hostrpc.ExecResult
+		failures []string
+		want     []string
+		not      []string
+	}{
+		{"stderr", hostrpc.ExecResult{Stdout: "Collecting x", Stderr: "ERROR: No matching distribution found for x\n"}, nil,
+			[]string{":\nERROR: No matching distribution found for x"}, []string{"Collecting", "proxy"}},
+		{"stdout when stderr is empty", hostrpc.ExecResult{Stdout: "E: Unable to locate package x"}, nil,
+			[]string{"Unable to locate package x"}, nil},
+		{"long output keeps its end", hostrpc.ExecResult{Stderr: long}, nil, []string{":\n...\n", "ERROR: the end"}, nil},
+		{"upstream failures", hostrpc.ExecResult{Stderr: "ERROR: x"},
+			[]string{"u1: connection refused", "u2: 503", "u3", "u4", "u5"},
+			[]string{"package proxy could not fetch from its upstream:\n  u1: connection refused\n  u2: 503\n  u3\n  (and 2 more)"}, []string{"u4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := managerMessage(tt.out) + proxyFailures(tt.failures)
+			if len(msg) > maxManagerMessage+1000 {
+				t.Errorf("message of %d bytes", len(msg))
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("%q lacks %q", msg, w)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(msg, n) {
+					t.Errorf("%q has %q", msg, n)
+				}
+			}
+		})
 	}
 }

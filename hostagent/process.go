@@ -15,6 +15,7 @@ import (
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // Lifetimes of the background processes of one environment (Limits.MaxProcesses bounds their
@@ -211,7 +212,7 @@ func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 		cancel()
 		return nil, err
 	}
-	a.auditExec(ctx, r, c, ExecResult{}, nil, nil, events.ExecStarted)
+	a.auditExec(ctx, r, c, ExecResult{}, pkgproxy.Fetches{}, nil, events.ExecStarted)
 	a.goTask(func() {
 		defer cancel()
 		res, fetched, err := a.execute(pctx, r.t, r.spec, req.Timeout)

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // Guest conventions of the exec and file service.
@@ -306,20 +307,44 @@ func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
 	}
 	cmd := strings.Join(argv, " ")
 	timeout := req.Timeout // CheckInstall filled the default
-	out, fetched, err := a.run(ctx, c, codeRun{t: t, spec: spec, lang: "install:" + t.runtime,
+	out, fetches, err := a.run(ctx, c, codeRun{t: t, spec: spec, lang: "install:" + t.runtime,
 		codeSHA: events.Hash([]byte(cmd)), codeSize: len(cmd), packages: req.Packages}, timeout)
 	switch {
 	case err != nil:
 		return nil, err
 	case out.TimedOut:
-		return nil, rpcErrorf(hostrpc.CodeFailed, "%s timed out after %s%s", installer(t.runtime), timeout, managerMessage(out))
+		return nil, rpcErrorf(hostrpc.CodeFailed, "%s timed out after %s%s%s", installer(t.runtime), timeout,
+			managerMessage(out), proxyFailures(fetches.Failures))
 	case out.ExitCode != 0:
-		return nil, rpcErrorf(hostrpc.CodeFailed, "%s failed (exit status %d)%s", installer(t.runtime), out.ExitCode, managerMessage(out))
+		return nil, rpcErrorf(hostrpc.CodeFailed, "%s failed (exit status %d)%s%s", installer(t.runtime), out.ExitCode,
+			managerMessage(out), proxyFailures(fetches.Failures))
 	}
-	if fetched == nil {
-		fetched = []events.PackageFile{}
+	files := fetches.Files
+	if files == nil {
+		files = []events.PackageFile{}
 	}
-	return hostrpc.InstallResult{ExecResult: out, Fetched: fetched}, nil
+	return hostrpc.InstallResult{ExecResult: out, Fetched: files}, nil
+}
+
+// maxProxyFailures bounds the upstream failures an install error names.
+const maxProxyFailures = 3
+
+// proxyFailures tells what the package proxy's upstreams failed to answer during an install,
+// as the tail of its error message: package managers often take an index they could not fetch
+// for a package that does not exist.
+func proxyFailures(failures []string) string {
+	if len(failures) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nmeanwhile the host's package proxy could not fetch from its upstream:")
+	for _, f := range failures[:min(len(failures), maxProxyFailures)] {
+		b.WriteString("\n  " + f)
+	}
+	if n := len(failures) - maxProxyFailures; n > 0 {
+		fmt.Fprintf(&b, "\n  (and %d more)", n)
+	}
+	return b.String()
 }
 
 // maxManagerMessage bounds the package manager's output an install error carries.
@@ -350,9 +375,9 @@ func (a *Agent) outputCap() int {
 	return min(a.cfg.Limits.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
 }
 
-// execute runs spec in t's guest with the timeout and the output cap. It also returns the
-// package files the guest fetched through the package proxy meanwhile.
-func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout time.Duration) (ExecResult, []events.PackageFile, error) {
+// execute runs spec in t's guest with the timeout and the output cap. It also returns what
+// the guest fetched through the package proxy meanwhile.
+func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout time.Duration) (ExecResult, pkgproxy.Fetches, error) {
 	spec.Timeout = timeout
 	spec.MaxOutput = a.outputCap()
 	// The guest enforces the timeout (and kills the process group); the margin covers SSH.
@@ -363,15 +388,15 @@ func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout ti
 	return res, rec.Stop(), err
 }
 
-// auditExec appends the exec audit event of a command: finished (res, the package files the
-// guest fetched meanwhile, and runErr when it has no normal outcome), or for phase ExecStarted
-// a background process just started. The event is appended whatever happened to the
-// environment meanwhile.
-func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, fetched []events.PackageFile, runErr error, phase string) {
+// auditExec appends the exec audit event of a command: finished (res, what the guest fetched
+// through the package proxy meanwhile, and runErr when it has no normal outcome), or for phase
+// ExecStarted a background process just started. The event is appended whatever happened to
+// the environment meanwhile.
+func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, fetched pkgproxy.Fetches, runErr error, phase string) {
 	d := events.Exec{Language: r.lang, CodeSHA256: r.codeSHA, CodeSize: r.codeSize,
 		ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), StdoutBytes: len(res.Stdout),
 		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: phase != "", Phase: phase,
-		Packages: r.packages, Fetched: fetched}
+		Packages: r.packages, Fetched: fetched.Files}
 	if runErr != nil {
 		d.ExitCode, d.Error = -1, runErr.Error()
 	}
@@ -382,16 +407,16 @@ func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecRe
 }
 
 // run executes r, audits it as an exec event (also when it fails) and shapes the reply to fit
-// one NATS message (output beyond the caps is cut and flagged truncated). It also returns the
-// package files the guest fetched.
-func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (hostrpc.ExecResult, []events.PackageFile, error) {
+// one NATS message (output beyond the caps is cut and flagged truncated). It also returns what
+// the guest fetched through the package proxy.
+func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (hostrpc.ExecResult, pkgproxy.Fetches, error) {
 	start := time.Now()
 	r.spec.Stdout, r.spec.Stderr = c.stream.writers()
 	res, fetched, err := a.execute(ctx, r.t, r.spec, timeout)
 	if err != nil {
 		res.Duration = time.Since(start)
 		a.auditExec(ctx, r, c, res, fetched, err, "")
-		return hostrpc.ExecResult{}, nil, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
+		return hostrpc.ExecResult{}, pkgproxy.Fetches{}, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
 	}
 	a.auditExec(ctx, r, c, res, fetched, nil, "")
 	out := hostrpc.ExecResult{Stdout: string(res.Stdout), Stderr: string(res.Stderr), ExitCode: res.ExitCode,

@@ -238,7 +238,9 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p.refuse(w, ue.status, "upstream %s", ue)
 		return
 	}
-	p.logger.Warn("package upstream failed", "path", r.URL.Path, "vm", vmOf(r.Context()), "err", err)
+	vm := vmOf(r.Context())
+	p.logger.Warn("package upstream failed", "path", r.URL.Path, "vm", vm, "err", err)
+	p.noteFailure(vm, err.Error())
 	p.refuse(w, http.StatusBadGateway, "upstream failed: %v", err)
 }
 
@@ -281,7 +283,11 @@ func (p *Proxy) serveFile(w http.ResponseWriter, r *http.Request, b *body, file 
 		}
 		if _, err := io.Copy(w, b); err != nil {
 			// The guest must not take a short or unverified body for a whole one.
-			p.logger.Warn("package file not sent whole", "file", file.File, "vm", vmOf(r.Context()), "err", err)
+			vm := vmOf(r.Context())
+			p.logger.Warn("package file not sent whole", "file", file.File, "vm", vm, "err", err)
+			if r.Context().Err() == nil {
+				p.noteFailure(vm, err.Error())
+			}
 			panic(http.ErrAbortHandler)
 		}
 	}
@@ -293,76 +299,6 @@ func (p *Proxy) serveFile(w http.ResponseWriter, r *http.Request, b *body, file 
 		file.SHA256 = b.sha256
 	}
 	p.note(vmOf(r.Context()), file)
-}
-
-// Recording collects the package files one VM fetches between Record and Stop.
-type Recording struct {
-	p       *Proxy
-	vm      string
-	mu      sync.Mutex
-	files   []events.PackageFile
-	dropped int
-}
-
-// maxRecorded bounds the files one recording keeps.
-const maxRecorded = 1000
-
-// Record starts collecting the package files VM vm fetches. A nil Proxy records nothing.
-func (p *Proxy) Record(vm string) *Recording {
-	if p == nil {
-		return nil
-	}
-	r := &Recording{p: p, vm: vm}
-	p.recMu.Lock()
-	p.recordings[vm] = append(p.recordings[vm], r)
-	p.recMu.Unlock()
-	return r
-}
-
-// Stop ends the recording and returns the files, in the order they were served.
-func (r *Recording) Stop() []events.PackageFile {
-	if r == nil {
-		return nil
-	}
-	p := r.p
-	p.recMu.Lock()
-	rs := p.recordings[r.vm]
-	for i, x := range rs {
-		if x == r {
-			rs = append(rs[:i], rs[i+1:]...)
-			break
-		}
-	}
-	if len(rs) == 0 {
-		delete(p.recordings, r.vm)
-	} else {
-		p.recordings[r.vm] = rs
-	}
-	p.recMu.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.dropped > 0 {
-		p.logger.Warn("package files not recorded: too many", "vm", r.vm, "recorded", len(r.files), "dropped", r.dropped)
-	}
-	return r.files
-}
-
-// note adds a served file to the VM's recordings and logs it.
-func (p *Proxy) note(vm string, f events.PackageFile) {
-	p.logger.Info("package file served", "vm", vm, "manager", f.Manager, "name", f.Name, "version", f.Version,
-		"bytes", f.Size, "cached", f.Cached)
-	p.recMu.Lock()
-	rs := append([]*Recording(nil), p.recordings[vm]...)
-	p.recMu.Unlock()
-	for _, r := range rs {
-		r.mu.Lock()
-		if len(r.files) < maxRecorded {
-			r.files = append(r.files, f)
-		} else {
-			r.dropped++
-		}
-		r.mu.Unlock()
-	}
 }
 
 // CacheStats are the number of cached responses and their bytes.

@@ -36,7 +36,7 @@ type testProxy struct {
 	socket string
 }
 
-func startProxy(t *testing.T, cfg pkgproxy.Config) *testProxy {
+func startProxy(t testing.TB, cfg pkgproxy.Config) *testProxy {
 	t.Helper()
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = t.TempDir()
@@ -165,7 +165,7 @@ func TestPyPI(t *testing.T) {
 		t.Errorf("PEP 691 page: %+v", doc)
 	}
 
-	files := rec.Stop()
+	files := rec.Stop().Files
 	want := events.PackageFile{Manager: "pip", Name: "waggle-hello", Version: "1.0.0", File: pkgtest.WheelFile,
 		SHA256: sha(up.Wheel), Size: int64(len(up.Wheel))}
 	if len(files) != 2 {
@@ -176,7 +176,7 @@ func TestPyPI(t *testing.T) {
 	if files[0] != want || files[1] != cached {
 		t.Errorf("recorded %+v\nwant %+v then %+v", files, want, cached)
 	}
-	if got := other.Stop(); len(got) != 0 {
+	if got := other.Stop(); len(got.Files) != 0 {
 		t.Errorf("another VM's recording got %+v", got)
 	}
 
@@ -210,7 +210,7 @@ func TestNpm(t *testing.T) {
 	if got := tp.mustGet(t, "vm1", path, ""); !bytes.Equal(got, up.Tarball) {
 		t.Fatal("the tarball differs from the upstream's")
 	}
-	if files := rec.Stop(); len(files) != 1 || files[0].Name != pkgtest.Name || files[0].Version != pkgtest.Version ||
+	if files := rec.Stop().Files; len(files) != 1 || files[0].Name != pkgtest.Name || files[0].Version != pkgtest.Version ||
 		files[0].SHA256 != sha(up.Tarball) || files[0].Manager != "npm" {
 		t.Errorf("recorded %+v", files)
 	}
@@ -239,7 +239,7 @@ func TestApt(t *testing.T) {
 	if !bytes.Equal(deb, up.Deb) {
 		t.Fatal("the .deb differs from the upstream's")
 	}
-	files := rec.Stop()
+	files := rec.Stop().Files
 	if len(files) == 0 || files[0] != (events.PackageFile{Manager: "apt", Name: pkgtest.Name, Version: pkgtest.Version,
 		File: pkgtest.DebFile, SHA256: sha(up.Deb), Size: int64(len(up.Deb))}) {
 		t.Errorf("recorded %+v", files)
@@ -272,8 +272,12 @@ func TestDigestMismatch(t *testing.T) {
 			}
 		}
 	}
-	if files := rec.Stop(); len(files) != 0 {
-		t.Errorf("corrupt files recorded as fetched: %+v", files)
+	got := rec.Stop()
+	if len(got.Files) != 0 {
+		t.Errorf("corrupt files recorded as fetched: %+v", got.Files)
+	}
+	if len(got.Failures) != 3 || !strings.Contains(got.Failures[0], "does not match the digest") {
+		t.Errorf("failures recorded: %q, want the 3 digest mismatches", got.Failures)
 	}
 	up.SetCorrupt(false)
 	if got := tp.mustGet(t, "vm1", string(m[1]), ""); !bytes.Equal(got, up.Wheel) {
@@ -490,6 +494,7 @@ func TestUpstreamDown(t *testing.T) {
 	cfg := upstreamConfig(up)
 	cfg.MetadataTTL = time.Millisecond
 	tp := startProxy(t, cfg)
+	rec := tp.p.Record("vm1")
 	fresh := tp.mustGet(t, "vm1", wire.NpmPath+pkgtest.Name, "")
 	up.Close()
 	time.Sleep(5 * time.Millisecond)
@@ -499,6 +504,9 @@ func TestUpstreamDown(t *testing.T) {
 	code, _, body := tp.get(t, "vm1", wire.PyPIPath+"waggle-hello/", "")
 	if code != http.StatusBadGateway || !bytes.Contains(body, []byte("connection refused")) {
 		t.Errorf("upstream down: %d %s", code, body)
+	}
+	if got := rec.Stop(); len(got.Failures) != 1 || !strings.Contains(got.Failures[0], "connection refused") {
+		t.Errorf("failures recorded: %q", got.Failures)
 	}
 }
 
