@@ -21,10 +21,17 @@ import (
 // characters archive paths use.
 var aptPathRE = regexp.MustCompile(`^(dists|pool)/[A-Za-z0-9._+~-]+(/[A-Za-z0-9._+~-]+)*$`)
 
+// aptPath reads an escaped path below the archive: it must be clean and below dists/ or pool/.
+func aptPath(escaped string) (string, bool) {
+	rel, err := url.PathUnescape(escaped)
+	ok := err == nil && rel == path.Clean(rel) && aptPathRE.MatchString(rel) && !strings.Contains(rel, "..")
+	return rel, ok
+}
+
 // serveApt serves a file of the Debian archive: rest is its path below the mirror.
 func (p *Proxy) serveApt(w http.ResponseWriter, r *http.Request, rest string) {
-	rel, err := url.PathUnescape(rest)
-	if err != nil || rel != path.Clean(rel) || !aptPathRE.MatchString(rel) || strings.Contains(rel, "..") {
+	rel, ok := aptPath(rest)
+	if !ok {
 		p.refuse(w, http.StatusNotFound, "%q is not a file of the Debian archive: ask for %s/dists/... or %s/pool/...",
 			rest, wire.AptPath, wire.AptPath)
 		return

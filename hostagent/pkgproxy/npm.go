@@ -100,25 +100,13 @@ func (p *Proxy) serveNpm(w http.ResponseWriter, r *http.Request, rest string) {
 	if strings.Contains(r.Header.Get("Accept"), acceptCorgi) {
 		key, accept = u+"#corgi", acceptCorgi+"; q=1.0, application/json; q=0.8, */*"
 	}
-	b, err := p.get(r.Context(), key, u, accept, p.cfg.MetadataTTL, digest{}, p.cfg.MaxIndexSize, nil)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	data, err := b.bytes(p.cfg.MaxIndexSize)
-	ct := b.contentType
-	b.Close()
-	if err == nil {
-		data, err = p.rewriteNpm(np.pkg, data)
-	}
-	if err != nil {
-		p.fail(w, r, fmt.Errorf("package document %s: %w", u, err))
-		return
-	}
-	if ct == "" {
-		ct = "application/json"
-	}
-	writeIndex(w, r, ct, data)
+	p.serveIndex(w, r, key, u, accept, func(ct string, data []byte) ([]byte, string, error) {
+		if ct == "" {
+			ct = "application/json"
+		}
+		data, err := p.rewriteNpm(np.pkg, data)
+		return data, ct, err
+	})
 }
 
 // npmTarballVersion reads the version from a tarball's name, "<basename>-<version>.tgz".

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +43,8 @@ type Config struct {
 	MaxFileSize  int64
 	MaxIndexSize int64
 	// Client fetches from the upstreams; nil means one with the host's trust store and proxy
-	// settings (HTTPS_PROXY, ...).
+	// settings (HTTPS_PROXY, ...) that reaches other hosts than the upstreams (those index
+	// pages link to, or upstreams redirect to) only at public addresses.
 	Client *http.Client
 	Logger *slog.Logger
 }
@@ -65,11 +67,11 @@ func DefaultConfig() Config {
 // an http.Handler) and Close it when done.
 type Proxy struct {
 	cfg                       Config
-	pypi, npm, apt            *url.URL
 	cache                     *cache
 	links                     *links
 	logger                    *slog.Logger
 	stop                      context.CancelFunc
+	indexes                   chan struct{} // a token per index page being served
 	recMu                     sync.Mutex
 	recordings                map[string][]*Recording // by VM
 	pypiBase, npmBase, aptURL string                  // the upstreams' URLs, without a final '/'
@@ -101,25 +103,24 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Client == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = cfg.IdleTimeout
-		cfg.Client = &http.Client{Transport: t}
-	}
-	p := &Proxy{cfg: cfg, links: newLinks(), logger: cfg.Logger, recordings: map[string][]*Recording{}}
-	var err error
+	p := &Proxy{cfg: cfg, links: newLinks(), logger: cfg.Logger, recordings: map[string][]*Recording{},
+		indexes: make(chan struct{}, maxIndexesAtOnce)}
+	var upstreams []*url.URL
 	for _, u := range []struct {
-		name string
-		raw  string
-		dst  **url.URL
-		base *string
-	}{{"PyPI index", cfg.PyPIIndex, &p.pypi, &p.pypiBase}, {"npm registry", cfg.NpmRegistry, &p.npm, &p.npmBase},
-		{"apt mirror", cfg.AptMirror, &p.apt, &p.aptURL}} {
-		if *u.dst, err = ParseUpstream(u.raw); err != nil {
+		name, raw string
+		base      *string
+	}{{"PyPI index", cfg.PyPIIndex, &p.pypiBase}, {"npm registry", cfg.NpmRegistry, &p.npmBase}, {"apt mirror", cfg.AptMirror, &p.aptURL}} {
+		parsed, err := ParseUpstream(u.raw)
+		if err != nil {
 			return nil, fmt.Errorf("package proxy: %s: %w", u.name, err)
 		}
-		*u.base = (*u.dst).String()
+		*u.base = parsed.String()
+		upstreams = append(upstreams, parsed)
 	}
+	if p.cfg.Client == nil {
+		p.cfg.Client = newClient(upstreams, cfg.IdleTimeout)
+	}
+	var err error
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cache, err = newCache(ctx, cfg.CacheDir, cfg.CacheSize, cfg.IdleTimeout, cfg.Logger)
 	if err != nil {
@@ -265,6 +266,43 @@ func (p *Proxy) get(ctx context.Context, key, rawURL, accept string, ttl time.Du
 		}})
 }
 
+// maxIndexesAtOnce bounds the index pages read and rewritten at once, each held in memory
+// (up to Config.MaxIndexSize, and its rewrite): guests cannot make the host hold more.
+const maxIndexesAtOnce = 4
+
+// serveIndex sends an index page (cached for MetadataTTL) as rewrite makes it from the
+// upstream's body and content type.
+func (p *Proxy) serveIndex(w http.ResponseWriter, r *http.Request, key, rawURL, accept string,
+	rewrite func(contentType string, data []byte) ([]byte, string, error)) {
+	select {
+	case p.indexes <- struct{}{}:
+		defer func() { <-p.indexes }()
+	case <-r.Context().Done():
+		return
+	}
+	b, err := p.get(r.Context(), key, rawURL, accept, p.cfg.MetadataTTL, digest{}, p.cfg.MaxIndexSize, nil)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	data, err := b.bytes(p.cfg.MaxIndexSize)
+	ct := b.contentType
+	b.Close()
+	if err == nil {
+		data, ct, err = rewrite(ct, data)
+	}
+	if err != nil {
+		p.fail(w, r, fmt.Errorf("index %s: %w", rawURL, err))
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(data)
+	}
+}
+
 // serveFile sends a file and, once it is all sent, notes it for the VM's recordings if it is a
 // package file (file.Manager set).
 func (p *Proxy) serveFile(w http.ResponseWriter, r *http.Request, b *body, file events.PackageFile) {
@@ -275,7 +313,7 @@ func (p *Proxy) serveFile(w http.ResponseWriter, r *http.Request, b *body, file 
 		http.ServeContent(w, r, file.File, time.Time{}, b.file)
 	} else {
 		if b.size >= 0 {
-			w.Header().Set("Content-Length", fmt.Sprint(b.size))
+			w.Header().Set("Content-Length", strconv.FormatInt(b.size, 10))
 		}
 		w.WriteHeader(http.StatusOK)
 		if r.Method == http.MethodHead {

@@ -528,3 +528,63 @@ func TestParseUpstream(t *testing.T) {
 		}
 	}
 }
+
+// TestLinksStayPublic: an index page's links and an upstream's redirects cannot lead the proxy
+// to this host's services: other hosts than the configured upstreams are reached only at
+// public addresses.
+func TestLinksStayPublic(t *testing.T) {
+	var mu sync.Mutex
+	hidden := 0 // requests the local service got
+	local := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hidden++
+		mu.Unlock()
+		fmt.Fprint(w, "secret")
+	})}
+	lln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = local.Serve(lln) }()
+	t.Cleanup(func() { local.Close() })
+	_, lport, _ := net.SplitHostPort(lln.Addr().String())
+	upstream := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/simple/links/":
+			fmt.Fprintf(w, `<a href="http://localhost:%s/a-1.0-py3-none-any.whl">a</a><a href="http://127.0.0.1:%s/b-1.0-py3-none-any.whl">b</a>`+
+				`<a href="http://169.254.169.254/latest/c-1.0-py3-none-any.whl">c</a>`, lport, lport)
+		case "/simple/redirect/":
+			http.Redirect(w, r, "http://localhost:"+lport+"/simple/redirect/", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	})}
+	uln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = upstream.Serve(uln) }()
+	t.Cleanup(func() { upstream.Close() })
+	cfg := pkgproxy.DefaultConfig()
+	cfg.PyPIIndex = "http://" + uln.Addr().String() + "/simple"
+	cfg.IdleTimeout = 5 * time.Second
+	tp := startProxy(t, cfg)
+	page := tp.mustGet(t, "vm1", wire.PyPIPath+"links/", "")
+	links := regexp.MustCompile(`/pypi/files/[0-9a-f]{16}/[a-c]-1.0-py3-none-any.whl`).FindAll(page, -1)
+	if len(links) != 3 {
+		t.Fatalf("links not rewritten:\n%s", page)
+	}
+	for _, l := range links {
+		if code, _, body := tp.get(t, "vm1", string(l), ""); code != http.StatusBadGateway || !bytes.Contains(body, []byte("not a public address")) {
+			t.Errorf("%s: %d %s, want 502: not a public address", l, code, body)
+		}
+	}
+	if code, _, body := tp.get(t, "vm1", wire.PyPIPath+"redirect/", ""); code != http.StatusBadGateway || !bytes.Contains(body, []byte("not a public address")) {
+		t.Errorf("redirect: %d %s, want 502: not a public address", code, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hidden != 0 {
+		t.Errorf("the local service got %d requests through the proxy", hidden)
+	}
+}

@@ -61,41 +61,17 @@ func (p *Proxy) servePyPIIndex(w http.ResponseWriter, r *http.Request, rest stri
 	if strings.Contains(r.Header.Get("Accept"), pypiJSON) {
 		key, accept = pageURL+"#json", acceptJSON
 	}
-	b, err := p.get(r.Context(), key, pageURL, accept, p.cfg.MetadataTTL, digest{}, p.cfg.MaxIndexSize, nil)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	data, err := b.bytes(p.cfg.MaxIndexSize)
-	ct := b.contentType
-	b.Close()
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	if strings.Contains(ct, "json") {
-		data, err = p.rewritePyPIJSON(pageURL, project, data)
-	} else {
-		data, err = p.rewritePyPIHTML(pageURL, project, data)
+	p.serveIndex(w, r, key, pageURL, accept, func(ct string, data []byte) ([]byte, string, error) {
+		if strings.Contains(ct, "json") {
+			data, err := p.rewritePyPIJSON(pageURL, project, data)
+			return data, ct, err
+		}
 		if !strings.Contains(ct, "html") {
 			ct = "text/html; charset=utf-8"
 		}
-	}
-	if err != nil {
-		p.fail(w, r, fmt.Errorf("project page %s: %w", pageURL, err))
-		return
-	}
-	writeIndex(w, r, ct, data)
-}
-
-// writeIndex sends a rewritten index page.
-func writeIndex(w http.ResponseWriter, r *http.Request, contentType string, data []byte) {
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(data)
-	}
+		data, err := p.rewritePyPIHTML(pageURL, project, data)
+		return data, ct, err
+	})
 }
 
 // pypiFile resolves a file link of a project page and remembers it: the file's URL (without

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/waggle-dev/waggle/internal/netaddr"
 )
 
 // Egress policy names, as ParsePolicy reads them.
@@ -22,37 +24,13 @@ const (
 // HTTPS only.
 func EgressPort(p uint16) bool { return p == 80 || p == 443 }
 
-// refusedNets are never reachable from a guest, whatever the policy says or a name resolves
-// to: this host, private networks, carrier-grade NAT, link-local (cloud metadata) and
-// non-unicast space. IPv6 is refused as a whole (the filter drops every IPv6 frame); the IPv6
-// entries keep allowlisted CIDRs honest.
-var refusedNets = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("224.0.0.0/4"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("::1/128"),
-	netip.MustParsePrefix("fc00::/7"),
-	netip.MustParsePrefix("fe80::/10"),
-}
-
-// Refused reports whether a guest may never reach addr.
+// Refused reports whether a guest may never reach addr, whatever the policy says or a name
+// resolves to: an address that is not public (this host, private networks, carrier-grade NAT,
+// link-local cloud metadata, non-unicast space; see netaddr), and every IPv6 address (the
+// filter drops every IPv6 frame).
 func Refused(addr netip.Addr) bool {
 	addr = addr.Unmap()
-	if !addr.IsValid() || !addr.Is4() {
-		return true
-	}
-	for _, n := range refusedNets {
-		if n.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return !addr.Is4() || !netaddr.Public(addr)
 }
 
 // Policy is what a guest may connect to: the host's package proxy if Proxy is set, and TCP on
@@ -141,7 +119,7 @@ func (p *Policy) add(item string) error {
 		if !prefix.Addr().Is4() {
 			return errors.New("only IPv4 networks (the guest has no IPv6 egress)")
 		}
-		for _, r := range refusedNets {
+		for _, r := range netaddr.NonPublic() {
 			if r.Overlaps(prefix) {
 				return fmt.Errorf("overlaps the refused range %s", r)
 			}
