@@ -6,12 +6,10 @@ package pkgproxy_test
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
@@ -23,7 +21,7 @@ import (
 func BenchmarkFile(b *testing.B) {
 	data := bytes.Repeat([]byte("waggle-package-"), (4<<20)/15)
 	digest := sha(data)
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream := serveHTTP(b, func(w http.ResponseWriter, r *http.Request) {
 		if name, ok := strings.CutPrefix(r.URL.Path, "/simple/"); ok {
 			name = strings.Trim(name, "/")
 			fmt.Fprintf(w, `<a href="/files/%s-1.0-py3-none-any.whl#sha256=%s">x</a>`, name, digest)
@@ -31,15 +29,9 @@ func BenchmarkFile(b *testing.B) {
 		}
 		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 		_, _ = w.Write(data)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	b.Cleanup(func() { srv.Close() })
+	})
 	cfg := pkgproxy.DefaultConfig()
-	cfg.PyPIIndex = "http://" + ln.Addr().String() + "/simple"
+	cfg.PyPIIndex = "http://" + upstream + "/simple"
 	cfg.CacheSize = 1 << 30
 	tp := startProxy(b, cfg)
 	link := regexp.MustCompile(`/pypi/files/[0-9a-f]{16}/[a-z0-9]+-1.0-py3-none-any.whl`)

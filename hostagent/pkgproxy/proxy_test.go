@@ -16,8 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -38,44 +36,9 @@ type testProxy struct {
 
 func startProxy(t testing.TB, cfg pkgproxy.Config) *testProxy {
 	t.Helper()
-	if cfg.CacheDir == "" {
-		cfg.CacheDir = t.TempDir()
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = 64 << 20
-	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	p, err := pkgproxy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "wpp") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	socket := filepath.Join(dir, "packages.sock")
-	ln, err := pkgproxy.Listen(socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		p.Close()
-	})
+	p, socket := pkgtest.Serve(t, cfg)
 	return &testProxy{p: p, socket: socket}
-}
-
-func upstreamConfig(u *pkgtest.Upstreams) pkgproxy.Config {
-	cfg := pkgproxy.DefaultConfig()
-	cfg.PyPIIndex, cfg.NpmRegistry, cfg.AptMirror = u.PyPI, u.Npm, u.Apt
-	return cfg
 }
 
 // client is a guest of VM vm: every connection goes through DialVM, as a shim relays it.
@@ -128,7 +91,7 @@ var wheelLinkRE = regexp.MustCompile(`href="(/pypi/files/[0-9a-f]{16}/` + regexp
 
 func TestPyPI(t *testing.T) {
 	up := pkgtest.Start(t, pkgtest.Options{})
-	tp := startProxy(t, upstreamConfig(up))
+	tp := startProxy(t, up.Config())
 	rec := tp.p.Record("vm1")
 	other := tp.p.Record("vm2")
 
@@ -192,7 +155,7 @@ func TestPyPI(t *testing.T) {
 
 func TestNpm(t *testing.T) {
 	up := pkgtest.Start(t, pkgtest.Options{})
-	tp := startProxy(t, upstreamConfig(up))
+	tp := startProxy(t, up.Config())
 	var doc struct {
 		Versions map[string]struct {
 			Dist struct{ Tarball, Integrity string } `json:"dist"`
@@ -221,7 +184,7 @@ func TestNpm(t *testing.T) {
 
 func TestApt(t *testing.T) {
 	up := pkgtest.Start(t, pkgtest.Options{})
-	tp := startProxy(t, upstreamConfig(up))
+	tp := startProxy(t, up.Config())
 	dists := wire.AptPath + "/dists/" + pkgtest.Suite + "/"
 	release := tp.mustGet(t, "vm1", dists+"Release", "")
 	var packagesGz string
@@ -250,7 +213,7 @@ func TestApt(t *testing.T) {
 // whole body, nothing is cached, and once the upstream is right again the file comes.
 func TestDigestMismatch(t *testing.T) {
 	up := pkgtest.Start(t, pkgtest.Options{})
-	tp := startProxy(t, upstreamConfig(up))
+	tp := startProxy(t, up.Config())
 	page := tp.mustGet(t, "vm1", wire.PyPIPath+"waggle-hello/", "")
 	m := wheelLinkRE.FindSubmatch(page)
 	if m == nil {
@@ -290,7 +253,7 @@ func TestDigestMismatch(t *testing.T) {
 // and none of them reaches an upstream.
 func TestRefused(t *testing.T) {
 	up := pkgtest.Start(t, pkgtest.Options{})
-	tp := startProxy(t, upstreamConfig(up))
+	tp := startProxy(t, up.Config())
 	tests := []struct {
 		name, request string
 		code          int
@@ -363,7 +326,7 @@ func TestCoalesce(t *testing.T) {
 	hits := 0
 	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
 	sum := sha(data)
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream := serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/simple/slow/":
 			fmt.Fprintf(w, `<a href="/files/slow-1.0-py3-none-any.whl#sha256=%s">slow</a>`, sum)
@@ -379,15 +342,9 @@ func TestCoalesce(t *testing.T) {
 		default:
 			http.NotFound(w, r)
 		}
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
+	})
 	cfg := pkgproxy.DefaultConfig()
-	cfg.PyPIIndex = "http://" + ln.Addr().String() + "/simple"
+	cfg.PyPIIndex = "http://" + upstream + "/simple"
 	tp := startProxy(t, cfg)
 	page := tp.mustGet(t, "vm1", wire.PyPIPath+"slow/", "")
 	link := regexp.MustCompile(`/pypi/files/[0-9a-f]{16}/slow-1.0-py3-none-any.whl`).Find(page)
@@ -425,7 +382,7 @@ func TestCacheLRU(t *testing.T) {
 	}
 	var mu sync.Mutex
 	hits := map[string]int{}
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream := serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		hits[r.URL.Path]++
 		mu.Unlock()
@@ -440,15 +397,9 @@ func TestCacheLRU(t *testing.T) {
 			return
 		}
 		http.NotFound(w, r)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
+	})
 	cfg := pkgproxy.DefaultConfig()
-	cfg.PyPIIndex = "http://" + ln.Addr().String() + "/simple"
+	cfg.PyPIIndex = "http://" + upstream + "/simple"
 	cfg.CacheDir = t.TempDir()
 	cfg.CacheSize = 1 << 20 // room for two files of 400 KiB (and the small pages)
 	fetch := func(tp *testProxy, name string) {
@@ -491,7 +442,7 @@ func TestCacheLRU(t *testing.T) {
 // uncached one gives 502 with the reason.
 func TestUpstreamDown(t *testing.T) {
 	up := pkgtest.Start(t, pkgtest.Options{})
-	cfg := upstreamConfig(up)
+	cfg := up.Config()
 	cfg.MetadataTTL = time.Millisecond
 	tp := startProxy(t, cfg)
 	rec := tp.p.Record("vm1")
@@ -535,20 +486,14 @@ func TestParseUpstream(t *testing.T) {
 func TestLinksStayPublic(t *testing.T) {
 	var mu sync.Mutex
 	hidden := 0 // requests the local service got
-	local := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	local := serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		hidden++
 		mu.Unlock()
 		fmt.Fprint(w, "secret")
-	})}
-	lln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = local.Serve(lln) }()
-	t.Cleanup(func() { local.Close() })
-	_, lport, _ := net.SplitHostPort(lln.Addr().String())
-	upstream := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	})
+	_, lport, _ := net.SplitHostPort(local)
+	upstream := serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/simple/links/":
 			fmt.Fprintf(w, `<a href="http://localhost:%s/a-1.0-py3-none-any.whl">a</a><a href="http://127.0.0.1:%s/b-1.0-py3-none-any.whl">b</a>`+
@@ -558,15 +503,9 @@ func TestLinksStayPublic(t *testing.T) {
 		default:
 			http.NotFound(w, r)
 		}
-	})}
-	uln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = upstream.Serve(uln) }()
-	t.Cleanup(func() { upstream.Close() })
+	})
 	cfg := pkgproxy.DefaultConfig()
-	cfg.PyPIIndex = "http://" + uln.Addr().String() + "/simple"
+	cfg.PyPIIndex = "http://" + upstream + "/simple"
 	cfg.IdleTimeout = 5 * time.Second
 	tp := startProxy(t, cfg)
 	page := tp.mustGet(t, "vm1", wire.PyPIPath+"links/", "")
@@ -587,4 +526,17 @@ func TestLinksStayPublic(t *testing.T) {
 	if hidden != 0 {
 		t.Errorf("the local service got %d requests through the proxy", hidden)
 	}
+}
+
+// serveHTTP serves handler on a loopback port until the test ends and returns its host:port.
+func serveHTTP(t testing.TB, handler http.HandlerFunc) string {
+	t.Helper()
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: handler}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }

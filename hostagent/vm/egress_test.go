@@ -4,7 +4,6 @@
 package vm_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/waggle-dev/waggle/hostagent/guestclient"
-	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 	"github.com/waggle-dev/waggle/hostagent/pkgproxy/pkgtest"
 	"github.com/waggle-dev/waggle/hostagent/vm"
 	"github.com/waggle-dev/waggle/hostagent/vm/shim"
@@ -63,33 +61,7 @@ type proxyFixture struct {
 func startPackageProxy(t *testing.T, addr string) proxyFixture {
 	t.Helper()
 	up := pkgtest.Start(t, pkgtest.Options{Addr: addr})
-	cfg := pkgproxy.DefaultConfig()
-	cfg.PyPIIndex, cfg.NpmRegistry, cfg.AptMirror = up.PyPI, up.Npm, up.Apt
-	cfg.CacheDir = t.TempDir()
-	p, err := pkgproxy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "wpp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	socket := filepath.Join(dir, "packages.sock")
-	ln, err := pkgproxy.Listen(socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("package proxy: %v", err)
-		}
-		p.Close()
-	})
+	_, socket := pkgtest.Serve(t, up.Config())
 	return proxyFixture{Socket: socket, Up: up}
 }
 

@@ -3,7 +3,8 @@
 
 // Package pkgtest serves small package upstreams for tests, built in memory: a PEP 503/691
 // index with one wheel, an npm registry with one tarball and a Debian repository with one
-// .deb (signed with a key made for the test, when gpg is installed). Each package is called
+// .deb (signed with a key made for the test, when gpg is installed), and a package proxy in
+// front of them (Serve). Each package is called
 // waggle-hello and, once installed, greets: `import waggle_hello; waggle_hello.greet()`,
 // `require("waggle-hello").greet()`, or the command `waggle-hello`.
 package pkgtest
@@ -13,6 +14,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha1" //nolint:gosec // npm's dist.shasum
 	"crypto/sha256"
 	"crypto/sha512"
@@ -29,7 +31,53 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
+
+// Serve runs a package proxy with cfg (a fresh cache of 64 MiB unless it says otherwise) on a
+// unix socket until the test ends, and returns it with the socket's path.
+func Serve(t testing.TB, cfg pkgproxy.Config) (*pkgproxy.Proxy, string) {
+	t.Helper()
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = t.TempDir()
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 64 << 20
+	}
+	p, err := pkgproxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "wpp") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "packages.sock")
+	ln, err := pkgproxy.Listen(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("package proxy: %v", err)
+		}
+		p.Close()
+	})
+	return p, socket
+}
+
+// Config points a package proxy at the upstreams.
+func (u *Upstreams) Config() pkgproxy.Config {
+	cfg := pkgproxy.DefaultConfig()
+	cfg.PyPIIndex, cfg.NpmRegistry, cfg.AptMirror = u.PyPI, u.Npm, u.Apt
+	return cfg
+}
 
 // Names and contents of the test packages.
 const (
