@@ -31,7 +31,8 @@ type installOut struct {
 // index) installs the package in python, node and shell environments through MCP, and the
 // code then imports, requires or runs it. The same install in a second environment comes from
 // the host's cache; an unknown package is a tool error with the package manager's message;
-// every install leaves an exec event with the packages asked for and the files fetched.
+// so is a version that does not exist, or an upstream that is down; every install leaves an
+// exec event with the packages asked for and the files fetched.
 func TestUpPackages(t *testing.T) {
 	vmtest.Require(t)
 	vmtest.Kernel(t)
@@ -58,13 +59,17 @@ func TestUpPackages(t *testing.T) {
 		upstream              string // the file's path on the upstream
 		code                  string // uses what was installed
 		unknown               string // what the package manager says of an unknown package
+		version, noVersion    string // a version that does not exist, and what the package manager says of it
 	}{
 		{"python", pkgtest.WheelFile, sum(up.Wheel), pkgtest.WheelPath,
-			"import waggle_hello; print(waggle_hello.greet())", "No matching distribution found for no-such-package-zz"},
+			"import waggle_hello; print(waggle_hello.greet())", "No matching distribution found for no-such-package-zz",
+			pkgtest.Name + "==9.9", "No matching distribution found for waggle-hello==9.9"},
 		{"node", pkgtest.TarballFile, sum(up.Tarball), pkgtest.TarballPath,
-			`console.log(require("waggle-hello").greet())`, "404 Not Found"},
+			`console.log(require("waggle-hello").greet())`, "404 Not Found",
+			pkgtest.Name + "@9.9.9", "No matching version found for waggle-hello@9.9.9"},
 		{"shell", pkgtest.DebFile, sum(up.Deb), pkgtest.DebPath,
-			"waggle-hello", "Unable to locate package no-such-package-zz"},
+			"waggle-hello", "Unable to locate package no-such-package-zz",
+			pkgtest.Name + "=9.9", "Version '9.9' for 'waggle-hello' was not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.runtime, func(t *testing.T) {
@@ -100,6 +105,10 @@ func TestUpPackages(t *testing.T) {
 						t.Errorf("unknown package: %q, want the package manager's %q", msg, tt.unknown)
 					}
 					t.Logf("install_packages no-such-package-zz in %s: tool error %q", tt.runtime, msg)
+					msg = s.toolError("install_packages", map[string]any{"environment_id": env.ID, "packages": tt.version})
+					if !strings.Contains(msg, "install failed (exit status") || !strings.Contains(msg, tt.noVersion) {
+						t.Errorf("version that does not exist: %q, want the package manager's %q", msg, tt.noVersion)
+					}
 					checkInstallEvent(ctx, t, w, env.ID, tt.file, tt.sha256)
 				}
 				s.ok("destroy_environment", id, nil)
@@ -141,8 +150,8 @@ func checkInstallEvent(ctx context.Context, t *testing.T, w *upProc, env, file, 
 			installs = append(installs, ex)
 		}
 	}
-	if len(installs) != 2 {
-		t.Fatalf("%d install events, want 2 (one ok, one failed)", len(installs))
+	if len(installs) != 3 {
+		t.Fatalf("%d install events, want 3 (one ok, two failed)", len(installs))
 	}
 	ok, failed := installs[0], installs[1]
 	if !slices.Equal(ok.Packages, []string{pkgtest.Name}) || ok.ExitCode != 0 ||
