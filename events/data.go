@@ -62,6 +62,22 @@ type Exec struct {
 	// Error is why the command has no normal outcome (the guest connection broke, ...); the
 	// call was made all the same.
 	Error string `json:"error,omitempty"`
+	// Packages are the specs install_packages was asked for (Language "install:<runtime>").
+	Packages []string `json:"packages,omitempty"`
+	// Fetched are the package files the guest fetched through the host's package proxy while
+	// the command ran.
+	Fetched []PackageFile `json:"fetched,omitempty"`
+}
+
+// PackageFile is one package file a guest fetched through its host's package proxy.
+type PackageFile struct {
+	Manager string `json:"manager"` // pip, npm or apt
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	File    string `json:"file"` // the file's name, e.g. requests-2.32.3-py3-none-any.whl
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Cached  bool   `json:"cached"` // served from the host's cache, not fetched from the upstream
 }
 
 // Phases of a background process's exec events.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/membership"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // Agent is one host agent. Create it with New and run it with Run.
@@ -28,6 +30,7 @@ type Agent struct {
 	machines  Machines
 	transfers *hostrpc.Transfers // file contents too large for one message
 	procs     *processTable      // background processes of the environments
+	packages  *pkgproxy.Proxy    // nil without Config.PackageSocket
 	logger    *slog.Logger
 	metrics   *metrics
 	principal string // host:<id>, the principal of the agent's own events
@@ -105,6 +108,18 @@ func New(cfg Config, log EventLog, nc *nats.Conn, machines Machines) (*Agent, er
 	var err error
 	if a.metrics, err = newMetrics(reg, a); err != nil {
 		return nil, fmt.Errorf("hostagent: metrics: %w", err)
+	}
+	if cfg.PackageSocket != "" {
+		pcfg := cfg.Packages
+		if pcfg.CacheDir == "" {
+			pcfg.CacheDir = filepath.Join(cfg.DataDir, "packages")
+		}
+		pcfg.Logger = a.logger.With("component", "pkgproxy")
+		p, err := pkgproxy.New(pcfg)
+		if err != nil {
+			return nil, fmt.Errorf("hostagent: %w", err)
+		}
+		a.packages = p
 	}
 	return a, nil
 }

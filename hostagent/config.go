@@ -6,6 +6,7 @@ package hostagent
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 	"github.com/waggle-dev/waggle/hostagent/membership"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // Drain modes: what a clean stop does with the environments still running.
@@ -65,7 +68,7 @@ type Config struct {
 	// for that long (its agent died for good) stops by itself; a restarted agent adopts the
 	// VMs whose lease has not run out.
 	RenewInterval time.Duration
-	AckWait            time.Duration // placement consumer; in-progress acks keep long boots alive
+	AckWait       time.Duration // placement consumer; in-progress acks keep long boots alive
 	// MaxConcurrentRPCs bounds the RPCs in progress on this host, MaxRPCsPerEnv those
 	// about one environment; a call over either is refused with hostrpc.CodeBusy.
 	MaxConcurrentRPCs, MaxRPCsPerEnv int
@@ -74,6 +77,16 @@ type Config struct {
 	// code a router gives for it. Files larger than one NATS message travel through the
 	// transfer object store (hostrpc.Transfers).
 	Limits hostrpc.Limits
+
+	// PackageSocket is the unix socket of this host's package proxy, which the VMs' shims relay
+	// guests' connections to (vm.Config.PackageProxy names the same path); Packages configures
+	// the proxy (its CacheDir defaults to packages/ in DataDir). Empty: the host runs none, and
+	// install_packages cannot fetch.
+	PackageSocket string
+	Packages      pkgproxy.Config
+	// AptKeys are OpenPGP public keys (armored or binary) that guests' apt trusts besides
+	// Debian's, for an apt mirror signed with its own key; every apt install carries them.
+	AptKeys []byte
 
 	Logger *slog.Logger
 	// Metrics receives the agent's metrics (waggle_hostagent_*, labelled host=HostID); nil
@@ -101,9 +114,14 @@ func DefaultConfig() Config {
 		MaxConcurrentRPCs:  64,
 		MaxRPCsPerEnv:      8,
 		Limits:             hostrpc.DefaultLimits(),
+		Packages:           pkgproxy.DefaultConfig(),
 		Logger:             slog.Default(),
 	}
 }
+
+// PackageSocket is where a host agent whose data directory is dataDir serves its package
+// proxy.
+func PackageSocket(dataDir string) string { return filepath.Join(dataDir, "packages.sock") }
 
 func (c Config) validate() error {
 	if err := events.ValidID(c.HostID); err != nil {
@@ -132,6 +150,9 @@ func (c Config) validate() error {
 	}
 	if c.WarmPool < 0 {
 		return fmt.Errorf("warm pool size %d < 0", c.WarmPool)
+	}
+	if len(c.AptKeys) > wire.MaxAptKeys {
+		return fmt.Errorf("apt keys: %d bytes, at most %d", len(c.AptKeys), wire.MaxAptKeys)
 	}
 	return nil
 }

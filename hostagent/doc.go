@@ -17,4 +17,9 @@
 // limit, a relative path, a timeout out of range) is refused with the code and message a router
 // gives, never clamped. Exec output is capped per stream (Limits.MaxOutputBytes) and cut
 // further to fit a reply, with truncated set.
+//
+// Packages: the agent serves the host's package proxy (package pkgproxy) on
+// Config.PackageSocket, where the VMs' shims relay their guests. install_packages runs pip or
+// npm as the sandbox user, or apt through the guest's one privileged request, all from the
+// proxy; every exec event lists the package files the guest fetched while the command ran.
 package hostagent

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -94,7 +95,7 @@ type fakeVM struct {
 	mu          sync.Mutex
 	files       map[string][]byte
 	execs       []ExecSpec
-	holding     atomic.Int32 // "hold" commands running
+	holding     atomic.Int32  // "hold" commands running
 	lease       time.Duration // launched with or last renewed to
 	renewals    int
 	renewErr    error // what Renew answers (the lease ran out)
@@ -148,6 +149,9 @@ func (v *fakeVM) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {
 	var code int
 	if _, err := fmt.Sscanf(string(src), "exit %d", &code); err == nil {
 		res.ExitCode = code
+	}
+	if slices.Contains(spec.Argv, "no-such-package") { // as pip says it
+		res.ExitCode, res.Stderr = 1, []byte("ERROR: No matching distribution found for no-such-package\n")
 	}
 	if len(res.Stdout) > spec.MaxOutput {
 		res.Stdout, res.Truncated = res.Stdout[:spec.MaxOutput], true

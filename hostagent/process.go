@@ -15,6 +15,7 @@ import (
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // Lifetimes of the background processes of one environment (Limits.MaxProcesses bounds their
@@ -211,10 +212,10 @@ func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 		cancel()
 		return nil, err
 	}
-	a.auditExec(ctx, r, c, ExecResult{}, nil, events.ExecStarted)
+	a.auditExec(ctx, r, c, ExecResult{}, pkgproxy.Fetches{}, nil, events.ExecStarted)
 	a.goTask(func() {
 		defer cancel()
-		res, err := a.execute(pctx, r.t, r.spec, req.Timeout)
+		res, fetched, err := a.execute(pctx, r.t, r.spec, req.Timeout)
 		p.mu.Lock()
 		p.killed = pctx.Err() != nil
 		if err != nil && !p.killed {
@@ -234,7 +235,7 @@ func (a *Agent) rpcProcessStart(ctx context.Context, c *rpcCall) (any, error) {
 		p.res, p.ended = res, time.Now()
 		p.mu.Unlock()
 		// Audit before the end is reported, so a caller who saw it also finds the event.
-		a.auditExec(ctx, r, c, res, runErr, events.ExecEnded)
+		a.auditExec(ctx, r, c, res, fetched, runErr, events.ExecEnded)
 		close(p.done)
 	})
 	return hostrpc.ProcessStartResult{ProcessID: p.id}, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // Guest conventions of the exec and file service.
@@ -250,6 +251,7 @@ type codeRun struct {
 	lang     string // language, or install:<runtime>
 	codeSHA  string
 	codeSize int
+	packages []string // install_packages: the specs asked for
 }
 
 // prepareCode builds the command that runs code (checked by the Limits) in env in language
@@ -279,7 +281,11 @@ func (a *Agent) rpcExec(ctx context.Context, c *rpcCall) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.run(ctx, c, r, req.Timeout)
+	out, _, err := a.run(ctx, c, r, req.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
@@ -297,11 +303,75 @@ func (a *Agent) rpcInstall(ctx context.Context, c *rpcCall) (any, error) {
 	}
 	argv, err := installCommand(t.runtime, req.Packages)
 	if err != nil {
-		return nil, err
+		return nil, rpcErrorf(hostrpc.CodeBadRequest, "%v", err)
+	}
+	spec := ExecSpec{Argv: argv}
+	if t.runtime == "shell" {
+		spec.Stdin = a.cfg.AptKeys // see wire.AptInstallCommand
 	}
 	cmd := strings.Join(argv, " ")
-	return a.run(ctx, c, codeRun{t: t, spec: ExecSpec{Argv: argv}, lang: "install:" + t.runtime, codeSHA: events.Hash([]byte(cmd)), codeSize: len(cmd)},
-		req.Timeout)
+	timeout := req.Timeout // CheckInstall filled the default
+	out, fetches, err := a.run(ctx, c, codeRun{t: t, spec: spec, lang: "install:" + t.runtime,
+		codeSHA: events.Hash([]byte(cmd)), codeSize: len(cmd), packages: req.Packages}, timeout)
+	switch {
+	case err != nil:
+		return nil, err
+	case out.TimedOut:
+		return nil, rpcErrorf(hostrpc.CodeFailed, "%s timed out after %s%s%s", installer(t.runtime), timeout,
+			managerMessage(out), proxyFailures(fetches.Failures))
+	case out.ExitCode != 0:
+		return nil, rpcErrorf(hostrpc.CodeFailed, "%s failed (exit status %d)%s%s", installer(t.runtime), out.ExitCode,
+			managerMessage(out), proxyFailures(fetches.Failures))
+	}
+	files := fetches.Files
+	if files == nil {
+		files = []events.PackageFile{}
+	}
+	return hostrpc.InstallResult{ExecResult: out, Fetched: files}, nil
+}
+
+// maxProxyFailures bounds the upstream failures an install error names.
+const maxProxyFailures = 3
+
+// proxyFailures tells what the package proxy's upstreams failed to answer during an install,
+// as the tail of its error message: package managers often take an index they could not fetch
+// for a package that does not exist.
+func proxyFailures(failures []string) string {
+	if len(failures) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nmeanwhile the host's package proxy could not fetch from its upstream:")
+	for _, f := range failures[:min(len(failures), maxProxyFailures)] {
+		b.WriteString("\n  " + f)
+	}
+	if n := len(failures) - maxProxyFailures; n > 0 {
+		fmt.Fprintf(&b, "\n  (and %d more)", n)
+	}
+	return b.String()
+}
+
+// maxManagerMessage bounds the package manager's output an install error carries.
+const maxManagerMessage = 4000
+
+// managerMessage is the end of what a failed package manager said (its stderr, or its stdout
+// if it wrote nothing there), as the tail of an error message.
+func managerMessage(out hostrpc.ExecResult) string {
+	msg := strings.TrimSpace(out.Stderr)
+	if msg == "" {
+		msg = strings.TrimSpace(out.Stdout)
+	}
+	if msg == "" {
+		return ""
+	}
+	if len(msg) > maxManagerMessage {
+		msg = msg[len(msg)-maxManagerMessage:]
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		msg = "...\n" + msg
+	}
+	return ":\n" + msg
 }
 
 // outputCap is the per-stream output cap: two streams must fit in one reply.
@@ -309,23 +379,28 @@ func (a *Agent) outputCap() int {
 	return min(a.cfg.Limits.MaxOutputBytes, (a.maxPayload()-replyOverhead)/2)
 }
 
-// execute runs spec in t's guest with the timeout and the output cap.
-func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout time.Duration) (ExecResult, error) {
+// execute runs spec in t's guest with the timeout and the output cap. It also returns what
+// the guest fetched through the package proxy meanwhile.
+func (a *Agent) execute(ctx context.Context, t target, spec ExecSpec, timeout time.Duration) (ExecResult, pkgproxy.Fetches, error) {
 	spec.Timeout = timeout
 	spec.MaxOutput = a.outputCap()
 	// The guest enforces the timeout (and kills the process group); the margin covers SSH.
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
-	return t.m.Exec(ctx, spec)
+	rec := a.packages.Record(t.m.ID())
+	res, err := t.m.Exec(ctx, spec)
+	return res, rec.Stop(), err
 }
 
-// auditExec appends the exec audit event of a command: finished (res, and runErr when it has
-// no normal outcome), or for phase ExecStarted a background process just started. The event is
-// appended whatever happened to the environment meanwhile.
-func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, runErr error, phase string) {
+// auditExec appends the exec audit event of a command: finished (res, what the guest fetched
+// through the package proxy meanwhile, and runErr when it has no normal outcome), or for phase
+// ExecStarted a background process just started. The event is appended whatever happened to
+// the environment meanwhile.
+func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecResult, fetched pkgproxy.Fetches, runErr error, phase string) {
 	d := events.Exec{Language: r.lang, CodeSHA256: r.codeSHA, CodeSize: r.codeSize,
 		ExitCode: res.ExitCode, DurationMS: res.Duration.Milliseconds(), StdoutBytes: len(res.Stdout),
-		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: phase != "", Phase: phase}
+		StderrBytes: len(res.Stderr), TimedOut: res.TimedOut, Truncated: res.Truncated, Background: phase != "", Phase: phase,
+		Packages: r.packages, Fetched: fetched.Files}
 	if runErr != nil {
 		d.ExitCode, d.Error = -1, runErr.Error()
 	}
@@ -336,23 +411,24 @@ func (a *Agent) auditExec(ctx context.Context, r codeRun, c *rpcCall, res ExecRe
 }
 
 // run executes r, audits it as an exec event (also when it fails) and shapes the reply to fit
-// one NATS message (output beyond the caps is cut and flagged truncated).
-func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (any, error) {
+// one NATS message (output beyond the caps is cut and flagged truncated). It also returns what
+// the guest fetched through the package proxy.
+func (a *Agent) run(ctx context.Context, c *rpcCall, r codeRun, timeout time.Duration) (hostrpc.ExecResult, pkgproxy.Fetches, error) {
 	start := time.Now()
 	r.spec.Stdout, r.spec.Stderr = c.stream.writers()
-	res, err := a.execute(ctx, r.t, r.spec, timeout)
+	res, fetched, err := a.execute(ctx, r.t, r.spec, timeout)
 	if err != nil {
 		res.Duration = time.Since(start)
-		a.auditExec(ctx, r, c, res, err, "")
-		return nil, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
+		a.auditExec(ctx, r, c, res, fetched, err, "")
+		return hostrpc.ExecResult{}, pkgproxy.Fetches{}, fmt.Errorf("%s in environment %s: %w", c.op, r.t.e.id, err)
 	}
 	a.metrics.guestExec.Observe(res.Duration.Seconds())
-	a.auditExec(ctx, r, c, res, nil, "")
+	a.auditExec(ctx, r, c, res, fetched, nil, "")
 	out := hostrpc.ExecResult{Stdout: string(res.Stdout), Stderr: string(res.Stderr), ExitCode: res.ExitCode,
 		DurationMS: res.Duration.Milliseconds(), TimedOut: res.TimedOut, Truncated: res.Truncated,
 		Timing: &hostrpc.Timing{HostMS: hostrpc.Millis(time.Since(c.arrived)), GuestMS: hostrpc.Millis(res.Duration)}}
 	fitReply(&out, a.maxPayload()-replyOverhead)
-	return out, nil
+	return out, fetched, nil
 }
 
 // fitReply cuts the output of out until its JSON takes at most limit bytes: JSON escaping can

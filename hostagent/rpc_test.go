@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/eventstest"
 	"github.com/waggle-dev/waggle/events/hostrpc"
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
 func TestRPC(t *testing.T) {
@@ -30,6 +32,7 @@ func TestRPC(t *testing.T) {
 	cfg := testConfig(t, "h1")
 	cfg.Limits.MaxCodeBytes = 64
 	cfg.Limits.MaxFileBytes = 1000
+	cfg.AptKeys = []byte("KEYS")
 	runAgent(t, c, cfg, fm)
 	py, node, sh, pending := newEnvID(), newEnvID(), newEnvID(), newEnvID()
 	place(t, c, "h1", py, events.Requested{Runtime: "python"})
@@ -85,11 +88,17 @@ func TestRPC(t *testing.T) {
 				}
 			}},
 		{name: "install pip", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: py, Packages: []string{"requests[socks]==2.32.3"}},
-			check: wantExec(0, "", PipPath+" install --no-input --disable-pip-version-check requests[socks]==2.32.3")},
+			check: wantExec(0, "", PipPath+" install --no-input --disable-pip-version-check --index-url "+wire.PipIndexURL+
+				" --trusted-host "+wire.PackageProxyHost+" requests[socks]==2.32.3")},
 		{name: "install npm", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: node, Packages: []string{"@types/node"}},
-			check: wantExec(0, "", "npm install -g --prefix "+NpmPrefix+" --no-fund --no-audit @types/node")},
-		{name: "install shell refused", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: sh, Packages: []string{"curl"}},
-			wantCode: hostrpc.CodeBadRequest, wantMsg: "apt needs root"},
+			check: wantExec(0, "", "npm install -g --prefix "+NpmPrefix+" --no-fund --no-audit --no-update-notifier --registry "+
+				wire.NpmRegistryURL+" @types/node")},
+		{name: "install apt", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: sh, Packages: []string{"curl", "g++"}},
+			check: wantExec(0, "KEYS", wire.AptInstallCommand+" curl g++")},
+		{name: "install apt option injection", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: sh, Packages: []string{"-y"}},
+			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid apt package spec \"-y\""},
+		{name: "install failed", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: py, Packages: []string{"no-such-package"}},
+			wantCode: hostrpc.CodeFailed, wantMsg: "pip install failed (exit status 1):\nERROR: No matching distribution found for no-such-package"},
 		{name: "install option injection", op: hostrpc.OpInstallPackages, req: hostrpc.InstallRequest{Env: py, Packages: []string{"--index-url=http://x"}},
 			wantCode: hostrpc.CodeBadRequest, wantMsg: "invalid pip package spec"},
 		{name: "exec timeout refused, not clamped", op: hostrpc.OpExec, req: hostrpc.ExecRequest{Env: py, Code: "1", Timeout: time.Hour},
@@ -107,11 +116,12 @@ func TestRPC(t *testing.T) {
 			}
 		}
 	}
-	if execs != 3 { // python, node-by-language, pip install
-		t.Fatalf("%d exec events on %s, want 3: %v", execs, py, types(evs))
+	if execs != 4 { // python, node-by-language, pip install, failed pip install
+		t.Fatalf("%d exec events on %s, want 4: %v", execs, py, types(evs))
 	}
 	var ex events.Exec
-	if err := lastOf(evs, events.EnvExec).DecodeData(&ex); err != nil || ex.Language != "install:python" {
+	if err := lastOf(evs, events.EnvExec).DecodeData(&ex); err != nil || ex.Language != "install:python" ||
+		ex.ExitCode != 1 || !slices.Equal(ex.Packages, []string{"no-such-package"}) {
 		t.Fatalf("install audit %+v, %v", ex, err)
 	}
 	var fw events.File
@@ -122,8 +132,8 @@ func TestRPC(t *testing.T) {
 	if lastOf(evs, events.EnvFileRead) == nil {
 		t.Fatal("no file_read event")
 	}
-	// Activity: the 6 successful calls on py are counted in one or two coalesced touched
-	// events (a flush may fall between the calls), not one per call.
+	// Activity: the 7 calls on py that reached its VM are counted in one or two coalesced
+	// touched events (a flush may fall between the calls), not one per call.
 	calls := func() (n, touches int) {
 		for _, ev := range history(t, c, "h1", py) {
 			var touched events.Touched
@@ -134,9 +144,9 @@ func TestRPC(t *testing.T) {
 		}
 		return n, touches
 	}
-	waitFor(t, 5*time.Second, "6 calls in touched events", func() bool { n, _ := calls(); return n == 6 })
+	waitFor(t, 5*time.Second, "7 calls in touched events", func() bool { n, _ := calls(); return n == 7 })
 	if _, n := calls(); n > 2 {
-		t.Fatalf("%d touched events for 6 calls", n)
+		t.Fatalf("%d touched events for 7 calls", n)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/hostagent/membership"
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 )
 
 // leaveTimeout bounds the graceful membership leave of a clean stop.
@@ -34,6 +35,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("hostagent %s: %w", a.cfg.HostID, err)
 	}
+	// The package proxy first: VMs adopted below may use it at once.
+	stopPackages, err := a.servePackages()
+	if err != nil {
+		return fail(err)
+	}
+	defer stopPackages()
 	if err := a.reconcile(work); err != nil {
 		return fail(err)
 	}
@@ -105,6 +112,33 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.logger.Info("host agent stopped")
 	return nil
+}
+
+// servePackages serves the package proxy on Config.PackageSocket until the returned stop is
+// called; without a proxy it does nothing.
+func (a *Agent) servePackages() (stop func(), err error) {
+	if a.packages == nil {
+		return func() {}, nil
+	}
+	ln, err := pkgproxy.Listen(a.cfg.PackageSocket)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.packages.Serve(ctx, ln); err != nil {
+			a.logger.Error("package proxy stopped", "err", err)
+		}
+	}()
+	a.logger.Info("package proxy serving", "socket", a.cfg.PackageSocket, "pypi", a.cfg.Packages.PyPIIndex,
+		"npm", a.cfg.Packages.NpmRegistry, "apt", a.cfg.Packages.AptMirror)
+	return func() {
+		cancel()
+		<-done
+		a.packages.Close()
+	}, nil
 }
 
 // Ready is closed once Run serves: reconciled, joined, consuming placements and serving RPC.

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 	"github.com/waggle-dev/waggle/internal/progress"
 )
 
@@ -63,22 +64,26 @@ func TestBuiltImages(t *testing.T) {
 	checks := map[string][]struct{ script, want string }{
 		"base": {
 			{"ls /etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt"},
+			{"cat /etc/apt/sources.list", "deb " + wire.AptMirrorURL + " " + Suite + " main"},
 		},
 		"python": {
 			{`python -c 'import sys; print(sys.prefix)'`, "/opt/venv"},
 			{"pip --version", "/opt/venv/lib/python3"},
 			{"touch /opt/venv/lib/python3.11/site-packages/x && echo writable", "writable"},
+			{"pip config list", "global.index-url='" + wire.PipIndexURL + "'"},
 		},
 		"node": {
 			{`node -e 'console.log(6*7)'`, "42"},
 			{"npm config get prefix", "/home/sandbox/.npm-global"},
 			{"touch /home/sandbox/.npm-global/lib/x && echo writable", "writable"},
+			{"npm config get registry", wire.NpmRegistryURL},
 		},
 		"shell": {
 			{`echo '{"a":[1,2]}' | jq -c .a`, "[1,2]"},
 			{"bash -c 'echo $BASH_VERSION'", "5."},
 			{"curl --version", "curl 7"},
 			{"find /etc -maxdepth 0", "/etc"},
+			{"cat /etc/apt/sources.list", "deb " + wire.AptMirrorURL + " " + Suite + " main"},
 		},
 	}
 	for _, def := range Definitions() {

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
 // builderVersion changes whenever the builder's output for an unchanged definition changes (the
@@ -56,12 +58,15 @@ type Step struct {
 	Script string `json:"script"`
 }
 
-// Definitions returns the built-in image definitions, base first.
+// Definitions returns the built-in image definitions, base first. Every one points apt at the
+// host's package proxy (sources.list), the python image pip (/etc/pip.conf) and the node image
+// npm (/etc/npmrc): under the "packages" egress policy the proxy is the guests' only way out.
 func Definitions() []Definition {
 	return []Definition{
 		{
 			Name:        "base",
 			Description: "minimal Debian " + Suite + ": coreutils, ca-certificates",
+			Steps:       []Step{aptSources()},
 			Env:         []string{"PATH=" + defaultPath},
 		},
 		{
@@ -71,7 +76,11 @@ func Definitions() []Definition {
 			Steps: []Step{{
 				Name:   "venv",
 				Script: "python3 -m venv /opt/venv\n/opt/venv/bin/python -m pip --version\nchown -R sandbox:sandbox /opt/venv",
-			}},
+			}, {
+				Name: "pip-index",
+				Script: "printf '[global]\\nindex-url = %s\\ntrusted-host = %s\\ndisable-pip-version-check = true\\n' " +
+					wire.PipIndexURL + " " + wire.PackageProxyHost + " >/etc/pip.conf",
+			}, aptSources()},
 			Env: []string{"PATH=/opt/venv/bin:" + defaultPath, "VIRTUAL_ENV=/opt/venv", "PIP_DISABLE_PIP_VERSION_CHECK=1"},
 		},
 		{
@@ -81,18 +90,26 @@ func Definitions() []Definition {
 			Steps: []Step{{
 				Name: "npm-prefix",
 				Script: "install -d -o sandbox -g sandbox /home/sandbox/.npm-global /home/sandbox/.npm-global/bin /home/sandbox/.npm-global/lib\n" +
-					"echo 'prefix=/home/sandbox/.npm-global' > /etc/npmrc\nnode --version\nnpm --version",
-			}},
+					"printf 'prefix=/home/sandbox/.npm-global\\nregistry=%s\\naudit=false\\nfund=false\\nupdate-notifier=false\\n' " +
+					wire.NpmRegistryURL + " >/etc/npmrc\nnode --version\nnpm --version",
+			}, aptSources()},
 			Env: []string{"PATH=/home/sandbox/.npm-global/bin:" + defaultPath, "NPM_CONFIG_PREFIX=/home/sandbox/.npm-global", "NPM_CONFIG_UPDATE_NOTIFIER=false"},
 		},
 		{
 			Name:        "shell",
-			Description: "bash, coreutils, findutils, curl, jq",
+			Description: "bash, coreutils, findutils, curl, jq; apt installs from the package proxy",
 			Packages:    []string{"bash", "coreutils", "findutils", "curl", "jq"},
-			Steps:       []Step{{Name: "check", Script: "bash --version >/dev/null\ncurl --version >/dev/null\njq --version"}},
+			Steps:       []Step{{Name: "check", Script: "bash --version >/dev/null\ncurl --version >/dev/null\njq --version"}, aptSources()},
 			Env:         []string{"PATH=" + defaultPath},
 		},
 	}
+}
+
+// aptSources points apt at the package proxy's Debian archive; it runs last, after the
+// image's own packages came from the build's mirror.
+func aptSources() Step {
+	return Step{Name: "apt-sources", Script: "echo 'deb " + wire.AptMirrorURL + " " + Suite + " main' >/etc/apt/sources.list\n" +
+		"rm -f /etc/apt/sources.list.d/*"}
 }
 
 // Lookup returns the built-in definition called name.

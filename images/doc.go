@@ -15,6 +15,9 @@
 // guest init also does that by itself whenever /opt/venv exists. The node image sets
 // NPM_CONFIG_PREFIX=/home/sandbox/.npm-global (also as prefix in /etc/npmrc, so it holds without
 // the environment) with its bin on PATH, so `pip install` and `npm install -g` work as sandbox.
+// The package managers are pointed at the host's package proxy (see hostagent/guest/wire):
+// pip by /etc/pip.conf, npm by /etc/npmrc and apt, in every built-in image, by
+// /etc/apt/sources.list. No image needs the host's CA: the proxy speaks plain HTTP to guests.
 //
 // Built images live in <cacheDir>/images as <name>-<hash>.ext4 (read-only, sparse) beside
 // <name>-<hash>.json (metadata, written last: an image without it does not exist). The hash

@@ -162,6 +162,7 @@ func TestEndToEnd(t *testing.T) {
 				{toolWrite, with("path", "/x", "content", "!!", "encoding", "base64"), "content is not valid base64"},
 				{toolRead, with("path", "/home/sandbox/missing"), "no such file: /home/sandbox/missing"},
 				{toolInstall, with("packages", "requests; rm -rf /"), `invalid pip package spec "requests;"`},
+				{toolInstall, with("packages", "no-such-package"), "pip install failed (exit status 1):\nERROR: No matching distribution found for no-such-package"},
 				{toolGet, map[string]any{"environmentId": env.ID}, `unknown argument "environmentId"; it takes environment_id`},
 			} {
 				if msg := acme.fails(tc.tool, tc.args); !strings.Contains(msg, tc.want) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,7 +238,10 @@ func (h *fakeHost) install(_ string, data []byte) (any, error) {
 	if err := json.Unmarshal(data, &req); err != nil {
 		return nil, hostErr(hostrpc.CodeBadRequest, "bad request: %v", err)
 	}
-	return hostrpc.ExecResult{Stdout: "installed " + strings.Join(req.Packages, ",") + "\n"}, nil
+	if slices.Contains(req.Packages, "no-such-package") {
+		return nil, hostErr(hostrpc.CodeFailed, "pip install failed (exit status 1):\nERROR: No matching distribution found for no-such-package")
+	}
+	return hostrpc.InstallResult{ExecResult: hostrpc.ExecResult{Stdout: "installed " + strings.Join(req.Packages, ",") + "\n"}}, nil
 }
 
 func (h *fakeHost) writeFile(env string, data []byte) (any, error) {

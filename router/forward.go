@@ -74,9 +74,11 @@ func (r *Router) codeTarget(ctx context.Context, p Principal, env string, langua
 	return own, nil
 }
 
-// Install installs packages (one spec each) with the environment's package manager; the specs
-// must follow the package rule of the environment's runtime.
-func (r *Router) Install(ctx context.Context, p Principal, env string, packages []string) (*hostrpc.ExecResult, error) {
+// Install installs packages (one spec each) with the environment's package manager (pip, npm
+// or apt) from the host's package proxy; the specs must follow the package rule of the
+// environment's runtime. A failed install (an unknown package or version, an upstream that is
+// down) is a caller's error carrying the package manager's message.
+func (r *Router) Install(ctx context.Context, p Principal, env string, packages []string) (*hostrpc.InstallResult, error) {
 	own, err := r.owned(ctx, p, env)
 	if err != nil {
 		return nil, err
@@ -85,7 +87,7 @@ func (r *Router) Install(ctx context.Context, p Principal, env string, packages 
 	if err := r.cfg.Limits.CheckInstall(own.runtime, &req); err != nil {
 		return nil, refused(err)
 	}
-	var res hostrpc.ExecResult
+	var res hostrpc.InstallResult
 	err = r.call(ctx, p, env, own.host, hostrpc.OpInstallPackages, req.Timeout+r.cfg.RPCMargin, req, &res)
 	return &res, err
 }
@@ -249,6 +251,8 @@ func (r *Router) hostError(ctx context.Context, env, host, op string, he hostrpc
 		return userErr(KindNotFound, "%s", msg)
 	case hostrpc.CodeTooLarge:
 		return userErr(KindTooLarge, "%s", msg)
+	case hostrpc.CodeFailed:
+		return userErr(KindFailed, "%s", msg)
 	case hostrpc.CodeNotRunning:
 		return notRunning(env, r.envState(ctx, host, env))
 	case hostrpc.CodeBusy:

@@ -4,7 +4,8 @@
 // Command waggle-init is PID 1 of every waggle guest (see package hostagent/guest). Build it
 // static: CGO_ENABLED=0 go build ./cmd/waggle-init. The initramfs must hold it as /init with mode
 // 0755, because the guest also runs it as the sandbox user: `waggle-init sftp-server` is the
-// SFTP server process of the SSH server's "sftp" subsystem.
+// SFTP server process of the SSH server's "sftp" subsystem. `waggle-init apt-install -- NAME...`
+// is the package installer the SSH server runs as root for the host's apt install requests.
 package main
 
 import (
@@ -29,8 +30,11 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) >= 3 && os.Args[1] == "apt-install" && os.Args[2] == "--" {
+		os.Exit(guest.AptInstall(guest.DefaultAptConfig(), os.Stdin, os.Stdout, os.Stderr, os.Args[3:]))
+	}
 	if os.Getpid() != 1 || len(os.Args) > 1 {
-		fmt.Fprintln(os.Stderr, "usage: waggle-init (as PID 1 of a guest) | waggle-init sftp-server")
+		fmt.Fprintln(os.Stderr, "usage: waggle-init (as PID 1 of a guest) | waggle-init sftp-server | waggle-init apt-install -- NAME...")
 		os.Exit(2)
 	}
 	err := guest.Run(context.Background(), guest.DefaultConfig())

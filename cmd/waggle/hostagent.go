@@ -23,6 +23,7 @@ type hostAgentOptions struct {
 	metricsListen                 string
 	insecureGossip                bool
 	vm                            vmOptions
+	packages                      packageOptions
 }
 
 func newHostAgentCmd() *cobra.Command {
@@ -65,6 +66,7 @@ func newHostAgentCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.WarmRuntimes, "warm-runtimes", cfg.WarmRuntimes, "runtimes the warm pool keeps")
 	f.StringVar(&cfg.Drain, "drain", cfg.Drain, "on stop: destroy the environments, or keep their VMs for the next start")
 	o.vm.addFlags(f, vnet.EgressNone)
+	o.packages.addFlags(f)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	addMetricsFlag(f, &o.metricsListen)
 	_ = cmd.MarkFlagRequired("host-id")
@@ -100,6 +102,9 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions, 
 	}
 	if o.cacheDir == "" {
 		o.cacheDir = cacheDir(cfg.DataDir)
+	}
+	if err := o.packages.apply(&cfg, cfg.DataDir); err != nil {
+		return err
 	}
 	machines, err := newVMMachines(ctx, cfg.DataDir, o, logger, progress.New(cmd.ErrOrStderr()), "vm")
 	if err != nil {

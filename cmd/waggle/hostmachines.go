@@ -19,8 +19,8 @@ import (
 )
 
 // egressUsage documents the --egress flag of the commands that boot VMs.
-const egressUsage = "what guests may connect to: none, packages (TCP 80/443 to PyPI, npm and Debian only) or\n" +
-	"allow:HOST|CIDR,... (TCP 80/443 to those only); private, loopback and metadata addresses are always refused"
+const egressUsage = "what guests may connect to: none, packages (the host agent's package proxy only: pip, npm and apt\n" +
+	"through it) or allow:HOST|CIDR,... (the proxy and TCP 80/443 to those); private, loopback and metadata addresses are always refused"
 
 // newLogger is a text logger on w at the named level (debug, info, warn, error).
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -52,8 +52,9 @@ func (o *vmOptions) addFlags(f *pflag.FlagSet, defaultEgress string) {
 }
 
 // newManager is the microVM layer for VMs whose state lives in stateDir, with the kernel and
-// images in cacheDir; this binary is each VM's shim.
-func (o vmOptions) newManager(stateDir, cacheDir string, logger *slog.Logger) (*vm.Manager, error) {
+// images in cacheDir; this binary is each VM's shim, which relays guests to the package proxy
+// on the unix socket packageProxy (none if empty).
+func (o vmOptions) newManager(stateDir, cacheDir, packageProxy string, logger *slog.Logger) (*vm.Manager, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -76,14 +77,16 @@ func (o vmOptions) newManager(stateDir, cacheDir string, logger *slog.Logger) (*
 			return nil, fmt.Errorf("--qemu-uid-range: %w", err)
 		}
 	}
+	cfg.PackageProxy = packageProxy
 	return vm.NewManager(cfg)
 }
 
-// newVMMachines is the real microVM layer of one host agent whose state lives in stateDir. It
-// prepares what every boot needs first (the guest kernel and initramfs, the acceleration), as a
-// stage of label on rep: on a fresh machine that downloads the kernel.
+// newVMMachines is the real microVM layer of one host agent whose state lives in stateDir;
+// its guests reach the agent's package proxy. It prepares what every boot needs first (the
+// guest kernel and initramfs, the acceleration), as a stage of label on rep: on a fresh
+// machine that downloads the kernel.
 func newVMMachines(ctx context.Context, stateDir string, o hostAgentOptions, logger *slog.Logger, rep *progress.Reporter, label string) (hostagent.Machines, error) {
-	mgr, err := o.vm.newManager(stateDir, o.cacheDir, logger)
+	mgr, err := o.vm.newManager(stateDir, o.cacheDir, hostagent.PackageSocket(stateDir), logger)
 	if err != nil {
 		return nil, err
 	}

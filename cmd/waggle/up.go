@@ -85,6 +85,7 @@ func newUpCmd() *cobra.Command {
 	f.IntVar(&o.router.MaxEnvsPerTenant, "max-envs-per-tenant", o.router.MaxEnvsPerTenant, "live environments a tenant may have (0 = unlimited)")
 	f.IntVar(&o.router.MaxCallsPerTenant, "max-calls-per-tenant", o.router.MaxCallsPerTenant, "tool calls one tenant may have in progress on each router at once (0 = unlimited)")
 	o.host.vm.addFlags(f, vnet.EgressPackages)
+	o.host.packages.addFlags(f)
 	f.StringVar(&o.host.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "also serve the metrics of every role at http://ADDR/metrics (each router serves them at its /metrics too)")
 	return cmd
@@ -342,6 +343,9 @@ func upHostAgents(ctx context.Context, o upOptions, cache string, c *upConns, lo
 		hlog := logger.With("role", "hostagent")
 		opts := o.host
 		opts.cacheDir = cache
+		if err := opts.packages.apply(&cfg, cfg.DataDir); err != nil {
+			return nil, err
+		}
 		machines, err := newVMMachines(ctx, cfg.DataDir, opts, hlog, rep, cfg.HostID)
 		if err != nil {
 			return nil, err

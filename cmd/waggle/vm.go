@@ -76,7 +76,7 @@ func runVM(cmd *cobra.Command, o vmRunOptions, argv []string) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := o.vm.newManager(o.dataDir, cacheDir(o.dataDir), logger)
+	mgr, err := o.vm.newManager(o.dataDir, cacheDir(o.dataDir), "", logger)
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,7 @@ func newVMPrepareCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			mgr, err := o.newManager(dataDir, cacheDir(dataDir), logger)
+			mgr, err := o.newManager(dataDir, cacheDir(dataDir), "", logger)
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,11 @@
 // for one message.
 package hostrpc
 
-import "time"
+import (
+	"time"
+
+	"github.com/waggle-dev/waggle/events"
+)
 
 // Operation names; the service of host H answers on "waggle.rpc.<H>.<op>".
 const (
@@ -42,6 +46,7 @@ const (
 	CodeNotRunning = "not_running" // the environment exists but is not running
 	CodeTooLarge   = "too_large"   // payload over a limit
 	CodeBusy       = "busy"        // too many calls in progress (the environment's or the host's); the call did not run
+	CodeFailed     = "failed"      // the command ran and failed (install_packages: the package manager's message)
 	CodeInternal   = "internal"    // anything else; the message names the request id
 )
 
@@ -112,6 +117,14 @@ type ProcessResult struct {
 	Running   bool   `json:"running"`
 	Killed    bool   `json:"killed,omitempty"` // ended by process_kill
 	ExecResult
+}
+
+// InstallResult is a successful install: the package manager's output and the package files
+// the guest fetched through the host's package proxy. A failed install is a CodeFailed error
+// carrying the package manager's message.
+type InstallResult struct {
+	ExecResult
+	Fetched []events.PackageFile `json:"fetched"`
 }
 
 // InstallRequest installs packages with the runtime's package manager.

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/waggle-dev/waggle/internal/aptname"
 )
 
 // HomeDir is the sandbox user's home in a guest: the directory list_files shows by default.
@@ -288,8 +290,7 @@ func PackageRuleOf(runtime string) (PackageRule, error) {
 	case "node":
 		return PackageRule{Manager: "npm", Pattern: npmSpec, Examples: "lodash, left-pad@1.3.0, @types/node@20"}, nil
 	case "shell":
-		return PackageRule{}, badRequest("install_packages is not available in shell environments: apt needs root and code runs " +
-			"as the unprivileged sandbox user; use a python (pip) or node (npm) environment")
+		return PackageRule{Manager: "apt", Pattern: aptname.Pattern, Examples: "curl, g++, jq=1.6-2.1"}, nil
 	}
 	return PackageRule{}, badRequest("install_packages does not know runtime %q", runtime)
 }

@@ -48,7 +48,8 @@ type Config struct {
 	// EnvironmentFile, if the root image has it, sets the environment of every command
 	// (KEY="VALUE" lines, as images/ writes them); its PATH replaces SSH.Path.
 	EnvironmentFile string
-	// SSH is the SSH server's configuration; Run fills in the keys, the tracker and the power-off hook.
+	// SSH is the SSH server's configuration; Run fills in the keys, the trackers and the
+	// power-off hook.
 	SSH sshd.Config
 	// ShutdownGrace is how long processes get between SIGTERM and SIGKILL at power-off.
 	ShutdownGrace time.Duration
@@ -71,11 +72,19 @@ func DefaultConfig() Config {
 		Interface:       "eth0",
 		SSHAddr:         ":22",
 		EnvironmentFile: "/etc/environment",
-		SSH:             sshd.DefaultConfig(),
+		SSH:             sshConfig(),
 		ShutdownGrace:   time.Second,
 
 		MaxUserProcesses: 4096,
 	}
+}
+
+// sshConfig is the guest's SSH server: sshd's defaults, with `/proc/self/exe apt-install` (see
+// AptInstall) as the package installer.
+func sshConfig() sshd.Config {
+	c := sshd.DefaultConfig()
+	c.AptInstall = []string{"/proc/self/exe", "apt-install"}
+	return c
 }
 
 // stage is one named step of the boot pipeline.
@@ -209,6 +218,7 @@ func (b *boot) serve(ctx context.Context, sigs <-chan os.Signal) error {
 	cfg.AuthorizedKey = b.params.AuthorizedKey
 	cfg.HostKey = b.hostKey
 	cfg.Tracker = b.reaper
+	cfg.Privileged = privileged{b.reaper}
 	cfg.ClientAddr = b.params.Gateway // the host dials from the gateway of the VM's network
 	cfg.Logger = b.log.With("component", "sshd")
 	cfg.PowerOff = func() {

@@ -51,6 +51,22 @@ func (r *reaper) Start(cmd *exec.Cmd) error {
 	return nil
 }
 
+// privileged is the reaper as the Tracker of the package installer: it starts children from
+// the calling goroutine's thread, one of PID 1's unrestricted ones, so they keep root's
+// capabilities (no_new_privs still holds: nothing they execute gains more).
+type privileged struct{ *reaper }
+
+// Start starts cmd and marks its pid as owned.
+func (p privileged) Start(cmd *exec.Cmd) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.owned[cmd.Process.Pid] = struct{}{}
+	return nil
+}
+
 // startSpawner starts the spawner thread, whose credentials restrict runs once on it before any
 // child exists. It returns restrict's error.
 func (r *reaper) startSpawner(restrict func() error) error {

@@ -15,9 +15,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,6 +28,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/waggle-dev/waggle/hostagent/guest/sshd"
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 	"github.com/waggle-dev/waggle/hostagent/guestclient"
 )
 
@@ -308,4 +311,59 @@ func copyFile(t *testing.T, from, to string) {
 func BenchmarkExecTrueInProcess(b *testing.B) {
 	g := startGuest(b, nil)
 	benchExecTrue(b, g.client(b))
+}
+
+// directTracker starts commands itself, as the guest's privileged tracker does.
+type directTracker struct{}
+
+func (directTracker) Start(cmd *exec.Cmd) error { return cmd.Start() }
+func (directTracker) Done(*exec.Cmd)            {}
+
+// TestAptInstallRequest sends the guest's one privileged request: the installer runs with the
+// checked names after "--", the request's stdin, and its own fixed environment (none of the
+// session's variables); bad names and a guest without an installer are refused before anything
+// runs.
+func TestAptInstallRequest(t *testing.T) {
+	dir := t.TempDir()
+	installer := filepath.Join(dir, "installer")
+	script := "#!/bin/sh\necho \"args: $*\"; echo \"lang: $LANG\"; echo \"dir: $(pwd)\"; echo \"stdin: $(cat)\"; touch " + dir + "/ran\n"
+	if err := os.WriteFile(installer, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := startGuest(t, func(c *sshd.Config) {
+		c.AptInstall, c.Privileged = []string{installer, "apt-install"}, directTracker{}
+	})
+	c := g.client(t)
+	req := func(names ...string) guestclient.ExecResult {
+		t.Helper()
+		res, err := c.Exec(t.Context(), guestclient.ExecRequest{Argv: append([]string{wire.AptInstallCommand}, names...),
+			Env: map[string]string{"LANG": "xx_XX"}, Stdin: []byte("KEYS")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := req("curl", "g++")
+	out := string(res.Stdout)
+	for _, want := range []string{"args: apt-install -- curl g++", "lang: C.UTF-8", "dir: /", "stdin: KEYS"} {
+		if res.ExitCode != 0 || !strings.Contains(out, want) {
+			t.Errorf("installer output lacks %q (exit %d):\n%s%s", want, res.ExitCode, out, res.Stderr)
+		}
+	}
+	os.Remove(filepath.Join(dir, "ran"))
+	for _, names := range [][]string{{"-y"}, {"curl;id"}, {"../x"}, nil} {
+		res := req(names...)
+		if res.ExitCode != 2 || !strings.Contains(string(res.Stderr), "apt install refused") {
+			t.Errorf("%q: exit %d %q, want 2 and a refusal", names, res.ExitCode, res.Stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Error("the installer ran for refused names")
+	}
+	// A guest without an installer refuses the request.
+	plain := startGuest(t, nil).client(t)
+	res, err := plain.Exec(t.Context(), guestclient.ExecRequest{Argv: []string{wire.AptInstallCommand, "curl"}})
+	if err != nil || res.ExitCode != 2 || !strings.Contains(string(res.Stderr), "no package installer") {
+		t.Errorf("no installer: %+v, %v", res, err)
+	}
 }

@@ -48,11 +48,15 @@ type Config struct {
 	// (under load a boot is slow in wall time but not in CPU time).
 	SilenceTimeout time.Duration
 	SilenceCPU     time.Duration
+	// PackageProxy is the unix socket of the host's package proxy (pkgproxy.Listen), which the
+	// shims relay guests' connections to; empty: guests have none.
+	PackageProxy string
 	// BootTimeout bounds one boot attempt; BootAttempts is the number of attempts.
 	BootTimeout  time.Duration
 	BootAttempts int
 	// Defaults for LaunchSpec fields left 0 or empty. Egress is a policy as vnet.ParsePolicy
-	// reads it: "none" (the default), "packages" or "allow:HOST|CIDR,...".
+	// reads it: "none" (the default), "packages" (the package proxy only) or
+	// "allow:HOST|CIDR,..." (the package proxy and those).
 	CPUs      int
 	MemoryMiB int
 	DiskMiB   int

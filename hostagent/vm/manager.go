@@ -303,6 +303,7 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 		Attempts:       m.cfg.BootAttempts,
 		Egress:         egress,
 		Lease:          spec.Lease,
+		PackageProxy:   m.cfg.PackageProxy,
 	}
 	if err := shim.WriteSpec(dir, sspec); err != nil {
 		return nil, fmt.Errorf("vm %s: shim: %w", spec.ID, err)

@@ -216,14 +216,22 @@ func TestHelperLaunch(t *testing.T) {
 }
 
 // TestGuestHasNoEgress checks that the guest reaches neither the host's loopback services nor
-// other hosts, by TCP or DNS, while the host still reaches the guest.
+// other hosts nor even the package proxy, by TCP or DNS, while the host still reaches the
+// guest.
 func TestGuestHasNoEgress(t *testing.T) {
-	m := vmtest.Manager(t)
-	mach := vmtest.Launch(t, m, vm.LaunchSpec{ImagePath: vmtest.BusyboxImage(t)})
 	var accepted atomic.Int32
+	dir, err := os.MkdirTemp("", "wpp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	proxy := filepath.Join(dir, "packages.sock")
+	countingListener(t, "unix:"+proxy, &accepted)
+	m := vmtest.Manager(t, func(c *vm.Config) { c.PackageProxy = proxy })
+	mach := vmtest.Launch(t, m, vm.LaunchSpec{ImagePath: vmtest.BusyboxImage(t)})
 	loop := countingListener(t, "127.0.0.1:0", &accepted)
 	_, port, _ := net.SplitHostPort(loop)
-	targets := []string{"192.168.127.1:" + port, "192.168.127.254:" + port, "10.0.2.2:" + port, loop}
+	targets := []string{"192.168.127.1:" + port, "192.168.127.1:80", "192.168.127.254:" + port, "10.0.2.2:" + port, loop}
 	if ip := hostIP(); ip != "" {
 		targets = append(targets, countingListener(t, net.JoinHostPort(ip, "0"), &accepted))
 	}
@@ -243,6 +251,7 @@ func TestGuestHasNoEgress(t *testing.T) {
 		fmt.Fprintf(&script, "(echo GET / | timeout 3 nc %s %s >/tmp/out.%d 2>&1; echo \"%s rc=$?\" >>/tmp/rc) &\n", h, p, i, target)
 	}
 	script.WriteString("(timeout 3 nslookup deb.debian.org 192.168.127.1 >/tmp/out.dns 2>&1; echo \"dns rc=$?\" >>/tmp/rc) &\n")
+	script.WriteString("(timeout 3 nslookup packages.waggle.internal 192.168.127.1 >/tmp/out.pdns 2>&1; echo \"proxy-dns rc=$?\" >>/tmp/rc) &\n")
 	script.WriteString("wait; cat /tmp/rc; grep -l . /tmp/out.* >/dev/null && grep -H -e Address -e HTTP /tmp/out.*; true")
 	res := exec1(t, c, script.String())
 	lines := strings.Fields(string(res.Stdout))
@@ -251,8 +260,8 @@ func TestGuestHasNoEgress(t *testing.T) {
 			t.Errorf("guest reached something: %s", l)
 		}
 	}
-	if n := strings.Count(string(res.Stdout), " rc="); n != len(targets)+1 {
-		t.Errorf("%d results, want %d:\n%s", n, len(targets)+1, res.Stdout)
+	if n := strings.Count(string(res.Stdout), " rc="); n != len(targets)+2 {
+		t.Errorf("%d results, want %d:\n%s", n, len(targets)+2, res.Stdout)
 	}
 	if n := accepted.Load(); n != 0 {
 		t.Errorf("host listeners accepted %d connections from the guest", n)

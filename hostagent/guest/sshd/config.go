@@ -54,8 +54,16 @@ type Config struct {
 	// MaxSessions bounds concurrent sessions per connection; more are rejected.
 	MaxSessions int
 	// Tracker, if set, starts every child process (PID 1's reaper, so that it never collects a
-	// child this server waits for).
+	// child this server waits for) but the package installer.
 	Tracker Tracker
+	// AptInstall is the argv of the guest's package installer, which a wire.AptInstallCommand
+	// request runs with "--" and the request's checked Debian package names appended: as root,
+	// with Privileged starting it, a fixed environment and / as its directory. Empty refuses
+	// such requests.
+	AptInstall []string
+	// Privileged starts the package installer with root's capabilities (Tracker's children
+	// have none).
+	Privileged Tracker
 	// PowerOff, if set, is called after the server acknowledged a wire.PowerOffRequest. If nil the
 	// request is refused.
 	PowerOff func()

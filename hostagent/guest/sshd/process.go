@@ -42,10 +42,20 @@ type exitStatus struct {
 	core   bool
 }
 
-// spawn starts argv with env in dir as the configured user, in a new session. If it fails, code
-// is the exit status a shell would report (127: not found, 126: cannot run).
-func (s *Server) spawn(argv, env []string, dir string) (p *process, code int, err error) {
-	path, err := lookPath(argv[0], s.cfg.Path, dir)
+// command is what spawn starts: argv with env in dir, as cred (nil: the server's own
+// identity), through tracker (nil: directly).
+type command struct {
+	argv, env []string
+	dir       string
+	cred      *syscall.Credential
+	tracker   Tracker
+}
+
+// spawn starts c in a new session. If it fails, code is the exit status a shell would report
+// (127: not found, 126: cannot run).
+func (s *Server) spawn(c command) (p *process, code int, err error) {
+	argv := c.argv
+	path, err := lookPath(argv[0], s.cfg.Path, c.dir)
 	if err != nil {
 		return nil, 127, err
 	}
@@ -59,18 +69,18 @@ func (s *Server) spawn(argv, env []string, dir string) (p *process, code int, er
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
-		Env:    env,
-		Dir:    dir,
+		Env:    c.env,
+		Dir:    c.dir,
 		Stdin:  files[0],
 		Stdout: files[3],
 		Stderr: files[5],
 		SysProcAttr: &syscall.SysProcAttr{
 			Setsid:     true,
-			Credential: s.cfg.Credential,
+			Credential: c.cred,
 		},
 	}
-	if s.cfg.Tracker != nil {
-		err = s.cfg.Tracker.Start(cmd)
+	if c.tracker != nil {
+		err = c.tracker.Start(cmd)
 	} else {
 		err = cmd.Start()
 	}
@@ -79,7 +89,7 @@ func (s *Server) spawn(argv, env []string, dir string) (p *process, code int, er
 		closeAll([]*os.File{files[1], files[2], files[4]})
 		return nil, 126, fmt.Errorf("%s: %w", argv[0], err)
 	}
-	return &process{cmd: cmd, tracker: s.cfg.Tracker, stdin: files[1], stdout: files[2], stderr: files[4]}, 0, nil
+	return &process{cmd: cmd, tracker: c.tracker, stdin: files[1], stdout: files[2], stderr: files[4]}, 0, nil
 }
 
 func closeAll(files []*os.File) {

@@ -6,6 +6,7 @@
 package sshd
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -89,18 +90,21 @@ func (ss *session) handle(req *ssh.Request) bool {
 			ss.log.Warn("bad exec request", "err", err)
 			return false
 		}
+		if isArgv && argv[0] == wire.AptInstallCommand {
+			return ss.startAptInstall(argv[1:])
+		}
 		if !isArgv {
 			argv = []string{ss.srv.cfg.Shell, "-c", line}
 		}
-		return ss.start(argv, true)
+		return ss.start(ss.userCommand(argv), true)
 	case "shell":
-		return ss.start([]string{ss.srv.cfg.Shell}, true)
+		return ss.start(ss.userCommand([]string{ss.srv.cfg.Shell}), true)
 	case "subsystem":
 		var sub struct{ Name string }
 		if ssh.Unmarshal(req.Payload, &sub) != nil || sub.Name != wire.SFTPSubsystem {
 			return false
 		}
-		return ss.start(ss.srv.cfg.SFTPCommand, false)
+		return ss.start(ss.userCommand(ss.srv.cfg.SFTPCommand), false)
 	case "signal":
 		var sig struct{ Signal string }
 		if ssh.Unmarshal(req.Payload, &sig) != nil {
@@ -157,33 +161,68 @@ func (ss *session) environ() []string {
 	return append(env, ss.env...)
 }
 
+// userCommand is argv as every command of a session runs: as the sandbox user, with the
+// session's environment and directory.
+func (ss *session) userCommand(argv []string) command {
+	c := ss.srv.cfg
+	return command{argv: argv, env: ss.environ(), dir: ss.dir, cred: c.Credential, tracker: c.Tracker}
+}
+
+// aptEnviron is the whole environment of the package installer: nothing of the session's.
+func aptEnviron() []string {
+	return []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8",
+		"DEBIAN_FRONTEND=noninteractive"}
+}
+
+// startAptInstall starts the privileged package installer for the Debian package names, if
+// the guest has one and the names are valid (see wire.AptInstallCommand): Config.AptInstall,
+// then "--" and the names, as root with full privileges, the fixed aptEnviron, in /. The
+// request's stdin is the installer's (the extra apt keys).
+func (ss *session) startAptInstall(names []string) bool {
+	c := ss.srv.cfg
+	err := wire.CheckAptPackages(names)
+	if len(c.AptInstall) == 0 || c.Privileged == nil {
+		err = errors.New("this guest has no package installer")
+	}
+	if err != nil {
+		ss.log.Warn("apt install refused", "err", err)
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		if ss.started {
+			return false
+		}
+		ss.failLocked(2, fmt.Errorf("apt install refused: %w", err))
+		return true
+	}
+	ss.log.Info("apt install", "packages", names)
+	argv := append(append(slices.Clone(c.AptInstall), "--"), names...)
+	return ss.start(command{argv: argv, env: aptEnviron(), dir: "/", tracker: c.Privileged}, true)
+}
+
 // start starts the session's one command. A command that cannot be found or started still gets
 // an accepted request, a message on stderr and exit status 127 or 126, as a shell would do; for
 // the SFTP server (report=false) a failure refuses the request.
-func (ss *session) start(argv []string, report bool) bool {
+func (ss *session) start(cmd command, report bool) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.started {
 		return false
 	}
-	p, code, err := ss.srv.spawn(argv, ss.environ(), ss.dir)
+	argv0 := cmd.argv[0]
+	p, code, err := ss.srv.spawn(cmd)
 	if err != nil {
-		ss.log.Debug("command did not start", "argv0", argv[0], "err", err)
+		ss.log.Debug("command did not start", "argv0", argv0, "err", err)
 		if !report {
 			return false
 		}
-		ss.started = true
-		ss.launch = func() {
-			defer close(ss.done)
-			ss.fail(err, code)
-		}
+		ss.failLocked(code, err)
 		return true
 	}
 	ss.started, ss.proc = true, p
-	ss.log.Debug("command started", "argv0", argv[0], "pid", p.pid())
+	ss.log.Debug("command started", "argv0", argv0, "pid", p.pid())
 	ss.launch = func() {
 		defer close(ss.done)
-		ss.serve(p, argv[0])
+		ss.serve(p, argv0)
 	}
 	return true
 }
@@ -208,7 +247,7 @@ func (ss *session) startProgram(interp []string) bool {
 		}
 		defer os.Remove(path)
 		argv := append(slices.Clone(interp), path)
-		p, code, err := ss.srv.spawn(argv, ss.environ(), ss.dir)
+		p, code, err := ss.srv.spawn(ss.userCommand(argv))
 		if err != nil {
 			ss.fail(err, code)
 			return
@@ -237,6 +276,15 @@ func (ss *session) serve(p *process, argv0 string) {
 func (ss *session) fail(err error, code int) {
 	fmt.Fprintf(ss.ch.Stderr(), "waggle: %v\n", err)
 	ss.finish(exitStatus{code: code})
+}
+
+// failLocked ends the session's command before it ran: err on stderr, then exit status code.
+func (ss *session) failLocked(code int, err error) {
+	ss.started = true
+	ss.launch = func() {
+		defer close(ss.done)
+		ss.fail(err, code)
+	}
 }
 
 // finish reports the exit status and closes the channel. Errors mean the client is gone, and

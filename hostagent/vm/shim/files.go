@@ -52,6 +52,11 @@ type Spec struct {
 	// Lease stops the VM when its agent has not renewed it (OpRenew) for this long since the
 	// shim started or the last renew, so that no VM outlives its owner for good (0: no lease).
 	Lease time.Duration `json:"lease,omitempty"`
+
+	// PackageProxy is the unix socket of the host's package proxy, where the shim relays the
+	// guest's connections to it (see pkgproxy.DialVM); empty: there is none, and they are
+	// closed at once.
+	PackageProxy string `json:"package_proxy,omitempty"`
 }
 
 // Phases of a VM, as reported in State.

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
 	"github.com/waggle-dev/waggle/hostagent/vm/qemu"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
@@ -115,13 +116,22 @@ func Serve(ctx context.Context, dir string, ctl, sshLn net.Listener, logger *slo
 	wg.Go(func() { s.serveNet(ctx, netLn) })
 	ctlDone := make(chan struct{})
 	go func() { s.serveControl(ctx, ctl); close(ctlDone) }()
-	wg.Go(func() { s.serveSSH(ctx, sshLn) })
+	// The host reaches the guest's SSH server; the guest reaches the host's package proxy.
+	wg.Go(func() {
+		s.relay(ctx, sshLn, "ssh", func(ctx context.Context) (net.Conn, error) { return s.network.DialGuest(ctx, vnet.SSHPort) })
+	})
+	if ln := network.PackageListener(); ln != nil {
+		wg.Go(func() { s.relay(ctx, ln, "package proxy", s.dialPackageProxy) })
+	}
 
 	err = s.run(ctx)
 	close(s.stopped)
 	ctl.Close()
 	sshLn.Close()
 	netLn.Close()
+	if ln := network.PackageListener(); ln != nil {
+		ln.Close()
+	}
 	// Control connections waiting for the stop get their reply before the shim exits.
 	<-ctlDone
 	s.handlers.Wait()
@@ -329,8 +339,9 @@ func (s *server) handleControl(ctx context.Context, conn net.Conn) {
 	_ = json.NewEncoder(conn).Encode(resp)
 }
 
-// serveSSH relays each connection on ssh.sock to the guest's SSH port.
-func (s *server) serveSSH(ctx context.Context, ln net.Listener) {
+// relay accepts connections on ln until it is closed and splices each to a connection from
+// dial: ssh.sock's to the guest's SSH port, the guest's to the package proxy.
+func (s *server) relay(ctx context.Context, ln net.Listener, name string, dial func(context.Context) (net.Conn, error)) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -339,18 +350,29 @@ func (s *server) serveSSH(ctx context.Context, ln net.Listener) {
 		go func() {
 			defer conn.Close()
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			guest, err := s.network.DialGuest(dctx, vnet.SSHPort)
+			peer, err := dial(dctx)
 			cancel()
 			if err != nil {
-				s.logger.Warn("ssh relay", "err", err)
+				s.logger.Warn(name+" relay", "err", err)
 				return
 			}
-			defer guest.Close()
-			stop := context.AfterFunc(ctx, func() { conn.Close(); guest.Close() })
+			defer peer.Close()
+			stop := context.AfterFunc(ctx, func() { conn.Close(); peer.Close() })
 			defer stop()
-			splice(conn, guest)
+			splice(conn, peer)
 		}()
 	}
+}
+
+// errNoPackageProxy is the dial error of a VM whose spec names no package proxy.
+var errNoPackageProxy = errors.New("this VM has no package proxy")
+
+// dialPackageProxy connects to the host's package proxy on behalf of this VM.
+func (s *server) dialPackageProxy(ctx context.Context) (net.Conn, error) {
+	if s.spec.PackageProxy == "" {
+		return nil, errNoPackageProxy
+	}
+	return pkgproxy.DialVM(ctx, s.spec.PackageProxy, s.spec.VM.Name)
 }
 
 // splice copies both ways until both directions are done, passing half-closes on.

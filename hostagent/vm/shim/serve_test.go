@@ -97,7 +97,12 @@ func TestLeaseEndsShim(t *testing.T) {
 	const lease = 500 * time.Millisecond
 	dir := shimDir(t)
 	served := serve(t, ctx, dir, shim.Spec{QEMUBinary: "/nonexistent/qemu-system-x86_64", BootTimeout: time.Second, Attempts: 1, Lease: lease})
-	t.Cleanup(func() { cancel(); <-served })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Logf("shim after the test: %v", err)
+		}
+	})
 	if resp := control(t, dir, shim.OpWait); resp.State.Phase != shim.PhaseFailed || resp.State.LeaseEnds.IsZero() {
 		t.Fatalf("wait: %+v", resp)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
 const (
@@ -53,9 +55,13 @@ func newEgress(policy Policy, lookup LookupFunc) *egress {
 		names: make(map[string]resolution), addrs: make(map[netip.Addr]time.Time)}
 }
 
-// allow is the filter's AllowFunc: dst is in the policy's networks or a recent address of an
-// allowed name, on an EgressPort, and outside the refused ranges.
+// allow is the filter's AllowFunc: dst:port is the package proxy on the gateway (if the policy
+// has it), or dst is in the policy's networks or a recent address of an allowed name, on an
+// EgressPort, and outside the refused ranges.
 func (e *egress) allow(dst netip.Addr, port uint16) bool {
+	if dst == gatewayAddr && port == wire.PackageProxyPort {
+		return e.policy.Proxy
+	}
 	if Refused(dst) || !EgressPort(port) {
 		return false
 	}
@@ -108,9 +114,9 @@ func (e *egress) resolve(ctx context.Context, name string) ([]netip.Addr, error)
 // errNotQuery is returned for a DNS message that is not a single standard query.
 var errNotQuery = errors.New("not a single standard query")
 
-// answer returns the reply to a guest's DNS query: A records for an allowed name (an empty
-// answer for its other types: the guest has IPv4 only), NXDOMAIN for every other name,
-// SERVFAIL when the host cannot resolve an allowed name.
+// answer returns the reply to a guest's DNS query: A records for an allowed name (the gateway
+// for the package proxy's name; an empty answer for other types: the guest has IPv4 only),
+// NXDOMAIN for every other name, SERVFAIL when the host cannot resolve an allowed name.
 func (e *egress) answer(ctx context.Context, query []byte) ([]byte, error) {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
@@ -128,9 +134,12 @@ func (e *egress) answer(ctx context.Context, query []byte) ([]byte, error) {
 	rh := dnsmessage.Header{ID: h.ID, Response: true, RecursionDesired: h.RecursionDesired,
 		RecursionAvailable: true}
 	var addrs []netip.Addr
+	proxy := e.policy.Proxy && hostKey(q.Name.String()) == wire.PackageProxyHost
 	switch {
-	case q.Class != dnsmessage.ClassINET || !e.policy.AllowsHost(q.Name.String()):
+	case q.Class != dnsmessage.ClassINET || !proxy && !e.policy.AllowsHost(q.Name.String()):
 		rh.RCode = dnsmessage.RCodeNameError
+	case q.Type == dnsmessage.TypeA && proxy:
+		addrs = []netip.Addr{gatewayAddr}
 	case q.Type == dnsmessage.TypeA:
 		addrs, err = e.resolve(ctx, hostKey(q.Name.String()))
 		if err != nil {

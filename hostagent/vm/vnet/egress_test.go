@@ -79,7 +79,7 @@ func TestEgressAnswer(t *testing.T) {
 		"inside.example.org": {"192.168.1.1"},
 	}}
 	clock := time.Unix(1e9, 0)
-	e := newEgress(Policy{Hosts: []string{"registry.npmjs.org", "inside.example.org"}}, dns.lookup)
+	e := newEgress(Policy{Proxy: true, Hosts: []string{"registry.npmjs.org", "inside.example.org"}}, dns.lookup)
 	e.now = func() time.Time { return clock }
 	ctx := context.Background()
 	ask := func(name string, typ dnsmessage.Type) (dnsmessage.RCode, []string) {
@@ -107,6 +107,10 @@ func TestEgressAnswer(t *testing.T) {
 		{"evil.example.", dnsmessage.TypeA, dnsmessage.RCodeNameError, nil},
 		{"evil.example.", dnsmessage.TypeTXT, dnsmessage.RCodeNameError, nil},
 		{"x.registry.npmjs.org.", dnsmessage.TypeA, dnsmessage.RCodeNameError, nil},
+		{"packages.waggle.internal.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, []string{GatewayIP}},
+		{"Packages.Waggle.Internal.", dnsmessage.TypeA, dnsmessage.RCodeSuccess, []string{GatewayIP}},
+		{"packages.waggle.internal.", dnsmessage.TypeAAAA, dnsmessage.RCodeSuccess, nil},
+		{"x.packages.waggle.internal.", dnsmessage.TypeA, dnsmessage.RCodeNameError, nil},
 	}
 	for _, tt := range tests {
 		code, addrs := ask(tt.name, tt.typ)
@@ -124,6 +128,7 @@ func TestEgressAnswer(t *testing.T) {
 	}{
 		{"104.16.1.34", 443, true}, {"104.16.2.34", 80, true}, {"104.16.1.34", 22, false},
 		{"127.0.0.1", 443, false}, {"10.0.0.3", 443, false}, {"203.0.113.66", 443, false}, {"192.168.1.1", 443, false},
+		{GatewayIP, 80, true}, {GatewayIP, 443, false}, {GatewayIP, 53, false}, {GatewayIP, 22, false},
 	} {
 		if got := e.allow(netip.MustParseAddr(c.addr), c.port); got != c.want {
 			t.Errorf("allow %s:%d = %v", c.addr, c.port, got)
@@ -144,6 +149,14 @@ func TestEgressAnswer(t *testing.T) {
 	clock = clock.Add(addrGrace)
 	if e.allow(npm, 443) {
 		t.Error("address still allowed after its grace period")
+	}
+	// Without the proxy in the policy its name does not resolve, and its port is closed.
+	e.policy.Proxy = false
+	if code, _ := ask("packages.waggle.internal.", dnsmessage.TypeA); code != dnsmessage.RCodeNameError {
+		t.Errorf("proxy name without the proxy: %v", code)
+	}
+	if e.allow(gatewayAddr, 80) {
+		t.Error("proxy port allowed without the proxy")
 	}
 	// Networks of the policy need no resolution.
 	e.policy.Nets = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
@@ -174,9 +187,16 @@ func FuzzEgressAnswer(f *testing.F) {
 // TestRelay runs the relay between a fake QEMU socket and a real stack: the guest's DNS query
 // is answered by the relay, a refused SYN gets a RST, and a dropped frame gets nothing.
 func TestRelay(t *testing.T) {
-	n, err := New(slog.New(slog.DiscardHandler), Policy{Hosts: []string{"registry.npmjs.org"}})
+	n, err := New(slog.New(slog.DiscardHandler), Policy{Proxy: true, Hosts: []string{"registry.npmjs.org"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n.PackageListener() == nil {
+		t.Fatal("no package proxy listener with the proxy in the policy")
+	}
+	t.Cleanup(func() { n.PackageListener().Close() })
+	if none, err := New(slog.New(slog.DiscardHandler), Policy{}); err != nil || none.PackageListener() != nil {
+		t.Fatalf("no egress: listener %v, %v", none.PackageListener(), err)
 	}
 	dns := &fakeDNS{answers: map[string][]string{"registry.npmjs.org": {"203.0.113.5"}}}
 	n.egress.lookup = dns.lookup

@@ -90,10 +90,12 @@ func parsePacket(frame []byte) (packet, bool) {
 // SSH server's side of connections the host opened (TCP from GuestIP:22 to GatewayIP that is
 // not a fresh SYN). With allow nil the guest has no egress and everything else is dropped
 // (its own connections, UDP and DNS, ICMP, IPv6, fragments), so it reaches nothing. With
-// allow set, a fresh SYN to the gateway is Reset, one to another address passes if allow says so and is Reset otherwise;
-// the rest of a TCP connection passes when its destination is outside the refused ranges on an
-// EgressPort (the stack only opens connections on a SYN it was given, so these packets reach
-// nothing else); and a UDP query to the gateway's DNS port is answered by the relay (Resolve).
+// allow set, TCP to the gateway passes if allow says so (the package proxy's port, which the
+// stack serves itself) and a fresh SYN to any other gateway port is Reset; a SYN to another
+// address passes if allow says so and is Reset otherwise; the rest of a TCP connection passes
+// when its destination is outside the refused ranges on an EgressPort (the stack only opens
+// connections on a SYN it was given, so these packets reach nothing else); and a UDP query to
+// the gateway's DNS port is answered by the relay (Resolve).
 func Classify(frame []byte, allow AllowFunc) Verdict {
 	if len(frame) >= 14 && binary.BigEndian.Uint16(frame[12:14]) == etherTypeARP {
 		return Pass
@@ -105,11 +107,13 @@ func Classify(frame []byte, allow AllowFunc) Verdict {
 	syn := p.flags&tcpFlagSYN != 0 && p.flags&tcpFlagACK == 0
 	switch {
 	case p.proto == protoTCP && p.dst == gatewayAddr:
-		if p.sport == SSHPort && !syn {
+		switch {
+		case p.sport == SSHPort && !syn:
 			return Pass
-		}
-		if syn && allow != nil {
-			return Reset // nothing listens on the gateway for the guest
+		case allow != nil && allow(p.dst, p.dport):
+			return Pass
+		case syn && allow != nil:
+			return Reset // nothing else listens on the gateway for the guest
 		}
 	case allow == nil:
 	case p.proto == protoUDP && p.dst == gatewayAddr && p.dport == dnsPort:

@@ -45,9 +45,10 @@ func TestClassify(t *testing.T) {
 	dnsQuery := udpFrame(GuestIP, GatewayIP, 40000, 53, []byte("query"))
 	frag := frame(GuestIP, GatewayIP, 22, 40000, tcpFlagACK)
 	frag[14+6] = 0x20 // more fragments
-	// The policy allows 203.0.113.7 and, wrongly, 10.0.0.1 (Refused must still win).
-	allow := func(dst netip.Addr, _ uint16) bool {
-		return dst == netip.MustParseAddr("203.0.113.7") || dst == netip.MustParseAddr("10.0.0.1")
+	// The policy allows the proxy, 203.0.113.7 and, wrongly, 10.0.0.1 (Refused must still win).
+	allow := func(dst netip.Addr, port uint16) bool {
+		return dst == gatewayAddr && port == 80 ||
+			dst == netip.MustParseAddr("203.0.113.7") || dst == netip.MustParseAddr("10.0.0.1")
 	}
 	tests := []struct {
 		name       string
@@ -57,10 +58,13 @@ func TestClassify(t *testing.T) {
 		{"arp", arp, Pass, Pass},
 		{"ssh reply", frame(GuestIP, GatewayIP, 22, 40000, tcpFlagACK), Pass, Pass},
 		{"ssh syn-ack", frame(GuestIP, GatewayIP, 22, 40000, tcpFlagSYN|tcpFlagACK), Pass, Pass},
-		{"guest syn from port 22", frame(GuestIP, GatewayIP, 22, 80, tcpFlagSYN), Drop, Reset},
+		{"guest syn from port 22", frame(GuestIP, GatewayIP, 22, 443, tcpFlagSYN), Drop, Reset},
 		{"guest connect to gateway", frame(GuestIP, GatewayIP, 40000, 22, tcpFlagSYN), Drop, Reset},
 		{"guest connect to gateway dns over tcp", frame(GuestIP, GatewayIP, 40000, 53, tcpFlagSYN), Drop, Reset},
-		{"guest ack to gateway", frame(GuestIP, GatewayIP, 40000, 80, tcpFlagACK), Drop, Drop},
+		{"guest connect to the package proxy", frame(GuestIP, GatewayIP, 40000, 80, tcpFlagSYN), Drop, Pass},
+		{"guest ack to the package proxy", frame(GuestIP, GatewayIP, 40000, 80, tcpFlagACK), Drop, Pass},
+		{"guest ack to gateway", frame(GuestIP, GatewayIP, 40000, 443, tcpFlagACK), Drop, Drop},
+		{"guest connect to gateway 443", frame(GuestIP, GatewayIP, 40000, 443, tcpFlagSYN), Drop, Reset},
 		{"connect to allowed address", frame(GuestIP, "203.0.113.7", 40000, 443, tcpFlagSYN), Drop, Pass},
 		{"connect to allowed address port 80", frame(GuestIP, "203.0.113.7", 40000, 80, tcpFlagSYN), Drop, Pass},
 		{"connect to allowed address port 22", frame(GuestIP, "203.0.113.7", 40000, 22, tcpFlagSYN), Drop, Reset},

@@ -9,60 +9,37 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/waggle-dev/waggle/internal/netaddr"
 )
 
 // Egress policy names, as ParsePolicy reads them.
 const (
 	EgressNone     = "none"     // the guest opens no connection at all
-	EgressPackages = "packages" // TCP 80/443 to PackageHosts only
-	egressAllow    = "allow:"   // allow:HOST|CIDR,... : TCP 80/443 to those only
+	EgressPackages = "packages" // the host's package proxy only
+	egressAllow    = "allow:"   // allow:HOST|CIDR,... : the package proxy, and TCP 80/443 to those
 )
-
-// PackageHosts returns the package indexes the "packages" policy reaches: PyPI, npm and Debian.
-func PackageHosts() []string {
-	return []string{"pypi.org", "files.pythonhosted.org", "registry.npmjs.org", "deb.debian.org"}
-}
 
 // EgressPort reports whether an allowed destination may be reached on TCP port p: HTTP and
 // HTTPS only.
 func EgressPort(p uint16) bool { return p == 80 || p == 443 }
 
-// refusedNets are never reachable from a guest, whatever the policy says or a name resolves
-// to: this host, private networks, carrier-grade NAT, link-local (cloud metadata) and
-// non-unicast space. IPv6 is refused as a whole (the filter drops every IPv6 frame); the IPv6
-// entries keep allowlisted CIDRs honest.
-var refusedNets = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("224.0.0.0/4"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("::1/128"),
-	netip.MustParsePrefix("fc00::/7"),
-	netip.MustParsePrefix("fe80::/10"),
-}
-
-// Refused reports whether a guest may never reach addr.
+// Refused reports whether a guest may never reach addr, whatever the policy says or a name
+// resolves to: an address that is not public (this host, private networks, carrier-grade NAT,
+// link-local cloud metadata, non-unicast space; see netaddr), and every IPv6 address (the
+// filter drops every IPv6 frame).
 func Refused(addr netip.Addr) bool {
 	addr = addr.Unmap()
-	if !addr.IsValid() || !addr.Is4() {
-		return true
-	}
-	for _, n := range refusedNets {
-		if n.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return !addr.Is4() || !netaddr.Public(addr)
 }
 
-// Policy is what a guest may connect to: TCP on an EgressPort to the addresses Hosts resolve to
-// (on the host, by the shim) and to Nets. The zero Policy allows nothing.
+// Policy is what a guest may connect to: the host's package proxy if Proxy is set, and TCP on
+// an EgressPort to the addresses Hosts resolve to (on the host, by the shim) and to Nets. The
+// zero Policy allows nothing.
 type Policy struct {
+	// Proxy lets the guest reach the host's package proxy: wire.PackageProxyHost resolves to
+	// the gateway, whose wire.PackageProxyPort the shim relays to the proxy.
+	Proxy bool `json:"proxy,omitempty"`
 	// Hosts are lower-case DNS names, matched exactly (no wildcard, no subdomains).
 	Hosts []string `json:"hosts,omitempty"`
 	// Nets are IPv4 networks outside the refused ranges.
@@ -70,14 +47,14 @@ type Policy struct {
 }
 
 // None reports whether the policy allows no egress at all.
-func (p Policy) None() bool { return len(p.Hosts) == 0 && len(p.Nets) == 0 }
+func (p Policy) None() bool { return !p.Proxy && len(p.Hosts) == 0 && len(p.Nets) == 0 }
 
 // String is the policy in the form ParsePolicy reads.
 func (p Policy) String() string {
 	if p.None() {
 		return EgressNone
 	}
-	if slices.Equal(p.Hosts, PackageHosts()) && len(p.Nets) == 0 {
+	if len(p.Hosts) == 0 && len(p.Nets) == 0 {
 		return EgressPackages
 	}
 	items := slices.Clone(p.Hosts)
@@ -98,27 +75,28 @@ var ErrBadPolicy = errors.New("bad egress policy")
 
 // ParsePolicy reads "none", "packages" or "allow:ITEM,ITEM,..." where an item is a host name
 // (e.g. pypi.org) or an IPv4 CIDR or address (e.g. 203.0.113.0/24). Items in the refused ranges
-// (private, loopback, link-local, ...) are an error, not silently dropped.
+// (private, loopback, link-local, ...) are an error, not silently dropped. Every policy but
+// "none" reaches the package proxy.
 func ParsePolicy(s string) (Policy, error) {
 	switch s {
 	case EgressNone:
 		return Policy{}, nil
 	case EgressPackages:
-		return Policy{Hosts: PackageHosts()}, nil
+		return Policy{Proxy: true}, nil
 	}
 	list, ok := strings.CutPrefix(s, egressAllow)
 	if !ok {
 		return Policy{}, fmt.Errorf("%w %q: want none, packages or allow: and a comma-separated list of hosts and IPv4 CIDRs", ErrBadPolicy, s)
 	}
-	var p Policy
+	p := Policy{Proxy: true}
 	for item := range strings.SplitSeq(list, ",") {
 		item = strings.TrimSpace(item)
 		if err := p.add(item); err != nil {
 			return Policy{}, fmt.Errorf("%w: %q: %w", ErrBadPolicy, item, err)
 		}
 	}
-	if p.None() {
-		return Policy{}, fmt.Errorf("%w: empty allow list (use none)", ErrBadPolicy)
+	if len(p.Hosts) == 0 && len(p.Nets) == 0 {
+		return Policy{}, fmt.Errorf("%w: empty allow list (use none or packages)", ErrBadPolicy)
 	}
 	return p, nil
 }
@@ -141,7 +119,7 @@ func (p *Policy) add(item string) error {
 		if !prefix.Addr().Is4() {
 			return errors.New("only IPv4 networks (the guest has no IPv6 egress)")
 		}
-		for _, r := range refusedNets {
+		for _, r := range netaddr.NonPublic() {
 			if r.Overlaps(prefix) {
 				return fmt.Errorf("overlaps the refused range %s", r)
 			}

@@ -8,21 +8,24 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/waggle-dev/waggle/internal/netaddr"
 )
 
 func TestParsePolicy(t *testing.T) {
 	tests := []struct {
 		in    string
+		proxy bool
 		hosts []string
 		nets  []string
 		err   bool
 	}{
 		{in: "none"},
-		{in: "packages", hosts: PackageHosts()},
-		{in: "allow:example.org", hosts: []string{"example.org"}},
-		{in: "allow:Example.ORG., example.org,203.0.113.0/24,198.51.100.7", hosts: []string{"example.org"},
+		{in: "packages", proxy: true},
+		{in: "allow:example.org", proxy: true, hosts: []string{"example.org"}},
+		{in: "allow:Example.ORG., example.org,203.0.113.0/24,198.51.100.7", proxy: true, hosts: []string{"example.org"},
 			nets: []string{"203.0.113.0/24", "198.51.100.7/32"}},
-		{in: "allow:203.0.113.9/24", nets: []string{"203.0.113.0/24"}},
+		{in: "allow:203.0.113.9/24", proxy: true, nets: []string{"203.0.113.0/24"}},
 		{in: "", err: true},
 		{in: "all", err: true},
 		{in: "allow:", err: true},
@@ -61,8 +64,8 @@ func TestParsePolicy(t *testing.T) {
 			for _, n := range p.Nets {
 				nets = append(nets, n.String())
 			}
-			if !slices.Equal(p.Hosts, tt.hosts) || !slices.Equal(nets, tt.nets) {
-				t.Errorf("got hosts %v nets %v, want %v %v", p.Hosts, nets, tt.hosts, tt.nets)
+			if p.Proxy != tt.proxy || !slices.Equal(p.Hosts, tt.hosts) || !slices.Equal(nets, tt.nets) {
+				t.Errorf("got proxy %v hosts %v nets %v, want %v %v %v", p.Proxy, p.Hosts, nets, tt.proxy, tt.hosts, tt.nets)
 			}
 		})
 	}
@@ -100,7 +103,7 @@ func FuzzParsePolicy(f *testing.F) {
 			if !n.Addr().Is4() || Refused(n.Addr()) {
 				t.Fatalf("%q: allowed network %v", s, n)
 			}
-			for _, r := range refusedNets {
+			for _, r := range netaddr.NonPublic() {
 				if r.Overlaps(n) {
 					t.Fatalf("%q: network %v overlaps %v", s, n, r)
 				}
@@ -112,7 +115,7 @@ func FuzzParsePolicy(f *testing.F) {
 			}
 		}
 		again, err := ParsePolicy(p.String())
-		if err != nil || !slices.Equal(again.Hosts, p.Hosts) || !slices.Equal(again.Nets, p.Nets) {
+		if err != nil || again.Proxy != p.Proxy || !slices.Equal(again.Hosts, p.Hosts) || !slices.Equal(again.Nets, p.Nets) {
 			t.Fatalf("%q: String %q reads back as %+v, %v", s, p.String(), again, err)
 		}
 	})

@@ -6,12 +6,16 @@
 // guest's SSH server and enforces the VM's egress Policy on every connection the guest starts.
 //
 // Egress is enforced in the shim, where the guest cannot change it, by IP address:
+//   - Package proxy: under every policy but "none", wire.PackageProxyHost resolves to the
+//     gateway, and the stack itself listens on the gateway's wire.PackageProxyPort
+//     (PackageListener); the shim relays each connection to the host agent's package proxy.
+//     Under "packages" that is the only destination.
 //   - DNS: the guest's resolver is the gateway. The relay answers those queries itself (the
 //     stack's own DNS server, which would resolve any name through the host and so carry data
-//     out, is never reached): A records for the policy's host names, resolved on the host
-//     (IPv4 only, cached for a minute, refused ranges removed), an empty answer for their
-//     other record types, NXDOMAIN for every other name. DNS over TCP and to other servers is
-//     dropped.
+//     out, is never reached): the gateway for the proxy's name, A records for the policy's
+//     host names, resolved on the host (IPv4 only, cached for a minute, refused ranges
+//     removed), an empty answer for their other record types, NXDOMAIN for every other name.
+//     DNS over TCP and to other servers is dropped.
 //   - TCP: a SYN passes to the stack's forwarder (which dials from the host) only to ports
 //     80/443 of an address an allowed name resolved to in the last 15 minutes, or of an
 //     allowed network, and never to the refused ranges (Refused); other SYNs get a RST, so
@@ -19,11 +23,11 @@
 //     80/443: the forwarder opens connections only on a SYN.
 //   - Everything else (UDP, ICMP, IPv6, fragments) is dropped.
 //
-// Limits: an allowed address may serve other sites too (package indexes sit on shared CDNs,
-// so the guest can reach whatever else that CDN address serves, by SNI or Host header); a
-// guest that learned an address keeps reaching it for 15 minutes after its name last resolved
-// to it; names are matched exactly (a redirect to another host name needs that name allowed
-// too); and the guest has no IPv6 egress.
+// Limits of allow lists: an allowed address may serve other sites too (a shared CDN serves
+// whatever else it hosts, by SNI or Host header); a guest that learned an address keeps
+// reaching it for 15 minutes after its name last resolved to it; names are matched exactly (a
+// redirect to another host name needs that name allowed too); and the guest has no IPv6
+// egress.
 package vnet
 
 import (
@@ -43,6 +47,8 @@ import (
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
 // Addresses of every VM's private network. Each VM has its own stack, so they never clash.
@@ -58,15 +64,16 @@ const (
 
 // Network is one VM's virtual network.
 type Network struct {
-	vn     *virtualnetwork.VirtualNetwork
-	egress *egress // nil: no egress
-	logger *slog.Logger
+	vn       *virtualnetwork.VirtualNetwork
+	egress   *egress      // nil: no egress
+	packages net.Listener // the package proxy's port on the gateway; nil without one
+	logger   *slog.Logger
 }
 
 // New creates the stack for a guest with the given egress policy. The stack has no port
 // forwards; its outbound forwarder (which dials from this host) sees only the connections
 // Classify lets through, and its own DNS server is never reached: the relay answers the
-// guest's queries itself, for the policy's host names only.
+// guest's queries itself, for the package proxy's and the policy's host names only.
 func New(logger *slog.Logger, policy Policy) (*Network, error) {
 	vn, err := virtualnetwork.New(&types.Configuration{
 		MTU:               mtu,
@@ -84,8 +91,22 @@ func New(logger *slog.Logger, policy Policy) (*Network, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
 		})
 	}
+	if policy.Proxy {
+		// Classify passes the guest's packets to this port to the stack, which must then
+		// answer them itself: without a listener its forwarder would dial the gateway's
+		// address from the host.
+		n.packages, err = vn.Listen("tcp", net.JoinHostPort(GatewayIP, strconv.Itoa(wire.PackageProxyPort)))
+		if err != nil {
+			return nil, fmt.Errorf("vnet: package proxy port: %w", err)
+		}
+	}
 	return n, nil
 }
+
+// PackageListener accepts the guest's connections to the package proxy (wire.PackageProxyHost),
+// or is nil when the policy has no proxy. The caller relays each to the host's proxy and
+// closes the listener when the VM is gone.
+func (n *Network) PackageListener() net.Listener { return n.packages }
 
 // maxDNSInFlight bounds the guest's DNS queries being answered at once; more are dropped
 // (the guest's resolver retries).
