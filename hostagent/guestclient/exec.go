@@ -77,7 +77,7 @@ type ExecResult struct {
 // not an error. If ctx ends first the command's process group is killed and Exec returns the
 // partial result with ctx's error.
 func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) {
-	payload, err := execPayload(req)
+	payload, stdin, err := execPayload(req)
 	if err != nil {
 		return ExecResult{}, err
 	}
@@ -89,7 +89,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 	start := time.Now()
 	// Opening a session and starting the command wait for the guest's replies; a guest that
 	// does not answer must not outlive ctx.
-	sess, err := do(ctx, func() (*ssh.Session, error) { return c.start(req, payload, stdout, stderr) },
+	sess, err := do(ctx, func() (*ssh.Session, error) { return c.start(req, payload, stdin, stdout, stderr) },
 		func() {}, killSession)
 	if err != nil {
 		return ExecResult{ExitCode: -1}, fmt.Errorf("exec: %w", err)
@@ -141,8 +141,8 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 	return res, nil
 }
 
-// start opens a session, sets its environment and starts the command.
-func (c *Client) start(req ExecRequest, payload string, stdout, stderr io.Writer) (*ssh.Session, error) {
+// start opens a session, sets its environment and starts the command with stdin (nil: none).
+func (c *Client) start(req ExecRequest, payload string, stdin []byte, stdout, stderr io.Writer) (*ssh.Session, error) {
 	sess, err := c.ssh.NewSession()
 	var refused *ssh.OpenChannelError
 	switch {
@@ -156,11 +156,8 @@ func (c *Client) start(req ExecRequest, payload string, stdout, stderr io.Writer
 		return nil, err
 	}
 	sess.Stdout, sess.Stderr = stdout, stderr
-	switch {
-	case req.Program != nil:
-		sess.Stdin = bytes.NewReader(req.Program)
-	case req.Stdin != nil:
-		sess.Stdin = bytes.NewReader(req.Stdin)
+	if stdin != nil {
+		sess.Stdin = bytes.NewReader(stdin)
 	}
 	if err := sess.Start(payload); err != nil {
 		sess.Close()
@@ -169,29 +166,35 @@ func (c *Client) start(req ExecRequest, payload string, stdout, stderr io.Writer
 	return sess, nil
 }
 
-// execPayload encodes the command of req as an exec request payload.
-func execPayload(req ExecRequest) (string, error) {
+// execPayload encodes the command of req as an exec request payload, and returns what the
+// session's stdin carries: req.Stdin, or a program's source that is not in the payload.
+func execPayload(req ExecRequest) (payload string, stdin []byte, err error) {
 	switch {
 	case len(req.Argv) > 0 && req.Command != "":
-		return "", fmt.Errorf("exec: %w: both Argv and Command set", ErrInvalid)
+		return "", nil, fmt.Errorf("exec: %w: both Argv and Command set", ErrInvalid)
 	case req.Program != nil && (req.Stdin != nil || len(req.Argv) == 0):
-		return "", fmt.Errorf("exec: %w: a program needs an interpreter in Argv and no Stdin", ErrInvalid)
+		return "", nil, fmt.Errorf("exec: %w: a program needs an interpreter in Argv and no Stdin", ErrInvalid)
+	case len(req.Program) > wire.MaxProgramBytes:
+		return "", nil, fmt.Errorf("exec: %w: a program of %d bytes, more than %d", ErrInvalid, len(req.Program), wire.MaxProgramBytes)
 	case req.Program != nil:
-		p, err := wire.EncodeProgram(req.Argv)
+		p, inline, err := wire.EncodeProgram(req.Argv, req.Program)
 		if err != nil {
-			return "", fmt.Errorf("exec: %w: %w", ErrInvalid, err)
+			return "", nil, fmt.Errorf("exec: %w: %w", ErrInvalid, err)
 		}
-		return p, nil
+		if inline {
+			return p, nil, nil
+		}
+		return p, req.Program, nil
 	case len(req.Argv) > 0:
 		p, err := wire.EncodeArgv(req.Argv)
 		if err != nil {
-			return "", fmt.Errorf("exec: %w: %w", ErrInvalid, err)
+			return "", nil, fmt.Errorf("exec: %w: %w", ErrInvalid, err)
 		}
-		return p, nil
+		return p, req.Stdin, nil
 	case req.Command != "":
-		return req.Command, nil
+		return req.Command, req.Stdin, nil
 	}
-	return "", fmt.Errorf("exec: %w: no command", ErrInvalid)
+	return "", nil, fmt.Errorf("exec: %w: no command", ErrInvalid)
 }
 
 func setenv(sess *ssh.Session, req ExecRequest) error {

@@ -6,6 +6,7 @@
 package sshd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,9 @@ type session struct {
 	// launch, set by start, serves the started command; it runs only after the request that
 	// started it was answered, so that its exit status and close always follow the reply.
 	launch func()
+	// remove is the file of a program request, removed when its command has ended, before the
+	// exit status tells the client so.
+	remove string
 }
 
 func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request, log *slog.Logger) {
@@ -78,12 +82,15 @@ func (ss *session) handle(req *ssh.Request) bool {
 		if ssh.Unmarshal(req.Payload, &cmd) != nil {
 			return false
 		}
-		if interp, ok, err := wire.DecodeProgram(cmd.Command); ok {
+		if prog, ok, err := wire.DecodeProgram(cmd.Command); ok {
 			if err != nil {
 				ss.log.Warn("bad program request", "err", err)
 				return false
 			}
-			return ss.startProgram(interp)
+			if prog.Inline {
+				return ss.startInlineProgram(prog)
+			}
+			return ss.startProgram(prog.Interp)
 		}
 		argv, line, isArgv, err := wire.DecodeExec(cmd.Command)
 		if err != nil {
@@ -227,6 +234,29 @@ func (ss *session) start(cmd command, report bool) bool {
 	return true
 }
 
+// startInlineProgram starts the session's one command as a program request that carries its
+// source (see wire.EncodeProgram): the source is saved and the interpreter started as start
+// does, before the request is answered. Failures are reported like start's, with exit status
+// 126 when the source cannot be saved.
+func (ss *session) startInlineProgram(prog wire.Program) bool {
+	path, err := ss.srv.saveProgram(bytes.NewReader(prog.Source))
+	if err != nil {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		if ss.started {
+			return false
+		}
+		ss.failLocked(126, err)
+		return true
+	}
+	if !ss.start(ss.userCommand(append(slices.Clone(prog.Interp), path)), true) {
+		os.Remove(path)
+		return false
+	}
+	ss.remove = path
+	return true
+}
+
 // startProgram starts the session's one command as a program request (see
 // wire.EncodeProgram): once the request is answered, the source is read from stdin and saved,
 // and interp runs it. Failures are reported like start's, with exit status 126 when the source
@@ -245,7 +275,7 @@ func (ss *session) startProgram(interp []string) bool {
 			ss.fail(err, 126)
 			return
 		}
-		defer os.Remove(path)
+		ss.remove = path
 		argv := append(slices.Clone(interp), path)
 		p, code, err := ss.srv.spawn(ss.userCommand(argv))
 		if err != nil {
@@ -290,6 +320,9 @@ func (ss *session) failLocked(code int, err error) {
 // finish reports the exit status and closes the channel. Errors mean the client is gone, and
 // there is no one left to tell.
 func (ss *session) finish(st exitStatus) {
+	if ss.remove != "" {
+		os.Remove(ss.remove)
+	}
 	_ = ss.ch.CloseWrite()
 	if st.signal != "" {
 		_, _ = ss.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
