@@ -1,0 +1,88 @@
+// SPDX-FileCopyrightText: 2026 The waggle authors
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// checkInvocation parses a command line of this binary as written in a deployment file (args
+// without the binary's name) against the real command tree, and sets every WAGGLE_<FLAG>
+// variable of env on that command as bindEnv would, so a flag that does not exist, a value its
+// type refuses, a missing required flag and a variable that names no flag of the command are
+// errors.
+func checkInvocation(args []string, env map[string]string) error {
+	root := newRootCmd()
+	cmd, rest, err := root.Find(args)
+	if err != nil {
+		return err
+	}
+	if cmd == root || !cmd.Runnable() {
+		return fmt.Errorf("%q names no command of waggle", strings.Join(args, " "))
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
+	}
+	if err := cmd.ValidateArgs(cmd.Flags().Args()); err != nil {
+		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
+	}
+	var errs []error
+	for name, val := range env {
+		flag, ok := strings.CutPrefix(name, "WAGGLE_")
+		if !ok {
+			continue
+		}
+		flag = strings.ToLower(strings.ReplaceAll(flag, "_", "-"))
+		f := cmd.Flags().Lookup(flag)
+		switch {
+		case f == nil:
+			errs = append(errs, fmt.Errorf("%s: %s sets --%s, which %s does not have", cmd.CommandPath(), name, flag, cmd.CommandPath()))
+		case !f.Changed:
+			if err := cmd.Flags().Set(flag, val); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s=%q: %w", cmd.CommandPath(), name, val, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return cmd.ValidateRequiredFlags()
+}
+
+// TestCheckInvocation: the checker itself refuses what it must, so the deployment tests that
+// rely on it prove something.
+func TestCheckInvocation(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"router with real flags", []string{"router", "--listen", "0.0.0.0:8080", "--nats-creds", "/c/router.creds"}, nil, ""},
+		{"subcommand", []string{"vm", "prepare", "--cgroups", "off"}, nil, ""},
+		{"env sets a flag", []string{"hostagent"}, map[string]string{"WAGGLE_HOST_ID": "h1", "WAGGLE_MAX_ENVIRONMENTS": "3"}, ""},
+		{"unknown flag", []string{"router", "--listne", "x"}, nil, "unknown flag: --listne"},
+		{"bad value", []string{"hostagent", "--host-id", "h1", "--capacity-cpus", "many"}, nil, "invalid argument"},
+		{"required flag missing", []string{"hostagent"}, nil, `"host-id" not set`},
+		{"env names no flag", []string{"router"}, map[string]string{"WAGGLE_HOST_ID": "h1"}, "does not have"},
+		{"env bad value", []string{"router"}, map[string]string{"WAGGLE_MAX_ENV_CPUS": "x"}, "WAGGLE_MAX_ENV_CPUS"},
+		{"no such command", []string{"routre"}, nil, "unknown command"},
+		{"no command", nil, nil, "names no command"},
+		{"stray argument", []string{"router", "extra"}, nil, "unknown command"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := checkInvocation(c.args, c.env)
+			switch {
+			case c.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+				t.Fatalf("error %v, want one containing %q", err, c.wantErr)
+			}
+		})
+	}
+}
