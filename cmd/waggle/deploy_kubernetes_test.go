@@ -11,7 +11,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -431,5 +434,126 @@ func TestKubernetesRoles(t *testing.T) {
 		if !slices.Contains(pod.Containers[0].Args, "--nats-creds") {
 			t.Errorf("%s %s: no --nats-creds", kind, name)
 		}
+	}
+}
+
+// TestKubernetesNATSCluster forms the JetStream cluster of deploy/kubernetes/nats.yaml from its
+// ConfigMap, three nodes in this process (the pods' addresses moved to loopback ports, the store
+// into a temporary directory, the server name from POD_NAME as in the pods) with the trust.conf
+// `waggle creds nats-config` prints, and runs `waggle setup --replicas 3` with the admin
+// credential on it, as the setup Job does. The settings are those of deploy/nats/nats-1.conf.
+func TestKubernetesNATSCluster(t *testing.T) {
+	var conf string
+	for _, o := range loadManifests(t) {
+		if cm, ok := o.obj.(*corev1.ConfigMap); ok && o.name == "waggle-nats-config" {
+			conf = cm.Data["nats.conf"]
+		}
+	}
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "creds")
+	if out, err := waggle(t, "creds", "init", "--dir", creds); err != nil {
+		t.Fatalf("creds init: %v: %s", err, out)
+	}
+	trust, err := waggle(t, "creds", "nats-config", "--dir", creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routePorts := freePorts(t, 3)
+	var urls []string
+	for i := range 3 {
+		node := filepath.Join(dir, fmt.Sprintf("waggle-nats-%d", i))
+		if err := os.MkdirAll(node, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		repl := []string{"0.0.0.0:4222", "127.0.0.1:-1", "0.0.0.0:8222", "127.0.0.1:-1",
+			"0.0.0.0:6222", fmt.Sprintf("127.0.0.1:%d", routePorts[i]), "/data/jetstream", filepath.Join(node, "jetstream")}
+		for j, p := range routePorts {
+			repl = append(repl, fmt.Sprintf("nats://waggle-nats-%d.waggle-nats:6222", j), fmt.Sprintf("nats://127.0.0.1:%d", p))
+		}
+		path := filepath.Join(node, "nats.conf")
+		writeFile(t, path, strings.NewReplacer(repl...).Replace(conf))
+		// The pod's working directory is its volume, where ./jwt lands.
+		writeFile(t, filepath.Join(node, "trust.conf"), strings.Replace(trust, `dir: "./jwt"`, `dir: "`+filepath.Join(node, "jwt")+`"`, 1))
+		t.Setenv("POD_NAME", fmt.Sprintf("waggle-nats-%d", i))
+		opts, err := server.ProcessConfigFile(path)
+		if err != nil {
+			t.Fatalf("nats-server cannot read the ConfigMap's nats.conf: %v", err)
+		}
+		if want := fmt.Sprintf("waggle-nats-%d", i); opts.ServerName != want {
+			t.Fatalf("server name %q, want %q from POD_NAME", opts.ServerName, want)
+		}
+		if i == 0 {
+			checkSameNATSSettings(t, opts, trust)
+		}
+		opts.NoSigs = true
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Start()
+		t.Cleanup(ns.Shutdown)
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("node %d not ready", i)
+		}
+		urls = append(urls, ns.ClientURL())
+	}
+	url := strings.Join(urls, ",")
+	// Like the Job: retry until the cluster has elected its meta leader.
+	var out string
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		out, err = waggle(t, "setup", "--replicas", "3", "--nats-url", url, "--nats-creds", filepath.Join(creds, "admin.creds"))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if err != nil || !strings.Contains(out, "3 replicas") {
+		t.Fatalf("waggle setup on the cluster: %v: %s", err, out)
+	}
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials connected to the cluster")
+	}
+}
+
+// checkSameNATSSettings compares the Kubernetes node's settings with deploy/nats/nats-1.conf's.
+func checkSameNATSSettings(t *testing.T, k8s *server.Options, trust string) {
+	t.Helper()
+	dir := t.TempDir()
+	raw, err := os.ReadFile("../../deploy/nats/nats-1.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "nats.conf"), string(raw))
+	writeFile(t, filepath.Join(dir, "trust.conf"), trust)
+	ref, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what      string
+		k8s, conf any
+	}{
+		{"max_payload", k8s.MaxPayload, ref.MaxPayload},
+		{"max_control_line", k8s.MaxControlLine, ref.MaxControlLine},
+		{"jetstream", k8s.JetStream, ref.JetStream},
+		{"sync_interval always", k8s.SyncAlways, ref.SyncAlways},
+		{"cluster name", k8s.Cluster.Name, ref.Cluster.Name},
+		{"route port", k8s.Cluster.Port != 0, ref.Cluster.Port != 0},
+		{"routes", len(k8s.Routes), len(ref.Routes)},
+		{"operator", len(k8s.TrustedOperators), len(ref.TrustedOperators)},
+		{"system account", k8s.SystemAccount, ref.SystemAccount},
+	} {
+		if c.k8s != c.conf {
+			t.Errorf("%s: Kubernetes node %v, deploy/nats/nats-1.conf %v", c.what, c.k8s, c.conf)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
