@@ -6,8 +6,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // checkInvocation parses a command line of this binary as written in a deployment file (args
@@ -84,5 +88,44 @@ func TestCheckInvocation(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, c.wantErr)
 			}
 		})
+	}
+}
+
+// TestComposeCommands checks every service of deploy/compose/docker-compose.yml against the
+// real flags of the binary, and that each credential a service uses is one `waggle creds init`
+// makes into the shared creds volume.
+func TestComposeCommands(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/compose/docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Command     []string          `json:"command"`
+			Environment map[string]string `json:"environment"`
+		} `json:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(t.TempDir(), "creds")
+	if out, err := waggle(t, "creds", "init", "--dir", creds); err != nil {
+		t.Fatalf("creds init: %v: %s", err, out)
+	}
+	for name, svc := range compose.Services {
+		if len(svc.Command) == 0 {
+			t.Errorf("service %s runs no waggle command", name)
+			continue
+		}
+		if err := checkInvocation(svc.Command, svc.Environment); err != nil {
+			t.Errorf("service %s: %v", name, err)
+		}
+		for i, a := range svc.Command {
+			if a == "--nats-creds" && i+1 < len(svc.Command) {
+				if _, err := os.Stat(filepath.Join(creds, strings.TrimPrefix(svc.Command[i+1], "/creds/"))); err != nil {
+					t.Errorf("service %s uses %s, which `waggle creds init` does not make: %v", name, svc.Command[i+1], err)
+				}
+			}
+		}
 	}
 }
