@@ -450,14 +450,7 @@ func TestKubernetesNATSCluster(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	creds := filepath.Join(dir, "creds")
-	if out, err := waggle(t, "creds", "init", "--dir", creds); err != nil {
-		t.Fatalf("creds init: %v: %s", err, out)
-	}
-	trust, err := waggle(t, "creds", "nats-config", "--dir", creds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds, trust := natsTrust(t, dir)
 	routePorts := freePorts(t, 3)
 	var urls []string
 	for i := range 3 {
@@ -485,21 +478,12 @@ func TestKubernetesNATSCluster(t *testing.T) {
 		if i == 0 {
 			checkSameNATSSettings(t, opts, trust)
 		}
-		opts.NoSigs = true
-		ns, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns.Start()
-		t.Cleanup(ns.Shutdown)
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("node %d not ready", i)
-		}
-		urls = append(urls, ns.ClientURL())
+		urls = append(urls, startNATSServer(t, opts).ClientURL())
 	}
 	url := strings.Join(urls, ",")
 	// Like the Job: retry until the cluster has elected its meta leader.
 	var out string
+	var err error
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		out, err = waggle(t, "setup", "--replicas", "3", "--nats-url", url, "--nats-creds", filepath.Join(creds, "admin.creds"))
@@ -548,12 +532,5 @@ func checkSameNATSSettings(t *testing.T, k8s *server.Options, trust string) {
 		if c.k8s != c.conf {
 			t.Errorf("%s: Kubernetes node %v, deploy/nats/nats-1.conf %v", c.what, c.k8s, c.conf)
 		}
-	}
-}
-
-func writeFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
