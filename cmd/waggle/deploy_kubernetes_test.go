@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -34,13 +35,14 @@ type k8sObject struct {
 
 // k8sKinds are the API types the manifests may use.
 var k8sKinds = map[string]func() any{
-	"v1/ConfigMap":                  func() any { return &corev1.ConfigMap{} },
-	"v1/Service":                    func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":            func() any { return &appsv1.Deployment{} },
-	"apps/v1/StatefulSet":           func() any { return &appsv1.StatefulSet{} },
-	"apps/v1/DaemonSet":             func() any { return &appsv1.DaemonSet{} },
-	"batch/v1/Job":                  func() any { return &batchv1.Job{} },
-	"policy/v1/PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
+	"v1/ConfigMap":                       func() any { return &corev1.ConfigMap{} },
+	"v1/Service":                         func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                 func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                func() any { return &appsv1.StatefulSet{} },
+	"apps/v1/DaemonSet":                  func() any { return &appsv1.DaemonSet{} },
+	"batch/v1/Job":                       func() any { return &batchv1.Job{} },
+	"networking.k8s.io/v1/NetworkPolicy": func() any { return &networkingv1.NetworkPolicy{} },
+	"policy/v1/PodDisruptionBudget":      func() any { return &policyv1.PodDisruptionBudget{} },
 }
 
 // loadManifests decodes every document of every manifest strictly: a field the API type does not
@@ -371,6 +373,83 @@ func itemKeys(items []corev1.KeyToPath) []string {
 		keys[i] = it.Key
 	}
 	return keys
+}
+
+// TestKubernetesNetworkPolicies: every pod of waggle is selected by a NetworkPolicy, and every
+// policy selects pods, names peers that exist and ports those pods have (a named port that no
+// pod has would silently allow nothing).
+func TestKubernetesNetworkPolicies(t *testing.T) {
+	objs := loadManifests(t)
+	ws := workloads(objs)
+	selected := map[string]bool{}
+	selecting := func(where string, sel *metav1.LabelSelector) []workload {
+		t.Helper()
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		var out []workload
+		for _, w := range ws {
+			if s.Matches(labels.Set(w.pod.Labels)) {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	checkPorts := func(where string, pods []workload, ports []networkingv1.NetworkPolicyPort) {
+		t.Helper()
+		for _, p := range ports {
+			if p.Port == nil || p.Port.StrVal == "" {
+				continue
+			}
+			proto := corev1.ProtocolTCP
+			if p.Protocol != nil {
+				proto = *p.Protocol
+			}
+			for _, w := range pods {
+				if !podHasPort(w.pod.Spec, p.Port.StrVal, proto) {
+					t.Errorf("%s: port %q (%s) is not a port of %s %s", where, p.Port.StrVal, proto, w.kind, w.name)
+				}
+			}
+		}
+	}
+	for _, o := range objs {
+		np, ok := o.obj.(*networkingv1.NetworkPolicy)
+		if !ok {
+			continue
+		}
+		where := o.file + ": NetworkPolicy " + o.name
+		pods := selecting(where, &np.Spec.PodSelector)
+		if len(np.Spec.PodSelector.MatchLabels) == 0 || len(pods) == 0 {
+			t.Errorf("%s: selects no workload of waggle (%v)", where, np.Spec.PodSelector)
+		}
+		for _, w := range pods {
+			selected[w.kind+" "+w.name] = true
+		}
+		if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			t.Errorf("%s: policy types %v, want Ingress and Egress", where, np.Spec.PolicyTypes)
+		}
+		for _, r := range np.Spec.Ingress {
+			checkPorts(where+" ingress", pods, r.Ports)
+		}
+		for _, r := range np.Spec.Egress {
+			var peers []workload
+			for _, to := range r.To {
+				if to.PodSelector != nil && to.NamespaceSelector == nil {
+					peers = append(peers, selecting(where, to.PodSelector)...)
+					if len(selecting(where, to.PodSelector)) == 0 {
+						t.Errorf("%s: egress to %v, which selects no workload", where, to.PodSelector)
+					}
+				}
+			}
+			checkPorts(where+" egress", peers, r.Ports)
+		}
+	}
+	for _, w := range ws {
+		if !selected[w.kind+" "+w.name] {
+			t.Errorf("%s %s (%s) is selected by no NetworkPolicy", w.kind, w.name, w.file)
+		}
+	}
 }
 
 // TestKubernetesRoles checks the shape the deployment promises: a 3-node JetStream StatefulSet
