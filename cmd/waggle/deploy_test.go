@@ -129,3 +129,48 @@ func TestComposeCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployREADMECommands checks every waggle command in the shell blocks of deploy/README.md
+// against the real flags of the binary, so the steps an operator copies work as written.
+func TestDeployREADMECommands(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	inBlock := false
+	for line := range strings.Lines(string(raw)) {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "```"):
+			inBlock = !inBlock
+			continue
+		case !inBlock:
+			continue
+		}
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = line[:i]
+		}
+		for _, seg := range strings.FieldsFunc(line, func(r rune) bool { return r == '|' || r == ';' || r == '&' }) {
+			fields := strings.Fields(seg)
+			if len(fields) == 0 || fields[0] != "waggle" {
+				continue
+			}
+			var args []string
+			for _, f := range fields[1:] {
+				if strings.HasPrefix(f, ">") {
+					break
+				}
+				args = append(args, strings.Trim(f, `"'`))
+			}
+			n++
+			if err := checkInvocation(args, nil); err != nil {
+				t.Errorf("deploy/README.md: %q: %v", strings.TrimSpace(seg), err)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("deploy/README.md shows no waggle command")
+	}
+	t.Logf("%d waggle commands checked", n)
+}
