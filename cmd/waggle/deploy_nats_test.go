@@ -23,14 +23,7 @@ import (
 // without credentials is refused, and a router may not delete the stream.
 func TestStockNATSServerConfig(t *testing.T) {
 	dir := t.TempDir()
-	creds := filepath.Join(dir, "creds")
-	if out, err := waggle(t, "creds", "init", "--dir", creds); err != nil {
-		t.Fatalf("creds init: %v: %s", err, out)
-	}
-	trust, err := waggle(t, "creds", "nats-config", "--dir", creds)
-	if err != nil {
-		t.Fatalf("nats-config: %v", err)
-	}
+	creds, trust := natsTrust(t, dir)
 	raw, err := os.ReadFile("../../deploy/nats/nats-1.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -45,28 +38,14 @@ func TestStockNATSServerConfig(t *testing.T) {
 		"sync_interval: always", "").Replace(conf)
 	// The trust block keeps account JWTs in ./jwt beside the server's working directory.
 	trust = strings.Replace(trust, `dir: "./jwt"`, `dir: "`+filepath.Join(dir, "jwt")+`"`, 1)
-	if err := os.WriteFile(filepath.Join(dir, "trust.conf"), []byte(trust), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(dir, "trust.conf"), trust)
 	path := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, conf)
 	opts, err := server.ProcessConfigFile(path)
 	if err != nil {
 		t.Fatalf("nats-server cannot read deploy/nats/nats-1.conf with the trust block: %v", err)
 	}
-	opts.NoSigs = true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	url := ns.ClientURL()
+	url := startNATSServer(t, opts).ClientURL()
 	if out, err := waggle(t, "setup", "--nats-url", url, "--nats-creds", filepath.Join(creds, "admin.creds")); err != nil {
 		t.Fatalf("waggle setup: %v: %s", err, out)
 	}
@@ -85,5 +64,44 @@ func TestStockNATSServerConfig(t *testing.T) {
 	defer nc.Close()
 	if _, err := nc.Request("$JS.API.STREAM.DELETE."+events.StreamName, nil, 500*time.Millisecond); err == nil {
 		t.Fatal("the router deleted the event stream")
+	}
+}
+
+// natsTrust makes a cluster's trust in dir/creds with `waggle creds init` and returns that
+// directory and the trust block for stock nats-server (`waggle creds nats-config`).
+func natsTrust(t *testing.T, dir string) (string, string) {
+	t.Helper()
+	creds := filepath.Join(dir, "creds")
+	if out, err := waggle(t, "creds", "init", "--dir", creds); err != nil {
+		t.Fatalf("creds init: %v: %s", err, out)
+	}
+	trust, err := waggle(t, "creds", "nats-config", "--dir", creds)
+	if err != nil {
+		t.Fatalf("nats-config: %v", err)
+	}
+	return creds, trust
+}
+
+// startNATSServer starts a nats-server with opts (read from a configuration file) until the
+// test ends.
+func startNATSServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.NoSigs = true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("nats-server %s not ready", opts.ServerName)
+	}
+	return ns
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
