@@ -162,10 +162,10 @@ func Permissions(r Role, durable string) jwt.Permissions {
 		p.pub(hostrpc.Subject("*", "*"))
 		p.sub("waggle.env.>", "waggle.stream.*.>")
 		p.readEvents()
-		for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket) {
+		for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket, events.IdempotencyBucket) {
 			p.readKV(b)
 		}
-		p.pub(kvSubjects(events.TenantsBucket))
+		p.pub(kvSubjects(events.TenantsBucket), kvSubjects(events.IdempotencyBucket))
 		p.objects(hostrpc.TransferBucket)
 	case Projector:
 		p.pub("waggle.audit.>")

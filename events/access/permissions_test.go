@@ -80,7 +80,7 @@ func startCluster(t *testing.T) *cluster {
 	if c.admin.log, err = events.OpenLog(ctx, c.admin.nc); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket) {
+	for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket, events.IdempotencyBucket) {
 		if _, err := c.admin.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b}); err != nil {
 			t.Fatal(err)
 		}
@@ -360,6 +360,8 @@ func TestRolePermissions(t *testing.T) {
 		{"put an API key", []string{admin}, kvPut(events.TokensBucket)},
 		{"read an API key", []string{admin, operator, router}, kvGet(events.TokensBucket)},
 		{"put a tenant reservation", []string{admin, router}, kvPut(events.TenantsBucket)},
+		{"put an idempotency key", []string{admin, router}, kvPut(events.IdempotencyBucket)},
+		{"read an idempotency key", []string{admin, operator, router}, kvGet(events.IdempotencyBucket)},
 		{"write the view", []string{admin, proj}, kvPut(events.EnvsBucket)},
 		{"read the view", []string{admin, operator, router, proj}, kvGet(events.EnvsBucket)},
 		// Host RPC and streamed output.
