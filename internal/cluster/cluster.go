@@ -711,7 +711,7 @@ func (c *Cluster) down(ctx context.Context) error {
 		}
 		return fmt.Sprintf("%d stopped (drained: no VM left)", n), err
 	})
-	if len(c.Procs(RoleProjector)) > 0 {
+	if running(c.Procs(RoleProjector)) > 0 {
 		stage("stop projectors", func() (string, error) {
 			lag := c.waitProjected(ctx, short)
 			n, err := stop(RoleProjector, short)
@@ -735,6 +735,17 @@ func (c *Cluster) down(ctx context.Context) error {
 		})
 	}
 	return errors.Join(errs...)
+}
+
+// running counts the procs that run.
+func running(procs []*Proc) int {
+	n := 0
+	for _, p := range procs {
+		if p.Running() {
+			n++
+		}
+	}
+	return n
 }
 
 // waitProjected waits (up to timeout) until the view has every event of the stream, so that
