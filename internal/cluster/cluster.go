@@ -407,7 +407,7 @@ func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration, what str
 		for _, p := range pending {
 			select {
 			case <-p.exited():
-				return &ProcError{Proc: p, Err: fmt.Errorf("exited (%v) before it was %s", p.exitErr(), what)}
+				return &ProcError{Proc: p, Err: fmt.Errorf("exited (%w) before it was %s", p.exitErr(), what)}
 			default:
 			}
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -425,7 +425,7 @@ func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration, what str
 		if time.Now().After(deadline) {
 			err := fmt.Errorf("not %s within %s", what, timeout)
 			if last[still[0]] != nil {
-				err = fmt.Errorf("%w (last: %v)", err, last[still[0]])
+				err = fmt.Errorf("%w (last: %w)", err, last[still[0]])
 			}
 			return &ProcError{Proc: still[0], Err: err}
 		}

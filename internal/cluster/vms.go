@@ -59,7 +59,11 @@ func stopVMs(ctx context.Context, left []LeftVM) error {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := l.Machine.Stop(sctx)
 		cancel()
-		errs = append(errs, fmt.Errorf("host agent %s left VM %s running after its drain (stopped now; stop error: %v)", l.Host, l.Machine.ID(), err))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("host agent %s left VM %s running after its drain, and stopping it failed: %w", l.Host, l.Machine.ID(), err))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("host agent %s left VM %s running after its drain (stopped now)", l.Host, l.Machine.ID()))
 	}
 	return errors.Join(errs...)
 }
