@@ -91,9 +91,9 @@ func (a *Agent) hostFailed(ctx context.Context, host string, joinSeq uint64) err
 	return a.markHostLost(ctx, host)
 }
 
-// pingTimeout bounds a ping of a peer, and the round trip to NATS that tells, when the peer
-// did not answer, whether this host reaches NATS itself.
-const pingTimeout = 500 * time.Millisecond
+// pingTimeout bounds a ping of a peer (gossip probes time out after 100 ms), and the round
+// trip to NATS that tells, when the peer did not answer, whether this host reaches NATS.
+const pingTimeout = 300 * time.Millisecond
 
 // confirmGiveUp bounds how long confirmFailed keeps trying while this host does not reach
 // NATS; the survivors that do report the failure meanwhile.
