@@ -52,8 +52,14 @@ func (g *aggregate) load(ctx context.Context, log EventLog) error {
 
 // appendEvent appends an event of type typ if the state machine allows it from the aggregate's
 // current state, re-reading the aggregate after a conflict (someone else moved it). It reports
-// false, without error, when the current state does not take typ.
+// false, without error, when the current state does not take typ. The event is made once: its
+// time is when it happened, and its id deduplicates an attempt whose outcome was unknown.
 func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principal, correlation string, data any) (bool, error) {
+	ev, err := events.NewEnvEvent(g.host, g.env, typ, principal, data)
+	if err != nil {
+		return false, err
+	}
+	ev.Correlation = correlation
 	for range maxAppendAttempts {
 		if !g.loaded {
 			if err := g.load(ctx, log); err != nil {
@@ -63,11 +69,6 @@ func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principa
 		if !g.Allows(typ) {
 			return false, nil
 		}
-		ev, err := events.NewEnvEvent(g.host, g.env, typ, principal, data)
-		if err != nil {
-			return false, err
-		}
-		ev.Correlation = correlation
 		head, err := appendThroughElection(ctx, log, ev, g.head)
 		if errors.Is(err, events.ErrConflict) {
 			g.loaded = false
