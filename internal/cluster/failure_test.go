@@ -43,7 +43,7 @@ func TestClusterFailures(t *testing.T) {
 	cfg.Drain = hostagent.DrainKeep // the restart from disk adopts the VMs
 	c := upForTest(t, cfg)
 	l := newLoad(t, c, 4)
-	s := newSession(t, c.RouterURLs()[0], c.APIKey())
+	s := newSession(t, c.RouterURLs()[0], c.APIKey(), "waggle-cluster-test")
 
 	l.begin(t)
 	l.waitCalls(l.phaseStart, 2, 8*time.Minute)
@@ -411,7 +411,7 @@ func testRestart(t *testing.T, c *Cluster, cfg Config, l *load, s *session) {
 	if c2.APIKey() != c.APIKey() {
 		t.Fatalf("API key %q after the restart, was %q", c2.APIKey(), c.APIKey())
 	}
-	s2 := newSession(t, c2.RouterURLs()[1], c2.APIKey()) // the old key authenticates on the new routers
+	s2 := newSession(t, c2.RouterURLs()[1], c2.APIKey(), "waggle-cluster-test") // the old key authenticates on the new routers
 	kept2 := checkKept(t, c2, before)
 	live, _ := viewConverges(t, c2)
 	auditVerify(t, c2)
@@ -500,7 +500,8 @@ func readFile(t *testing.T, path string) string {
 // session is a test's own MCP client of one router.
 type session struct{ c *client.Client }
 
-func newSession(t *testing.T, url, key string) *session {
+// newSession opens an MCP session with the router at url, as the client named name.
+func newSession(t *testing.T, url, key, name string) *session {
 	t.Helper()
 	cl, err := client.NewStreamableHttpClient(url, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + key}))
 	if err != nil {
@@ -510,13 +511,13 @@ func newSession(t *testing.T, url, key string) *session {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cl.Start(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("MCP session with %s: %v", url, err)
 	}
 	init := mcpgo.InitializeRequest{}
 	init.Params.ProtocolVersion = mcpgo.LATEST_PROTOCOL_VERSION
-	init.Params.ClientInfo = mcpgo.Implementation{Name: "waggle-cluster-test", Version: "1"}
+	init.Params.ClientInfo = mcpgo.Implementation{Name: name, Version: "1"}
 	if _, err := cl.Initialize(ctx, init); err != nil {
-		t.Fatal(err)
+		t.Fatalf("MCP session with %s: %v", url, err)
 	}
 	return &session{c: cl}
 }

@@ -26,9 +26,6 @@ import (
 // testDirPrefix names the directories of test clusters in os.TempDir.
 const testDirPrefix = "wcl"
 
-// ownerFile in a test cluster's directory holds the pid of the test process that made it.
-const ownerFile = "owner.pid"
-
 // requireRoot skips (or, with WAGGLE_REQUIRE_VM=1, fails) a test that needs root: the
 // partition helper makes network namespaces.
 func requireRoot(t *testing.T) {
@@ -52,16 +49,7 @@ func testConfig(t *testing.T) Config {
 	bins := vmtest.Build(t)
 	vmtest.Kernel(t)
 	reapAbandoned(t)
-	dir, err := os.MkdirTemp("", testDirPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := vmtest.OwnedDir(t, testDirPrefix)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("cluster directory kept for a look: %s (logs in logs/)", dir)
@@ -146,17 +134,7 @@ func processesIn(dir, name string) []int {
 // reapAbandoned stops the clusters (and their VMs) of test processes that died without their
 // cleanups (a test timeout, a kill).
 func reapAbandoned(t *testing.T) {
-	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), testDirPrefix+"*", ownerFile))
-	for _, owner := range owners {
-		data, err := os.ReadFile(owner)
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err != nil || syscall.Kill(pid, 0) == nil {
-			continue // its test is still running
-		}
-		dir := filepath.Dir(owner)
+	for dir, pid := range vmtest.Abandoned(testDirPrefix) {
 		if c, err := Open(dir, nil); err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			_ = c.Down(ctx)

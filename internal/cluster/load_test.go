@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/waggle-dev/waggle/events"
@@ -95,24 +94,7 @@ func newLoad(t *testing.T, c *Cluster, clients int) *load {
 	for i := range clients {
 		lc := &loadClient{id: i, prefer: i % len(c.RouterURLs()), written: map[string]string{}}
 		for _, u := range c.RouterURLs() {
-			cl, err := client.NewStreamableHttpClient(u, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + l.key}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err = cl.Start(ctx)
-			if err == nil {
-				init := mcpgo.InitializeRequest{}
-				init.Params.ProtocolVersion = mcpgo.LATEST_PROTOCOL_VERSION
-				init.Params.ClientInfo = mcpgo.Implementation{Name: fmt.Sprintf("waggle-load-%d", i), Version: "1"}
-				_, err = cl.Initialize(ctx, init)
-			}
-			cancel()
-			if err != nil {
-				t.Fatalf("MCP session with %s: %v", u, err)
-			}
-			t.Cleanup(func() { _ = cl.Close() })
-			lc.sessions = append(lc.sessions, cl)
+			lc.sessions = append(lc.sessions, newSession(t, u, l.key, fmt.Sprintf("waggle-load-%d", i)).c)
 		}
 		l.clients = append(l.clients, lc)
 	}
