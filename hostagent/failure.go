@@ -133,9 +133,14 @@ func (a *Agent) confirmFailed(ctx context.Context, host string) error {
 }
 
 // peerAnswers pings host over NATS. No responders (its connection is gone) or no answer while
-// this host's own round trip to NATS succeeds mean it does not answer; an error means this
-// host cannot tell (it does not reach NATS).
+// this host's own round trips to NATS, before and after the ping, succeed mean it does not
+// answer; an error means this host cannot tell (it does not reach NATS). The round trip
+// before matters after a partition heals: what this host sent meanwhile goes out only at the
+// connection's next retransmission, which a ping must not mistake for the peer's silence.
 func (a *Agent) peerAnswers(ctx context.Context, host string) (bool, error) {
+	if err := a.nc.FlushTimeout(pingTimeout); err != nil {
+		return false, fmt.Errorf("own round trip to NATS: %w", err)
+	}
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	_, err := a.nc.RequestWithContext(pctx, hostrpc.Subject(host, hostrpc.OpPing), nil)

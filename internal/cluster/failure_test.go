@@ -407,7 +407,7 @@ func testRestart(t *testing.T, c *Cluster, cfg Config, l *load, s *session) {
 	started := time.Now()
 	c2 := upForTest(t, cfg)
 	upTook := time.Since(started)
-	l.c = c2
+	l.connect(t, c2)
 	if c2.APIKey() != c.APIKey() {
 		t.Fatalf("API key %q after the restart, was %q", c2.APIKey(), c.APIKey())
 	}

@@ -197,11 +197,10 @@ func viewConverges(t *testing.T, c *Cluster) (live, replay string) {
 		if v.Seq != folded.Seq {
 			return false, fmt.Sprintf("view at seq %d, log at %d", v.Seq, folded.Seq)
 		}
+		// The view's buckets are read from any replica (direct get), and one that is catching up
+		// (a node restarted after a kill) may answer with older values for a while.
 		live, replay = v.Hash(), folded.Hash()
-		if live != replay {
-			t.Fatalf("view at seq %d: live hash %s, full replay %s", v.Seq, live, replay)
-		}
-		return true, ""
+		return live == replay, fmt.Sprintf("view at seq %d: live hash %s, full replay %s", v.Seq, live, replay)
 	})
 	return live, replay
 }

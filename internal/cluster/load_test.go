@@ -93,12 +93,23 @@ func newLoad(t *testing.T, c *Cluster, clients int) *load {
 	l := &load{t: t, c: c, key: c.APIKey(), flying: map[int]attempt{}}
 	for i := range clients {
 		lc := &loadClient{id: i, prefer: i % len(c.RouterURLs()), written: map[string]string{}}
-		for _, u := range c.RouterURLs() {
-			lc.sessions = append(lc.sessions, newSession(t, u, l.key, fmt.Sprintf("waggle-load-%d", i)).c)
-		}
 		l.clients = append(l.clients, lc)
 	}
+	l.connect(t, c)
 	return l
+}
+
+// connect gives every client a new MCP session with each router of c (a cluster started
+// again has new router processes, which clients reconnect to).
+func (l *load) connect(t *testing.T, c *Cluster) {
+	t.Helper()
+	l.c = c
+	for _, lc := range l.clients {
+		lc.sessions = nil
+		for _, u := range c.RouterURLs() {
+			lc.sessions = append(lc.sessions, newSession(t, u, l.key, fmt.Sprintf("waggle-load-%d", lc.id)).c)
+		}
+	}
 }
 
 // begin starts a phase of test t: counts from zero and the clients run until end.

@@ -8,6 +8,8 @@ package vmtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -86,7 +88,7 @@ var shared struct {
 	err  error
 }
 
-// Build builds cmd/waggle and the static cmd/waggle-init into CacheDir/bin once per test
+// Build builds cmd/waggle and the static cmd/waggle-init into CacheDir/bin/<checkout> once per test
 // process.
 func Build(t testing.TB) Binaries {
 	t.Helper()
@@ -104,7 +106,10 @@ func build(cache string) (Binaries, error) {
 		return Binaries{}, fmt.Errorf("go env GOMOD: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
-	binDir := filepath.Join(cache, "bin")
+	// One directory per checkout: tests of other worktrees sharing the cache must not replace
+	// the binaries a test (re)starts processes from.
+	sum := sha256.Sum256([]byte(root))
+	binDir := filepath.Join(cache, "bin", hex.EncodeToString(sum[:6]))
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return Binaries{}, err
 	}
