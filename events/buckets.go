@@ -6,6 +6,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,6 +20,9 @@ const (
 	// TenantsBucket holds each tenant's reservations (environments and memory), so that tenant
 	// limits hold when routers race; routers read and write it.
 	TenantsBucket = "waggle_tenants"
+	// IdempotencyBucket maps a tenant's create_environment idempotency keys to the environment
+	// each one created (for IdempotencyTTL); routers read and write it.
+	IdempotencyBucket = "waggle_idempotency"
 	// ViewBucket points at the view's live generation and holds each generation's applied
 	// sequence; projectors write it.
 	ViewBucket = "waggle_view"
@@ -27,6 +31,10 @@ const (
 	EnvsBucket  = "waggle_envs"
 	HostsBucket = "waggle_hosts"
 )
+
+// IdempotencyTTL is how long an idempotency key names its environment: a create retried with
+// the same key within it returns that environment instead of starting another.
+const IdempotencyTTL = time.Hour
 
 // ViewSlot is the name of bucket base (EnvsBucket or HostsBucket) for generation gen: odd
 // generations use base, even ones base_2.
@@ -51,6 +59,8 @@ func BucketConfig(bucket string, replicas int) jetstream.KeyValueConfig {
 		cfg.Description, cfg.History = "waggle API keys (SHA-256 only)", 5
 	case TenantsBucket:
 		cfg.Description = "waggle tenant reservations (environments and memory per tenant)"
+	case IdempotencyBucket:
+		cfg.Description, cfg.TTL = "waggle create_environment idempotency keys (tenant and key hashed) and their environments", IdempotencyTTL
 	case ViewBucket:
 		cfg.Description = "waggle view: live generation and applied sequences"
 	case ViewSlot(EnvsBucket, 1), ViewSlot(EnvsBucket, 2):
@@ -64,7 +74,7 @@ func BucketConfig(bucket string, replicas int) jetstream.KeyValueConfig {
 // setupBuckets are the buckets Setup creates: all but the view's second slots, which a
 // rebuild creates when it needs them.
 func setupBuckets() []string {
-	return []string{TokensBucket, TenantsBucket, ViewBucket, ViewSlot(EnvsBucket, 1), ViewSlot(HostsBucket, 1)}
+	return []string{TokensBucket, TenantsBucket, IdempotencyBucket, ViewBucket, ViewSlot(EnvsBucket, 1), ViewSlot(HostsBucket, 1)}
 }
 
 // Setup is the admin's part of a cluster's start: it creates the event stream and the buckets

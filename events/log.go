@@ -117,6 +117,13 @@ func OpenLog(ctx context.Context, nc *nats.Conn, opts ...LogOption) (*Log, error
 	return &Log{nc: nc, js: js, stream: stream, metrics: metrics}, nil
 }
 
+// RetryTransient runs fn, each attempt bounded by a second, again after a transient error (a
+// cluster still electing its leaders, a request lost meanwhile, the same setup racing on
+// another node) until ctx ends: for the admin's setup of what goes beside the stream.
+func RetryTransient(ctx context.Context, fn func(context.Context) error) error {
+	return retryTransient(ctx, fn)
+}
+
 // retryTransient runs fn, each attempt bounded by openAttemptTimeout, again after a transient
 // error (a cluster still electing its leaders, a request lost meanwhile) until ctx ends.
 func retryTransient(ctx context.Context, fn func(context.Context) error) error {

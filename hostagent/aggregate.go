@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/waggle-dev/waggle/events"
 )
@@ -50,8 +52,14 @@ func (g *aggregate) load(ctx context.Context, log EventLog) error {
 
 // appendEvent appends an event of type typ if the state machine allows it from the aggregate's
 // current state, re-reading the aggregate after a conflict (someone else moved it). It reports
-// false, without error, when the current state does not take typ.
+// false, without error, when the current state does not take typ. The event is made once: its
+// time is when it happened, and its id deduplicates an attempt whose outcome was unknown.
 func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principal, correlation string, data any) (bool, error) {
+	ev, err := events.NewEnvEvent(g.host, g.env, typ, principal, data)
+	if err != nil {
+		return false, err
+	}
+	ev.Correlation = correlation
 	for range maxAppendAttempts {
 		if !g.loaded {
 			if err := g.load(ctx, log); err != nil {
@@ -61,12 +69,7 @@ func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principa
 		if !g.Allows(typ) {
 			return false, nil
 		}
-		ev, err := events.NewEnvEvent(g.host, g.env, typ, principal, data)
-		if err != nil {
-			return false, err
-		}
-		ev.Correlation = correlation
-		head, err := log.Append(ctx, ev, g.head)
+		head, err := appendThroughElection(ctx, log, ev, g.head)
 		if errors.Is(err, events.ErrConflict) {
 			g.loaded = false
 			continue
@@ -80,6 +83,37 @@ func (g *aggregate) appendEvent(ctx context.Context, log EventLog, typ, principa
 		return true, nil
 	}
 	return false, fmt.Errorf("append %s to environment %s: still conflicting after %d attempts", typ, g.env, maxAppendAttempts)
+}
+
+// appendAttemptTimeout bounds one attempt of appendThroughElection, and electionBudget all of
+// them: a JetStream stream elects a new leader within nats-server's election timeout (4-9 s).
+const (
+	appendAttemptTimeout = 5 * time.Second
+	electionBudget       = 30 * time.Second
+)
+
+// appendThroughElection appends ev after head, and again (the same event and head: the
+// stream stores it once) while the outcome is unknown because the stream did not answer. A
+// replicated stream whose leader died answers nothing until its peers elect another, which
+// takes seconds; an event such as a call's audit record must not be dropped meanwhile. It
+// gives up when ctx ends or after electionBudget.
+func appendThroughElection(ctx context.Context, log EventLog, ev *events.Event, head events.Head) (events.Head, error) {
+	give := time.Now().Add(electionBudget)
+	for {
+		actx, cancel := context.WithTimeout(ctx, appendAttemptTimeout)
+		h, err := log.Append(actx, ev, head)
+		cancel()
+		unknown := errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		if err == nil || !unknown || ctx.Err() != nil || time.Now().After(give) {
+			return h, err
+		}
+		select {
+		case <-ctx.Done():
+			return h, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // foldHost replays every environment of host and returns their folded aggregates.

@@ -8,8 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/membership"
 )
 
@@ -22,7 +26,11 @@ func (a *Agent) runFailures(ctx context.Context, departed <-chan membership.Memb
 			return
 		case m := <-departed:
 			a.goTask(func() {
-				if err := a.hostFailed(ctx, m.Name, m.Meta.JoinSeq); err != nil && ctx.Err() == nil {
+				err := a.hostFailed(ctx, m.Name, m.Meta.JoinSeq)
+				switch {
+				case errors.Is(err, ErrNotFailed):
+					a.logger.Info("departed member still answers over NATS; not reporting it failed", "peer", m.Name)
+				case err != nil && ctx.Err() == nil:
 					a.logger.Error("report failed host", "peer", m.Name, "err", err)
 				}
 			})
@@ -37,6 +45,9 @@ func (a *Agent) runFailures(ctx context.Context, departed <-chan membership.Memb
 func (a *Agent) hostFailed(ctx context.Context, host string, joinSeq uint64) error {
 	if events.ValidID(host) != nil {
 		return fmt.Errorf("dead member %q is not a host id", host)
+	}
+	if err := a.confirmFailed(ctx, host); err != nil {
+		return err
 	}
 	for range maxAppendAttempts {
 		evs, head, err := a.log.Load(ctx, events.HostAggregate(host))
@@ -78,6 +89,73 @@ func (a *Agent) hostFailed(ctx context.Context, host string, joinSeq uint64) err
 		break
 	}
 	return a.markHostLost(ctx, host)
+}
+
+// pingTimeout bounds a ping of a peer (gossip probes time out after 100 ms), and the round
+// trip to NATS that tells, when the peer did not answer, whether this host reaches NATS.
+const pingTimeout = 300 * time.Millisecond
+
+// confirmGiveUp bounds how long confirmFailed keeps trying while this host does not reach
+// NATS; the survivors that do report the failure meanwhile.
+const confirmGiveUp = time.Minute
+
+// ErrNotFailed means a peer that gossip says is dead still answers over NATS: only the gossip
+// between it and this host is cut (or this host was cut off and is back), so it is not failed.
+var ErrNotFailed = errors.New("peer answers over NATS")
+
+// confirmFailed returns nil once host, which gossip says is dead, is confirmed failed: it
+// does not answer a ping over NATS while this host does reach NATS. A host cut off the
+// network sees every peer depart; without this check its reports, held in its connection,
+// would reach the log once the network heals and declare live hosts failed. While this host
+// does not reach NATS it asks again (until confirmGiveUp); a peer that answers is not failed
+// (ErrNotFailed).
+func (a *Agent) confirmFailed(ctx context.Context, host string) error {
+	give := time.Now().Add(confirmGiveUp)
+	for {
+		answers, err := a.peerAnswers(ctx, host)
+		switch {
+		case err == nil && answers:
+			return fmt.Errorf("%s: %w", host, ErrNotFailed)
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case time.Now().After(give):
+			return fmt.Errorf("cannot confirm that %s failed: %w", host, err)
+		}
+		a.logger.Warn("cannot confirm a peer's failure: this host does not reach NATS; asking again", "peer", host, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pingTimeout):
+		}
+	}
+}
+
+// peerAnswers pings host over NATS. No responders (its connection is gone) or no answer while
+// this host's own round trips to NATS, before and after the ping, succeed mean it does not
+// answer; an error means this host cannot tell (it does not reach NATS). The round trip
+// before matters after a partition heals: what this host sent meanwhile goes out only at the
+// connection's next retransmission, which a ping must not mistake for the peer's silence.
+func (a *Agent) peerAnswers(ctx context.Context, host string) (bool, error) {
+	if err := a.nc.FlushTimeout(pingTimeout); err != nil {
+		return false, fmt.Errorf("own round trip to NATS: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	_, err := a.nc.RequestWithContext(pctx, hostrpc.Subject(host, hostrpc.OpPing), nil)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, nats.ErrNoResponders):
+		return false, nil
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	}
+	if ferr := a.nc.FlushTimeout(pingTimeout); ferr != nil {
+		return false, fmt.Errorf("ping %s: %w; own round trip to NATS: %w", host, err, ferr)
+	}
+	return false, nil
 }
 
 // failureID is the event id of the failure of host's incarnation that joined with joined:

@@ -5,6 +5,7 @@ package hostagent
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -121,5 +122,29 @@ func TestHostFailedDeduplicated(t *testing.T) {
 	hevs, _, _ = c.Log.Load(ctx, events.HostAggregate("victim"))
 	if last := hevs[len(hevs)-1].Type; last != events.HostJoined {
 		t.Fatalf("stale failure report appended %s", last)
+	}
+}
+
+// TestPeerAnsweringOverNATSNotFailed: a peer that gossip reports dead but that answers a ping
+// over NATS (only the gossip between the two is cut, or the detector was cut off and is back)
+// is not declared failed, and its environments stay as they are.
+func TestPeerAnsweringOverNATSNotFailed(t *testing.T) {
+	c := eventstest.Start(t)
+	ctx := context.Background()
+	peer, _ := runAgent(t, c, testConfig(t, "h1"), newFakeMachines())
+	detector, _ := runAgent(t, c, testConfig(t, "h2"), newFakeMachines())
+	env := startEnv(t, c, "h1")
+	if err := detector.hostFailed(ctx, "h1", peer.currentJoin()); !errors.Is(err, ErrNotFailed) {
+		t.Fatalf("hostFailed of a peer that answers: %v, want ErrNotFailed", err)
+	}
+	hevs, _, err := c.Log.Load(ctx, events.HostAggregate("h1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countType(hevs, events.HostFailed); n != 0 {
+		t.Fatalf("%d host.failed events for a host that answers: %v", n, types(hevs))
+	}
+	if got := state(t, c, "h1", env); got != events.StateRunning {
+		t.Fatalf("environment of the host that answers is %s, want running", got)
 	}
 }

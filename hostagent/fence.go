@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
@@ -27,13 +28,28 @@ func errFenced(env string) error {
 
 // declaredLost reports whether the log holds a lost event for env of this host (one read of
 // the stream per call: the price of never serving an environment the cluster gave up).
+// An answer that took longer than freshLost may be older than a failure detection (the host
+// was cut off while it waited, and the answer came once the network healed), so the check is
+// made again, up to lostChecks times.
 func (a *Agent) declaredLost(ctx context.Context, env string) (bool, error) {
-	h, err := a.log.Head(ctx, events.EnvSubject(a.cfg.HostID, env, events.EnvLost))
-	if err != nil {
-		return false, fmt.Errorf("check environment %s: %w", env, err)
+	for range lostChecks {
+		start := time.Now()
+		h, err := a.log.Head(ctx, events.EnvSubject(a.cfg.HostID, env, events.EnvLost))
+		if err != nil {
+			return false, fmt.Errorf("check environment %s: %w", env, err)
+		}
+		if h.Seq != 0 || time.Since(start) <= freshLost {
+			return h.Seq != 0, nil
+		}
 	}
-	return h.Seq != 0, nil
+	return false, fmt.Errorf("check environment %s: the event log answered %d times in more than %s: cannot tell whether it was declared lost", env, lostChecks, freshLost)
 }
+
+// freshLost and lostChecks: see declaredLost. Failure detection takes more than 500 ms.
+const (
+	freshLost  = 500 * time.Millisecond
+	lostChecks = 3
+)
 
 // fenceEnv stops serving env and kills its VM after the cluster declared it lost.
 func (a *Agent) fenceEnv(ctx context.Context, env string) error {

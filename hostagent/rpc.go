@@ -59,6 +59,12 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 		return nil, fmt.Errorf("rpc service: %w", err)
 	}
 	group := svc.AddGroup("waggle.rpc." + a.cfg.HostID)
+	// A ping is answered at once, outside the call slots: failure detectors ask it (peerAnswers).
+	pong, _ := json.Marshal(map[string]string{"host": a.cfg.HostID})
+	if err := group.AddEndpoint(hostrpc.OpPing, micro.HandlerFunc(func(req micro.Request) { _ = req.Respond(pong) })); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("rpc service: endpoint %s: %w", hostrpc.OpPing, err)
+	}
 	slots := newCallSlots(a.cfg.HostID, a.cfg.MaxConcurrentRPCs, a.cfg.MaxRPCsPerEnv)
 	handlers := map[string]rpcHandler{
 		hostrpc.OpExec:            a.rpcExec,

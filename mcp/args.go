@@ -236,12 +236,15 @@ const (
 )
 
 type createArgs struct {
-	Runtime, Name                   string
+	Runtime, Name, IdempotencyKey   string
 	TimeoutMinutes, CPUs, MemoryMiB int
 }
 
+// argIdempotencyKey names create_environment's idempotency key.
+const argIdempotencyKey = "idempotency_key"
+
 func decodeCreate(raw any, runtimes []string) (createArgs, error) {
-	a, err := newArgs(toolCreate, raw, "runtime", "name", "timeout_minutes", "cpus", "memory_mib")
+	a, err := newArgs(toolCreate, raw, "runtime", "name", "timeout_minutes", "cpus", "memory_mib", argIdempotencyKey)
 	if err != nil {
 		return createArgs{}, err
 	}
@@ -251,6 +254,7 @@ func decodeCreate(raw any, runtimes []string) (createArgs, error) {
 		TimeoutMinutes: a.integer("timeout_minutes"),
 		CPUs:           a.integer("cpus"),
 		MemoryMiB:      a.integer("memory_mib"),
+		IdempotencyKey: a.str(argIdempotencyKey, false),
 	}
 	return c, a.err
 }

@@ -23,6 +23,8 @@ func TestDecodeCreate(t *testing.T) {
 		{`{"runtime":"node","name":"n","timeout_minutes":5,"cpus":2,"memory_mib":1024}`,
 			createArgs{Runtime: "node", Name: "n", TimeoutMinutes: 5, CPUs: 2, MemoryMiB: 1024}, ""},
 		{`{"runtime":"shell","timeout_minutes":"7"}`, createArgs{Runtime: "shell", TimeoutMinutes: 7}, ""},
+		{`{"runtime":"shell","idempotency_key":"job-42"}`, createArgs{Runtime: "shell", IdempotencyKey: "job-42"}, ""},
+		{`{"runtime":"shell","idempotency_key":["x"]}`, createArgs{}, "idempotency_key must be a string, not an array"},
 		{`{}`, createArgs{}, "runtime is required"},
 		{`{"runtime":"ruby"}`, createArgs{}, `runtime "ruby" is not allowed: use one of python, node, shell`},
 		{`{"runtime":3}`, createArgs{}, "runtime must be a string, not a number"},

@@ -128,7 +128,8 @@ func (h *handlers) create(ctx context.Context, p router.Principal, raw any) (any
 		return nil, err
 	}
 	return h.r.Create(ctx, p, router.CreateRequest{Runtime: a.Runtime, Name: a.Name,
-		TTL: time.Duration(a.TimeoutMinutes) * time.Minute, CPUs: a.CPUs, MemoryMiB: a.MemoryMiB})
+		TTL: time.Duration(a.TimeoutMinutes) * time.Minute, CPUs: a.CPUs, MemoryMiB: a.MemoryMiB,
+		IdempotencyKey: a.IdempotencyKey})
 }
 
 func (h *handlers) destroy(ctx context.Context, p router.Principal, raw any) (any, error) {

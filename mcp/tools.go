@@ -9,6 +9,7 @@ import (
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/router"
 )
@@ -51,6 +52,10 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 				mcpgo.Description(fmt.Sprintf("Virtual CPUs (1-%d, default %d)", cfg.MaxCPUs, cfg.DefaultCPUs))),
 			mcpgo.WithInteger("memory_mib", mcpgo.Min(cfg.MinMemoryMiB), mcpgo.Max(cfg.MaxMemoryMiB), mcpgo.DefaultNumber(cfg.DefaultMemoryMiB),
 				mcpgo.Description(fmt.Sprintf("Memory in MiB (%d-%d, default %d)", cfg.MinMemoryMiB, cfg.MaxMemoryMiB, cfg.DefaultMemoryMiB))),
+			mcpgo.WithString(argIdempotencyKey, mcpgo.MaxLength(router.MaxIdempotencyKeyLen),
+				mcpgo.Description(fmt.Sprintf("Optional key (at most %d printable characters) that makes retrying safe: a create retried with the same key "+
+					"within %d minutes returns the environment the first one created instead of starting another",
+					router.MaxIdempotencyKeyLen, int(events.IdempotencyTTL.Minutes())))),
 			mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolDestroy: mcpgo.NewTool(toolDestroy,

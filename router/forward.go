@@ -215,8 +215,8 @@ func (r *Router) request(ctx context.Context, op string, msg *nats.Msg, timeout 
 func (r *Router) answer(ctx context.Context, env, host, op string, timeout time.Duration, reply *nats.Msg, err error, resp any) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		if state := r.envState(ctx, host, env); state != events.StateRunning {
-			return notRunning(env, state)
+		if e := r.envState(ctx, host, env); e.State != events.StateRunning {
+			return notRunning(e)
 		}
 		return userErr(KindFailed, "host %s of environment %s is not answering (%s); the environment cannot be reached, create a new one",
 			host, env, r.hostState(ctx, host))
@@ -245,8 +245,8 @@ func (r *Router) hostError(ctx context.Context, env, host, op string, he hostrpc
 	case hostrpc.CodeBadRequest:
 		return userErr(KindBadRequest, "%s", msg)
 	case hostrpc.CodeNotFound:
-		if state := r.envState(ctx, host, env); state != events.StateRunning {
-			return notRunning(env, state)
+		if e := r.envState(ctx, host, env); e.State != events.StateRunning {
+			return notRunning(e)
 		}
 		return userErr(KindNotFound, "%s", msg)
 	case hostrpc.CodeTooLarge:
@@ -254,32 +254,40 @@ func (r *Router) hostError(ctx context.Context, env, host, op string, he hostrpc
 	case hostrpc.CodeFailed:
 		return userErr(KindFailed, "%s", msg)
 	case hostrpc.CodeNotRunning:
-		return notRunning(env, r.envState(ctx, host, env))
+		return notRunning(r.envState(ctx, host, env))
 	case hostrpc.CodeBusy:
 		return userErr(KindBusy, "%s; %s did not run, it is safe to retry in a moment", msg, op)
 	}
 	return fmt.Errorf("%s on host %s: %s: %s", op, host, he.Code, msg)
 }
 
-func notRunning(env, state string) error {
+// notRunning is the caller's error for a call on an environment that is not running: its
+// state and, for one that ended badly (lost with its host, failed), why.
+func notRunning(e events.Env) error {
 	hint := "wait until create_environment returns"
-	if events.Terminal(state) || state == events.StateDestroying {
+	if events.Terminal(e.State) || e.State == events.StateDestroying {
 		hint = "create a new environment"
 	}
-	return userErr(KindNotRunning, "environment %s is not running (state: %s): %s", env, state, hint)
+	state := e.State
+	if e.LastError != "" && events.Terminal(e.State) {
+		state += ": " + e.LastError
+	}
+	return userErr(KindNotRunning, "environment %s is not running (state: %s): %s", e.ID, state, hint)
 }
 
-// envState is an environment's state from its events, for error messages.
-func (r *Router) envState(ctx context.Context, host, env string) string {
+// envState is an environment as its events tell it, for error messages (State "unknown" when
+// they cannot be read).
+func (r *Router) envState(ctx context.Context, host, env string) events.Env {
+	unknown := events.Env{ID: env, State: "unknown"}
 	evs, _, err := r.log.Load(ctx, events.EnvAggregate(host, env))
 	if err != nil {
-		return "unknown"
+		return unknown
 	}
 	e, err := events.FoldEnv(evs)
 	if err != nil || e.State == events.StateNone {
-		return "unknown"
+		return unknown
 	}
-	return e.State
+	return e
 }
 
 // hostState describes a host's state in the view, for error messages.

@@ -35,6 +35,9 @@ type CreateRequest struct {
 	TTL       time.Duration
 	CPUs      int
 	MemoryMiB int
+	// IdempotencyKey, when set, makes a retried create return the environment the first one
+	// created (for events.IdempotencyTTL, per tenant).
+	IdempotencyKey string
 }
 
 // normalize fills defaults and checks ranges, naming the allowed values in its errors.
@@ -64,47 +67,75 @@ func (r *Router) normalize(req CreateRequest) (CreateRequest, error) {
 	if len(req.Name) > maxNameLen || strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		return req, userErr(KindBadRequest, "name must be at most %d printable characters", maxNameLen)
 	}
-	return req, nil
+	return req, checkIdempotencyKey(req.IdempotencyKey)
 }
 
 // Create places a new environment for the caller on a live host with room, and waits until the
-// host started it. A host that rejects the placement is left out and another one tried.
+// host started it. A host that rejects the placement is left out and another one tried. With
+// an idempotency key, a create retried (through any router) carries on the environment the
+// key names instead of starting another (see claimedPlacement).
 func (r *Router) Create(ctx context.Context, p Principal, req CreateRequest) (*EnvInfo, error) {
 	req, err := r.normalize(req)
 	if err != nil {
 		return nil, err
 	}
 	tried := map[string]string{} // host -> why it rejected
+	rejected := ""               // the environment the last attempt saw rejected
 	for attempt := 0; attempt < r.cfg.PlaceAttempts; attempt++ {
-		env := strings.ToLower(ulid.Make().String())
-		if err := r.reserve(ctx, p, env, req.MemoryMiB); err != nil {
-			return nil, err
+		var pl placement
+		if req.IdempotencyKey != "" {
+			pl, err = r.claimedPlacement(ctx, p, req, tried, rejected)
+		} else {
+			pl, err = r.freshPlacement(ctx, p, req, tried)
 		}
-		hosts, err := r.view.Hosts(ctx)
-		if err != nil {
-			r.unreserve(ctx, p, env)
-			return nil, fmt.Errorf("read hosts: %w", err)
-		}
-		host, release, err := r.chooseHost(hosts, req, tried)
-		if err != nil {
-			r.unreserve(ctx, p, env)
-			return nil, err
-		}
-		info, rejected, err := r.placeOn(ctx, p, host, env, req)
-		release()
 		if err != nil {
 			return nil, err
 		}
-		if rejected == "" {
+		info, why, err := r.placeOn(ctx, p, pl, req)
+		pl.release()
+		if err != nil {
+			return nil, err
+		}
+		if why == "" {
 			return info, nil
 		}
-		r.unreserve(ctx, p, env)
+		r.unreserve(ctx, p, pl.env)
 		r.metrics.retries.Inc()
-		r.logger.Info("placement rejected, trying another host", "env", info.ID, "host", host, "reason", rejected,
+		r.logger.Info("placement rejected, trying another host", "env", pl.env, "host", pl.host, "reason", why,
 			"request", RequestID(ctx))
-		tried[host] = rejected
+		tried[pl.host], rejected = why, pl.env
 	}
 	return nil, userErr(KindNoCapacity, "no host accepted the environment: %s", describeRejections(tried))
+}
+
+// placement is one attempt of a create: the environment, the host it goes to, and what to
+// call once the attempt is over.
+type placement struct {
+	env, host string
+	release   func()
+	// replay is set when another call with the same idempotency key chose this placement: its
+	// environment may have events already.
+	replay bool
+}
+
+// freshPlacement is a new environment, reserved for the caller's tenant, on the host
+// chooseHost picks.
+func (r *Router) freshPlacement(ctx context.Context, p Principal, req CreateRequest, tried map[string]string) (placement, error) {
+	env := strings.ToLower(ulid.Make().String())
+	if err := r.reserve(ctx, p, env, req.MemoryMiB); err != nil {
+		return placement{}, err
+	}
+	hosts, err := r.view.Hosts(ctx)
+	if err != nil {
+		r.unreserve(ctx, p, env)
+		return placement{}, fmt.Errorf("read hosts: %w", err)
+	}
+	host, release, err := r.chooseHost(hosts, req, tried)
+	if err != nil {
+		r.unreserve(ctx, p, env)
+		return placement{}, err
+	}
+	return placement{env: env, host: host, release: release}, nil
 }
 
 func describeRejections(tried map[string]string) string {
@@ -224,9 +255,11 @@ func (r *Router) reserveLocked(host string, mib int) func() {
 	}
 }
 
-// placeOn appends requested+placed for a new environment on host and waits for the host's
-// answer. A rejection is returned as its reason (the caller tries elsewhere).
-func (r *Router) placeOn(ctx context.Context, p Principal, host, env string, req CreateRequest) (*EnvInfo, string, error) {
+// placeOn appends requested+placed for the placement's environment (see appendPlacement) and
+// waits for the host's answer. A rejection is returned as its reason (the caller tries
+// elsewhere).
+func (r *Router) placeOn(ctx context.Context, p Principal, pl placement, req CreateRequest) (*EnvInfo, string, error) {
+	host, env := pl.host, pl.env
 	name := req.Name
 	if name == "" {
 		name = req.Runtime + "-" + env[len(env)-8:]
@@ -241,25 +274,17 @@ func (r *Router) placeOn(ctx context.Context, p Principal, host, env string, req
 		return nil, "", err
 	}
 	requested.Correlation = corr
-	head, err := r.log.Append(ctx, requested, events.Head{})
-	if err != nil {
-		return nil, "", fmt.Errorf("append requested for %s: %w", env, err)
-	}
-	placed, err := events.NewEnvEvent(host, env, events.EnvPlaced, p.String(), events.Placed{Host: host})
-	if err != nil {
+	if requested, err = r.appendPlacement(ctx, p, pl, requested); err != nil {
 		return nil, "", err
 	}
-	placed.Correlation, placed.Causation = corr, requested.ID
-	if _, err := r.log.Append(ctx, placed, head); err != nil {
-		return nil, "", fmt.Errorf("append placed for %s on %s: %w", env, host, err)
-	}
 	r.owners.put(env, ownerEntry{host: host, owner: p.Tenant, runtime: req.Runtime})
-	r.logger.Info("placed", "env", env, "host", host, "principal", p.String(), "request", corr)
+	r.logger.Info("placed", "env", env, "host", host, "principal", p.String(), "request", corr, "replay", pl.replay)
 
-	end, err := r.await(ctx, host, env, head.Seq, r.cfg.BootTimeout,
+	end, err := r.await(ctx, host, env, requested.Seq, r.cfg.BootTimeout,
 		events.EnvStarted, events.EnvFailed, events.EnvRejected, events.EnvLost, events.EnvDestroyRequested)
 	if err != nil {
-		if ctx.Err() != nil {
+		// A caller with an idempotency key retries: its retry finds the environment.
+		if ctx.Err() != nil && req.IdempotencyKey == "" {
 			r.abandon(ctx, p, host, env, reasonCallerGone)
 		}
 		return nil, "", err
@@ -280,6 +305,13 @@ func (r *Router) placeOn(ctx context.Context, p Principal, host, env string, req
 		}
 		at := eventTime(end)
 		info.Status, info.StartedAt, info.BootMS = events.StateRunning, &at, st.BootMillis
+		if pl.replay { // it started a while ago, maybe: say what it is now
+			if evs, _, err := r.log.Load(ctx, events.EnvAggregate(host, env)); err == nil {
+				if e, err := events.FoldEnv(evs); err == nil {
+					info.Status = e.State
+				}
+			}
+		}
 		return info, "", nil
 	case events.EnvRejected:
 		if err := end.DecodeData(&reason); err != nil {

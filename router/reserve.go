@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,31 +42,14 @@ type reservation struct {
 
 // reservations reserves tenants' environments; it binds to the bucket on first use.
 type reservations struct {
-	js  jetstream.JetStream
+	bucket
 	log EventLog
-
-	mu sync.Mutex
-	kv jetstream.KeyValue
-}
-
-func (rs *reservations) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.kv != nil {
-		return rs.kv, nil
-	}
-	kv, err := rs.js.KeyValue(ctx, events.TenantsBucket)
-	if err != nil {
-		return nil, fmt.Errorf("open tenant bucket %s (the admin's setup creates it): %w", events.TenantsBucket, err)
-	}
-	rs.kv = kv
-	return kv, nil
 }
 
 // reserve records env (of memoryMiB) for tenant if that keeps the tenant within maxEnvs and
 // maxMemory (0: no limit), or returns a limit error saying which one it would exceed.
 func (rs *reservations) reserve(ctx context.Context, tenant, env string, memoryMiB, maxEnvs, maxMemory int) error {
-	kv, err := rs.bucket(ctx)
+	kv, err := rs.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -75,6 +57,9 @@ func (rs *reservations) reserve(ctx context.Context, tenant, env string, memoryM
 		rec, rev, err := rs.read(ctx, kv, tenant)
 		if err != nil {
 			return err
+		}
+		if _, ok := rec.Envs[env]; ok {
+			return nil // reserved already (a create retried with its idempotency key)
 		}
 		if over(rec, memoryMiB, maxEnvs, maxMemory) {
 			rs.prune(ctx, rec)
@@ -110,7 +95,7 @@ func (rs *reservations) reserve(ctx context.Context, tenant, env string, memoryM
 
 // release drops env's reservation from tenant's record.
 func (rs *reservations) release(ctx context.Context, tenant, env string) error {
-	kv, err := rs.bucket(ctx)
+	kv, err := rs.get(ctx)
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,8 @@ type Router struct {
 	transfers *hostrpc.Transfers
 	// tenants holds the tenants' reservations (tenant limits).
 	tenants *reservations
+	// claims holds the tenants' idempotency keys.
+	claims *claims
 
 	mu      sync.Mutex
 	pending map[string]int // host -> MiB this replica is placing right now (spreads bursts)
@@ -112,7 +114,8 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		pending:   map[string]int{},
 		ready:     make(chan struct{}),
 		transfers: hostrpc.NewTransfers(js),
-		tenants:   &reservations{js: js, log: deps.Log},
+		tenants:   &reservations{bucket: bucket{js: js, name: events.TenantsBucket}, log: deps.Log},
+		claims:    &claims{bucket{js: js, name: events.IdempotencyBucket}},
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", r.checkOrigin(r.withCallLimits(r.authenticate(deps.MCP(r)))))

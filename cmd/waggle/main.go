@@ -57,7 +57,7 @@ func newRootCmd() *cobra.Command {
 		newProjectorCmd(), newReplayCmd(), newEnvCmd(), newHostsCmd(), newAuditCmd(),
 		newNATSCmd(), newEventsCmd(), newCredsCmd(), newSetupCmd(),
 		newHostAgentCmd(),
-		newUpCmd(),
+		newUpCmd(), newClusterCmd(),
 		newBenchCmd(),
 	)
 	return root

@@ -26,7 +26,12 @@ func setupCluster(ctx context.Context, nc *nats.Conn, replicas int) (*events.Log
 	if err != nil {
 		return nil, err
 	}
-	if err := hostrpc.SetupTransfers(ctx, l.JetStream(), l.Stream().CachedInfo().Config.Replicas); err != nil {
+	// Every node of a cluster runs this at its start, at once: an attempt that times out while
+	// the others create the same store is tried again.
+	err = events.RetryTransient(ctx, func(ctx context.Context) error {
+		return hostrpc.SetupTransfers(ctx, l.JetStream(), l.Stream().CachedInfo().Config.Replicas)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return l, nil

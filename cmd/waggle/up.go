@@ -5,8 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,9 +25,9 @@ import (
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/access"
 	"github.com/waggle-dev/waggle/hostagent"
+	"github.com/waggle-dev/waggle/hostagent/membership"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 	"github.com/waggle-dev/waggle/images"
-	"github.com/waggle-dev/waggle/internal/fsutil"
 	"github.com/waggle-dev/waggle/internal/progress"
 	"github.com/waggle-dev/waggle/mcp"
 	"github.com/waggle-dev/waggle/projector"
@@ -188,7 +185,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 		return err
 	}
 	srv := c.srv
-	gossipKey, err := upGossipKey(o.dataDir)
+	gossipKey, err := membership.LoadOrCreateKey(filepath.Join(o.dataDir, membership.KeyFileName))
 	if err != nil {
 		return err
 	}
@@ -316,7 +313,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, o upOptions) error {
 	}
 	fmt.Fprintf(stdout, "NATS credentials: %s (operator.creds for waggle events tail, audit, replay and natscli; admin.creds for waggle token)\n",
 		trust.Dir())
-	fmt.Fprintf(stdout, "Gossip key for separate host agents: %s\n", filepath.Join(o.dataDir, gossipKeyFile))
+	fmt.Fprintf(stdout, "Gossip key for separate host agents: %s\n", filepath.Join(o.dataDir, membership.KeyFileName))
 	fmt.Fprintln(stdout, "Ctrl-C stops everything.")
 	return g.Wait()
 }
@@ -465,34 +462,6 @@ func (c *upConns) close() {
 	for i := len(c.open) - 1; i >= 0; i-- {
 		c.open[i].Close()
 	}
-}
-
-// gossipKeyFile is the file in a data directory with the gossip key of `waggle up`'s host
-// agents (base64, mode 0600); separate host agents joining them take it as --gossip-key.
-const gossipKeyFile = "gossip.key"
-
-// upGossipKey is the data directory's gossip key, made on first start.
-func upGossipKey(dataDir string) ([]byte, error) {
-	path := filepath.Join(dataDir, gossipKeyFile)
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		if err := fsutil.WriteFileAtomic(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("gossip key: %w", err)
-		}
-		return key, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("gossip key: %w", err)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return nil, fmt.Errorf("gossip key %s: %w", path, err)
-	}
-	return key, nil
 }
 
 // waitProjected waits until the projector has applied every event stored so far (at start,

@@ -162,10 +162,10 @@ func Permissions(r Role, durable string) jwt.Permissions {
 		p.pub(hostrpc.Subject("*", "*"))
 		p.sub("waggle.env.>", "waggle.stream.*.>")
 		p.readEvents()
-		for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket) {
+		for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket, events.IdempotencyBucket) {
 			p.readKV(b)
 		}
-		p.pub(kvSubjects(events.TenantsBucket))
+		p.pub(kvSubjects(events.TenantsBucket), kvSubjects(events.IdempotencyBucket))
 		p.objects(hostrpc.TransferBucket)
 	case Projector:
 		p.pub("waggle.audit.>")
@@ -183,7 +183,8 @@ func Permissions(r Role, durable string) jwt.Permissions {
 			p.pub(events.HostSubject(r.ID, t))
 		}
 		// Failure detection: a dead peer's host.failed and its environments' lost.
-		p.pub(events.HostSubject("*", events.HostFailed), events.EnvSubject("*", "*", events.EnvLost))
+		p.pub(events.HostSubject("*", events.HostFailed), events.EnvSubject("*", "*", events.EnvLost),
+			hostrpc.Subject("*", hostrpc.OpPing))
 		p.pub(hostrpc.StreamSubject(r.ID, "*"))
 		// The host's RPC service (micro: its endpoints and the $SRV discovery subjects).
 		p.sub(hostrpc.Subject(r.ID, "*"), "$SRV.*", "$SRV.*.waggle-hostagent", "$SRV.*.waggle-hostagent.*")

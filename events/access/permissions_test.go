@@ -80,7 +80,7 @@ func startCluster(t *testing.T) *cluster {
 	if c.admin.log, err = events.OpenLog(ctx, c.admin.nc); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket) {
+	for _, b := range append(events.ViewBuckets(), events.TokensBucket, events.TenantsBucket, events.IdempotencyBucket) {
 		if _, err := c.admin.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b}); err != nil {
 			t.Fatal(err)
 		}
@@ -360,21 +360,13 @@ func TestRolePermissions(t *testing.T) {
 		{"put an API key", []string{admin}, kvPut(events.TokensBucket)},
 		{"read an API key", []string{admin, operator, router}, kvGet(events.TokensBucket)},
 		{"put a tenant reservation", []string{admin, router}, kvPut(events.TenantsBucket)},
+		{"put an idempotency key", []string{admin, router}, kvPut(events.IdempotencyBucket)},
+		{"read an idempotency key", []string{admin, operator, router}, kvGet(events.IdempotencyBucket)},
 		{"write the view", []string{admin, proj}, kvPut(events.EnvsBucket)},
 		{"read the view", []string{admin, operator, router, proj}, kvGet(events.EnvsBucket)},
 		// Host RPC and streamed output.
-		{"call host h1's exec", []string{admin, router}, func(ctx context.Context, c *cluster, cn *conn) error {
-			sub, err := c.admin.nc.Subscribe(hostrpc.Subject("h1", hostrpc.OpExec), func(m *nats.Msg) { _ = m.Respond([]byte("{}")) })
-			if err != nil {
-				return err
-			}
-			defer func() { _ = sub.Unsubscribe() }()
-			if err := c.admin.nc.Flush(); err != nil {
-				return err
-			}
-			_, err = cn.nc.RequestWithContext(ctx, hostrpc.Subject("h1", hostrpc.OpExec), []byte("{}"))
-			return err
-		}},
+		{"call host h1's exec", []string{admin, router}, rpcCall(hostrpc.OpExec)},
+		{"ping host h1 (failure detection; any host agent)", []string{admin, router, h1, h2}, rpcCall(hostrpc.OpPing)},
 		{"serve host h1's RPC", []string{admin, h1}, subscribe(hostrpc.Subject("h1", hostrpc.OpExec))},
 		{"listen to every host's RPC", []string{admin}, subscribe("waggle.rpc.>")},
 		{"publish host h1's output", []string{admin, h1}, publish(hostrpc.StreamSubject("h1", "s1"))},
@@ -524,5 +516,21 @@ func TestRevoke(t *testing.T) {
 	nc.Close()
 	if _, ok := c.trust.Revocations()[creds.Subject]; !ok {
 		t.Fatal("the revocation is not in the account")
+	}
+}
+
+// rpcCall is a request to host h1's op, answered by the admin standing in for h1.
+func rpcCall(op string) func(context.Context, *cluster, *conn) error {
+	return func(ctx context.Context, c *cluster, cn *conn) error {
+		sub, err := c.admin.nc.Subscribe(hostrpc.Subject("h1", op), func(m *nats.Msg) { _ = m.Respond([]byte("{}")) })
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		if err := c.admin.nc.Flush(); err != nil {
+			return err
+		}
+		_, err = cn.nc.RequestWithContext(ctx, hostrpc.Subject("h1", op), []byte("{}"))
+		return err
 	}
 }

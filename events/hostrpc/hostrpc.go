@@ -24,6 +24,9 @@ const (
 	OpProcessRead     = "process_read"
 	OpProcessWait     = "process_wait"
 	OpProcessKill     = "process_kill"
+	// OpPing answers {"host": H} at once: a failure detector asks it of a peer that gossip says
+	// is dead, to tell a dead host from one only the gossip cannot reach.
+	OpPing = "ping"
 )
 
 // Subject is the request subject of one operation on one host.

@@ -8,6 +8,8 @@ package vmtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -86,7 +88,7 @@ var shared struct {
 	err  error
 }
 
-// Build builds cmd/waggle and the static cmd/waggle-init into CacheDir/bin once per test
+// Build builds cmd/waggle and the static cmd/waggle-init into CacheDir/bin/<checkout> once per test
 // process.
 func Build(t testing.TB) Binaries {
 	t.Helper()
@@ -104,7 +106,10 @@ func build(cache string) (Binaries, error) {
 		return Binaries{}, fmt.Errorf("go env GOMOD: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
-	binDir := filepath.Join(cache, "bin")
+	// One directory per checkout: tests of other worktrees sharing the cache must not replace
+	// the binaries a test (re)starts processes from.
+	sum := sha256.Sum256([]byte(root))
+	binDir := filepath.Join(cache, "bin", hex.EncodeToString(sum[:6]))
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return Binaries{}, err
 	}
@@ -174,20 +179,28 @@ func Manager(t testing.TB, mutate ...func(*vm.Config)) *vm.Manager {
 // stateDirPrefix names the state directories of test Managers in os.TempDir.
 const stateDirPrefix = "wvm"
 
-// ownerFile in a test state directory holds the pid of the test process that made it.
+// ownerFile in an owned directory holds the pid of the test process that made it.
 const ownerFile = "owner.pid"
 
 // stateDir is a short directory: unix socket paths in it must stay under 108 bytes, which
-// t.TempDir's long names can exceed. It is traversable (0711) so that QEMU can run as
-// another user. Before making it, VMs left behind by test processes that died without their
-// cleanups (a test timeout, a kill) are stopped.
+// t.TempDir's long names can exceed. Before making it, VMs left behind by test processes that
+// died without their cleanups (a test timeout, a kill) are stopped.
 func stateDir(t testing.TB, cfg vm.Config) string {
 	reapOrphans(t, cfg)
-	dir, err := os.MkdirTemp("", stateDirPrefix)
+	dir := OwnedDir(t, stateDirPrefix)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// OwnedDir makes a short directory os.TempDir()/<prefix>* that names this test process as its
+// owner (so that Abandoned finds it once the process is gone). It is traversable (0711) so that
+// QEMU can run as another user. The caller removes it.
+func OwnedDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
@@ -197,9 +210,11 @@ func stateDir(t testing.TB, cfg vm.Config) string {
 	return dir
 }
 
-// reapOrphans stops the VMs in test state directories whose owner process is gone.
-func reapOrphans(t testing.TB, cfg vm.Config) {
-	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), stateDirPrefix+"*", ownerFile))
+// Abandoned are the directories OwnedDir made with prefix whose test process is gone (it died
+// without its cleanups: a test timeout, a kill), with that process's pid.
+func Abandoned(prefix string) map[string]int {
+	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*", ownerFile))
+	dirs := map[string]int{}
 	for _, owner := range owners {
 		data, err := os.ReadFile(owner)
 		if err != nil {
@@ -209,7 +224,14 @@ func reapOrphans(t testing.TB, cfg vm.Config) {
 		if err != nil || syscall.Kill(pid, 0) == nil {
 			continue // unreadable, or its test is still running
 		}
-		dir := filepath.Dir(owner)
+		dirs[filepath.Dir(owner)] = pid
+	}
+	return dirs
+}
+
+// reapOrphans stops the VMs in test state directories whose owner process is gone.
+func reapOrphans(t testing.TB, cfg vm.Config) {
+	for dir, pid := range Abandoned(stateDirPrefix) {
 		cfg.StateDir = dir
 		m, err := vm.NewManager(cfg)
 		if err != nil {
