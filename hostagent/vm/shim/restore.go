@@ -53,6 +53,7 @@ func (s *server) restore(ctx context.Context) (hypervisor.Handle, error) {
 		{"resume", func() error { return vm.Resume(ctx) }},
 		{"identify", func() error { return s.identify(ctx) }},
 	}
+	timings := []any{"start_ms", time.Since(start).Milliseconds()}
 	for _, st := range stages {
 		t := time.Now()
 		if err := st.run(); err != nil {
@@ -60,7 +61,7 @@ func (s *server) restore(ctx context.Context) (hypervisor.Handle, error) {
 			defer cancel()
 			return nil, errors.Join(fmt.Errorf("%s: %w", st.name, err), vm.Stop(stopCtx))
 		}
-		s.logger.Debug("restore stage done", "stage", st.name, "ms", time.Since(t).Milliseconds())
+		timings = append(timings, st.name+"_ms", time.Since(t).Milliseconds())
 	}
 	// The saved state and the old key are spent; the snapshot keeps its own copies.
 	for _, f := range []string{r.State, r.Key} {
@@ -69,7 +70,7 @@ func (s *server) restore(ctx context.Context) (hypervisor.Handle, error) {
 		}
 	}
 	s.setState(func(st *State) { st.Phase, st.BootSeconds = PhaseReady, time.Since(start).Seconds() })
-	s.logger.Info("vm restored", "seconds", time.Since(start).Seconds(), "template_memory", s.memory != nil)
+	s.logger.Info("vm restored", append([]any{"seconds", time.Since(start).Seconds(), "template_memory", s.memory != nil}, timings...)...)
 	return vm, nil
 }
 
