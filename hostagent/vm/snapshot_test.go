@@ -197,6 +197,11 @@ func TestTemplateClonesHaveFreshIdentity(t *testing.T) {
 				c.Close()
 				t.Error("a clone accepts the template's key")
 			}
+			// Nor can the guest's own processes reach the SSH server that takes identity requests.
+			out := run(t, connect(t, a.mach), "for a in 127.0.0.1 "+wire.GuestIP+"; do echo | timeout 3 nc $a 22; done; true")
+			if strings.Contains(out, "SSH-") {
+				t.Errorf("the sandbox user reached the guest's SSH server: %q", out)
+			}
 			var states []shim.State
 			for _, c := range clones {
 				states = append(states, state(t, c.mach))

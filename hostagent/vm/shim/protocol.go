@@ -16,7 +16,7 @@ import (
 // Control operations.
 const (
 	OpStatus   = "status"   // reply with the State at once
-	OpWait     = "wait"     // reply with the State once the boot is over (ready or failed)
+	OpWait     = "wait"     // reply with the State once the start (and any snapshot) is over
 	OpStop     = "stop"     // stop the VM, reply, and exit
 	OpRenew    = "renew"    // extend the VM's lease (Request.Lease), reply with the State
 	OpSnapshot = "snapshot" // save the VM into Request.Dir (see SnapshotRequest), reply

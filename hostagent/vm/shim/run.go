@@ -406,10 +406,7 @@ func (s *server) handleControl(ctx context.Context, conn net.Conn) {
 	} else {
 		switch req.Op {
 		case OpWait:
-			select {
-			case <-s.booted:
-			case <-ctx.Done():
-			}
+			s.waitSettled(ctx)
 		case OpStop:
 			s.once.Do(func() { close(s.stop) })
 			select {
@@ -433,6 +430,25 @@ func (s *server) handleControl(ctx context.Context, conn net.Conn) {
 	}
 	resp.State = s.currentState()
 	_ = json.NewEncoder(conn).Encode(resp)
+}
+
+// waitSettled waits until the start is over and no snapshot is being taken (a launcher that
+// restarted during one finds the VM ready again, or stopped after a pause).
+func (s *server) waitSettled(ctx context.Context) {
+	select {
+	case <-s.booted:
+	case <-ctx.Done():
+		return
+	}
+	for s.currentState().Phase == PhaseSaving {
+		select {
+		case <-s.stopped:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // requestSnapshot hands a snapshot to the run goroutine and waits for it. The snapshot goes on

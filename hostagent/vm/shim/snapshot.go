@@ -42,7 +42,9 @@ func (s *server) snapshot(ctx context.Context, vm hypervisor.Handle, r SnapshotR
 			}
 		}
 		s.setState(func(st *State) {
-			st.Phase = PhaseReady
+			if err != nil || r.KeepRunning {
+				st.Phase = PhaseReady
+			} // else the VM stays saving until it is stopped
 			st.Snapshot = &SnapshotState{Dir: r.Dir, Done: err == nil}
 			if err != nil {
 				st.Snapshot.Error = err.Error()
