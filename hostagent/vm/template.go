@@ -252,7 +252,9 @@ func (m *Manager) pruneTemplates(in templateInputs, key string) {
 // again.
 func (m *Manager) dropTemplate(t Template) {
 	m.templates.forget(t.Key)
-	unlock, err := fsutil.Lock(context.Background(), t.Dir+".lock", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	unlock, err := fsutil.Lock(ctx, t.Dir+".lock", nil)
 	if err != nil {
 		return
 	}

@@ -41,7 +41,8 @@ type Handle interface {
 	// Done is closed when the VM has ended.
 	Done() <-chan struct{}
 	// Save pauses the VM and writes its state (see SaveSpec). The VM stays paused: Resume
-	// continues it, Stop ends it.
+	// continues it, Stop ends it. If it fails after SaveSpec.Overlay took over, the result's
+	// Frozen is set all the same.
 	Save(ctx context.Context, spec SaveSpec) (SaveResult, error)
 	// Resume runs a paused VM: one started from saved state, once that is loaded, or one
 	// Save left paused.

@@ -164,11 +164,13 @@ func (p *Process) Save(ctx context.Context, spec hypervisor.SaveSpec) (hyperviso
 	if err := q.Execute(ctx, "stop", nil, nil); err != nil {
 		return hypervisor.SaveResult{}, fmt.Errorf("save: pause: %w", p.exitErr(err))
 	}
-	res := hypervisor.SaveResult{Frozen: p.disk}
+	var res hypervisor.SaveResult
 	if spec.Overlay != "" {
+		frozen := p.disk
 		if err := p.switchDisk(ctx, q, spec.Overlay); err != nil {
 			return hypervisor.SaveResult{}, fmt.Errorf("save: new overlay: %w", err)
 		}
+		res.Frozen = frozen // from here on, also a failed save returns it: the overlay took over
 	}
 	if p.spec.SharedMemory {
 		res.Memory = memoryPath(p.spec.Dir)
@@ -189,12 +191,15 @@ func (p *Process) Save(ctx context.Context, spec hypervisor.SaveSpec) (hyperviso
 	}
 	for _, s := range steps {
 		if err := s.run(); err != nil {
-			return hypervisor.SaveResult{}, fmt.Errorf("save: %s: %w", s.what, p.exitErr(err))
+			return res, fmt.Errorf("save: %s: %w", s.what, p.exitErr(err))
 		}
 	}
 	st, err := spec.State.Stat()
 	if err != nil {
-		return hypervisor.SaveResult{}, fmt.Errorf("save: %w", err)
+		return res, fmt.Errorf("save: %w", err)
+	}
+	if res.Frozen == "" {
+		res.Frozen = p.disk
 	}
 	res.Bytes, res.Paused = st.Size(), time.Since(start)
 	return res, nil

@@ -79,14 +79,14 @@ func (s *server) snapshot(ctx context.Context, vm hypervisor.Handle, r SnapshotR
 	if cerr := state.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		if overlay != "" && s.disk != overlay {
-			os.Remove(overlay) // the switch did not happen
-		}
-		return snapshot.Snapshot{}, fmt.Errorf("save: %w", err)
-	}
-	if overlay != "" {
+	switch {
+	case overlay != "" && saved.Frozen != "": // the VM writes to the overlay now
 		s.backing, s.disk = append(s.backing, saved.Frozen), overlay
+	case overlay != "":
+		os.Remove(overlay)
+	}
+	if err != nil {
+		return snapshot.Snapshot{}, fmt.Errorf("save: %w", err)
 	}
 	st := s.currentState()
 	snap = snapshot.Snapshot{
