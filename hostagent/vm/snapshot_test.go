@@ -453,7 +453,7 @@ func firstLine(err error) string {
 func TestTemplateRebuiltWhenInputsChange(t *testing.T) {
 	var cfg vm.Config
 	m := vmtest.Manager(t, func(c *vm.Config) { cfg = *c })
-	image := filepath.Join(t.TempDir(), "image.ext4")
+	image := filepath.Join(reachableDir(t), "image.ext4") // QEMU runs as another uid when the test is root
 	copyFile(t, vmtest.BusyboxImage(t), image)
 	spec := vm.TemplateSpec{ImagePath: image, MemoryMiB: 256}
 	build := func(m *vm.Manager) vm.Template {
