@@ -5,8 +5,8 @@ package events
 
 import (
 	"errors"
-	"strings"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )

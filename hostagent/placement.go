@@ -257,6 +257,11 @@ func (a *Agent) finishDestroy(ctx context.Context, e *envEntry, correlation stri
 		a.setMachine(e, nil)
 		a.pool.unclaim(e.id)
 	}
+	if e.agg.Snapshot != nil { // destroyed while paused
+		if err := a.machines.DropPaused(ctx, e.id); err != nil {
+			return fmt.Errorf("drop the snapshot of paused %s: %w", e.id, err)
+		}
+	}
 	if e.agg.State == events.StateDestroying {
 		if _, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyed, a.principal, correlation, nil); err != nil {
 			return err

@@ -289,6 +289,19 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (*Machine, error)
 	return m.start(ctx, prep, spec, egress, startOptions{})
 }
 
+// SnapshotDir is where the snapshot called name of this host's VMs goes (pause and fork
+// snapshots; templates live in the cache). Its parent exists once SnapshotDir returns.
+func (m *Manager) SnapshotDir(name string) (string, error) {
+	if !idRE.MatchString(name) {
+		return "", fmt.Errorf("vm: bad snapshot name %q: use 1-63 of a-z, 0-9, '-'", name)
+	}
+	parent := filepath.Join(m.cfg.StateDir, "snapshots")
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", fmt.Errorf("vm: %w", err)
+	}
+	return filepath.Join(parent, name), nil
+}
+
 // Restore starts a VM from snap (see Machine.Snapshot) and gives its guest a new identity:
 // new SSH keys, host name spec.ID, a reseeded RNG and the host's clock. spec's sizes must be
 // 0 or the snapshot's; an empty ImagePath means the snapshot's base image, another must have
