@@ -34,15 +34,19 @@ func Terminal(state string) bool {
 	return false
 }
 
-// Live reports whether an environment in state holds (or is about to hold) a VM on its host,
-// or its snapshot (paused).
+// Live reports whether an environment in state holds (or is about to hold) a VM on its host:
+// what the host's allocation counts. A paused one holds only its snapshot (see OnHost).
 func Live(state string) bool {
 	switch state {
-	case StatePlaced, StateStarting, StateRunning, StateDestroying, StatePaused:
+	case StatePlaced, StateStarting, StateRunning, StateDestroying:
 		return true
 	}
 	return false
 }
+
+// OnHost reports whether an environment in state depends on its host: live, or paused (its
+// snapshot is there). When the host fails, it is lost.
+func OnHost(state string) bool { return Live(state) || state == StatePaused }
 
 // transitions maps a state to the lifecycle event types allowed in it and the state each leads
 // to. Audit events (see IsAudit) are not in it: they never change the state.

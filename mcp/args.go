@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/waggle-dev/waggle/events"
 )
 
 // argError is a caller's mistake in a tool's arguments; its text goes back as the tool error.
@@ -232,16 +234,18 @@ const (
 	toolReadProc = "read_process"
 	toolWaitProc = "wait_process"
 	toolKillProc = "kill_process"
+	toolPause    = "pause_environment"
+	toolResume   = "resume_environment"
 	argProcess   = "process_id"
 )
 
 type createArgs struct {
-	Runtime, Name                   string
+	Runtime, Name, OnTimeout        string
 	TimeoutMinutes, CPUs, MemoryMiB int
 }
 
 func decodeCreate(raw any, runtimes []string) (createArgs, error) {
-	a, err := newArgs(toolCreate, raw, "runtime", "name", "timeout_minutes", "cpus", "memory_mib")
+	a, err := newArgs(toolCreate, raw, "runtime", "name", "timeout_minutes", "cpus", "memory_mib", "on_timeout")
 	if err != nil {
 		return createArgs{}, err
 	}
@@ -251,6 +255,7 @@ func decodeCreate(raw any, runtimes []string) (createArgs, error) {
 		TimeoutMinutes: a.integer("timeout_minutes"),
 		CPUs:           a.integer("cpus"),
 		MemoryMiB:      a.integer("memory_mib"),
+		OnTimeout:      a.enum("on_timeout", false, events.OnTimeoutDestroy, events.OnTimeoutPause),
 	}
 	return c, a.err
 }

@@ -9,6 +9,7 @@ import (
 
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/router"
 )
@@ -41,7 +42,7 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 	return map[string]mcpgo.Tool{
 		toolCreate: mcpgo.NewTool(toolCreate,
 			mcpgo.WithDescription("Create an isolated environment (a microVM) with the given runtime and wait until it runs. "+
-				"It is destroyed after timeout_minutes without use."),
+				"After timeout_minutes without use it is destroyed, or paused with on_timeout pause."),
 			mcpgo.WithString("runtime", mcpgo.Required(), mcpgo.Enum(router.Runtimes()...),
 				mcpgo.Description("Runtime of the environment: "+runtimes)),
 			mcpgo.WithString("name", mcpgo.MaxLength(64), mcpgo.Description("A name for the environment (default <runtime>-<id suffix>)")),
@@ -51,7 +52,22 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 				mcpgo.Description(fmt.Sprintf("Virtual CPUs (1-%d, default %d)", cfg.MaxCPUs, cfg.DefaultCPUs))),
 			mcpgo.WithInteger("memory_mib", mcpgo.Min(cfg.MinMemoryMiB), mcpgo.Max(cfg.MaxMemoryMiB), mcpgo.DefaultNumber(cfg.DefaultMemoryMiB),
 				mcpgo.Description(fmt.Sprintf("Memory in MiB (%d-%d, default %d)", cfg.MinMemoryMiB, cfg.MaxMemoryMiB, cfg.DefaultMemoryMiB))),
+			mcpgo.WithString("on_timeout", mcpgo.Enum(events.OnTimeoutDestroy, events.OnTimeoutPause), mcpgo.DefaultString(events.OnTimeoutDestroy),
+				mcpgo.Description("What the idle timeout does: destroy (default) or pause the environment")),
 			mcpgo.WithOpenWorldHintAnnotation(false),
+		),
+		toolPause: mcpgo.NewTool(toolPause,
+			mcpgo.WithDescription("Pause a running environment: its memory, running processes and files are saved on its host and its VM "+
+				"stops, freeing the host's memory. Any later call on it resumes it first; resume_environment does so explicitly. "+
+				"Returns status, snapshot_bytes and pause_ms."),
+			envID,
+			mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
+		),
+		toolResume: mcpgo.NewTool(toolResume,
+			mcpgo.WithDescription("Resume a paused environment from its snapshot: its files are there and its processes go on running. "+
+				"Returns status and resume_ms."),
+			envID,
+			mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolDestroy: mcpgo.NewTool(toolDestroy,
 			mcpgo.WithDescription("Destroy an environment and everything in it. Destroying one that is already gone is not an error."),
@@ -59,7 +75,7 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 			mcpgo.WithDestructiveHintAnnotation(true), mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolList: mcpgo.NewTool(toolList,
-			mcpgo.WithDescription("List your environments that are starting, running or being destroyed."),
+			mcpgo.WithDescription("List your environments that are starting, running, paused or being destroyed."),
 			mcpgo.WithReadOnlyHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolGet: mcpgo.NewTool(toolGet,

@@ -37,6 +37,9 @@ type EnvInfo struct {
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
 	BootMS         int64      `json:"boot_ms,omitempty"`
 	LastError      string     `json:"last_error,omitempty"`
+	// PausedAt and SnapshotBytes describe a paused environment's snapshot.
+	PausedAt      *time.Time `json:"paused_at,omitempty"`
+	SnapshotBytes int64      `json:"snapshot_bytes,omitempty"`
 }
 
 // HistoryEntry is one event of an environment as get_environment shows it.
@@ -150,10 +153,14 @@ func summarize(evs []*events.Event) (EnvInfo, error) {
 
 // envInfo is what a caller sees of a folded environment.
 func envInfo(e events.Env) EnvInfo {
-	return EnvInfo{ID: e.ID, Name: e.Name, Runtime: e.Runtime, Status: e.State, Host: e.Host,
+	info := EnvInfo{ID: e.ID, Name: e.Name, Runtime: e.Runtime, Status: e.State, Host: e.Host,
 		CPUs: e.Resources.CPUs, MemoryMiB: e.Resources.MemoryMiB, TimeoutMinutes: e.TTLSeconds / 60,
 		CreatedAt: e.Created, StartedAt: timePtr(e.Started), LastActive: timePtr(e.LastActive),
 		BootMS: e.BootMillis, LastError: e.LastError}
+	if e.State == events.StatePaused && e.Snapshot != nil {
+		info.PausedAt, info.SnapshotBytes = timePtr(e.PausedAt), e.Snapshot.SnapshotBytes
+	}
+	return info
 }
 
 // eventTime is when an event was stored (server time), or its producer time if unknown.

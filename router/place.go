@@ -35,6 +35,9 @@ type CreateRequest struct {
 	TTL       time.Duration
 	CPUs      int
 	MemoryMiB int
+	// OnTimeout is what the idle timeout does: events.OnTimeoutDestroy (default) or
+	// events.OnTimeoutPause.
+	OnTimeout string
 }
 
 // normalize fills defaults and checks ranges, naming the allowed values in its errors.
@@ -60,6 +63,13 @@ func (r *Router) normalize(req CreateRequest) (CreateRequest, error) {
 	}
 	if req.MemoryMiB < c.MinMemoryMiB || req.MemoryMiB > c.MaxMemoryMiB {
 		return req, userErr(KindBadRequest, "memory_mib %d is out of range: use %d to %d", req.MemoryMiB, c.MinMemoryMiB, c.MaxMemoryMiB)
+	}
+	switch req.OnTimeout {
+	case "":
+		req.OnTimeout = events.OnTimeoutDestroy
+	case events.OnTimeoutDestroy, events.OnTimeoutPause:
+	default:
+		return req, userErr(KindBadRequest, "on_timeout %q is not known: use %s or %s", req.OnTimeout, events.OnTimeoutDestroy, events.OnTimeoutPause)
 	}
 	if len(req.Name) > maxNameLen || strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		return req, userErr(KindBadRequest, "name must be at most %d printable characters", maxNameLen)
@@ -236,6 +246,7 @@ func (r *Router) placeOn(ctx context.Context, p Principal, host, env string, req
 		Runtime: req.Runtime, Name: name, Owner: p.Tenant,
 		Resources:  events.Resources{CPUs: req.CPUs, MemoryMiB: req.MemoryMiB},
 		TTLSeconds: int64(req.TTL / time.Second),
+		OnTimeout:  req.OnTimeout,
 	})
 	if err != nil {
 		return nil, "", err
