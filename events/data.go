@@ -23,6 +23,9 @@ type Requested struct {
 	// OnTimeout is what the idle timeout does: OnTimeoutDestroy (also when empty) or
 	// OnTimeoutPause.
 	OnTimeout string `json:"on_timeout,omitempty"`
+	// ForkOf, when set, is the environment (on the same host) whose running copy this one
+	// starts as: its files and processes at the moment of the fork.
+	ForkOf string `json:"fork_of,omitempty"`
 }
 
 // What an environment's idle timeout does (Requested.OnTimeout).

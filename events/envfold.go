@@ -28,6 +28,7 @@ type Env struct {
 	BootMillis int64             `json:"boot_ms,omitempty"`
 	LastError  string            `json:"last_error,omitempty"`
 	OnTimeout  string            `json:"on_timeout,omitempty"` // see Requested.OnTimeout
+	ForkOf     string            `json:"fork_of,omitempty"`    // see Requested.ForkOf
 	// Snapshot is where a paused environment's snapshot lives (nil unless paused).
 	Snapshot *Paused   `json:"snapshot,omitempty"`
 	PausedAt time.Time `json:"paused_at,omitzero"`
@@ -86,7 +87,7 @@ func (e *Env) apply(ev *Event) error {
 			return err
 		}
 		*e = Env{ID: ev.Env, Name: d.Name, Owner: d.Owner, Runtime: d.Runtime, Resources: d.Resources,
-			Host: ev.Host, TTLSeconds: d.TTLSeconds, Labels: d.Labels, OnTimeout: d.OnTimeout, Created: at}
+			Host: ev.Host, TTLSeconds: d.TTLSeconds, Labels: d.Labels, OnTimeout: d.OnTimeout, ForkOf: d.ForkOf, Created: at}
 	case EnvStarted:
 		var d Started
 		if err := ev.DecodeData(&d); err != nil {

@@ -63,6 +63,19 @@ func (f *fakeMachines) Resume(_ context.Context, spec LaunchSpec) (Machine, erro
 	return vm, nil
 }
 
+// Fork starts a VM with a copy of src's files.
+func (f *fakeMachines) Fork(_ context.Context, src Machine, spec LaunchSpec) (Machine, error) {
+	old := src.(*fakeVM)
+	vm := f.add(spec.ID, old.runtime)
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	for p, data := range old.files {
+		vm.files[p] = slices.Clone(data)
+	}
+	vm.lease = spec.Lease
+	return vm, nil
+}
+
 func (f *fakeMachines) DropPaused(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -28,6 +28,9 @@ type Machines interface {
 	Resume(ctx context.Context, spec LaunchSpec) (Machine, error)
 	// DropPaused deletes what Pause saved under id (nothing saved is no error).
 	DropPaused(ctx context.Context, id string) error
+	// Fork starts a VM (spec.ID) as a copy of the running src: its files and processes, with
+	// its own identity; src is paused only for the save.
+	Fork(ctx context.Context, src Machine, spec LaunchSpec) (Machine, error)
 }
 
 // Paused is what Machines.Pause saved.

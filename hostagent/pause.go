@@ -142,3 +142,29 @@ func (a *Agent) resume(ctx context.Context, env, principal, correlation string, 
 	a.logger.Info("environment resumed", "env", env, "transparent", transparent, "resume_ms", took.Milliseconds())
 	return hostrpc.ResumeResult{ResumeMS: took.Milliseconds()}, nil
 }
+
+// fork starts spec's VM as a copy of the running environment src of this host (a paused one
+// is resumed first), with the source's lifecycle held for the save.
+func (a *Agent) fork(ctx context.Context, src string, spec LaunchSpec) (Machine, error) {
+	t, err := a.running(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("fork of %s: %w", src, err)
+	}
+	se := a.lockEntry(src)
+	defer a.unlockEntry(se)
+	a.mu.Lock()
+	m := se.machine
+	a.mu.Unlock()
+	if m != t.m || m == nil {
+		return nil, fmt.Errorf("fork of %s: it stopped running meanwhile", src)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.BootTimeout)
+	defer cancel()
+	start := time.Now()
+	fm, err := a.machines.Fork(ctx, m, spec)
+	if err != nil {
+		return nil, fmt.Errorf("fork of %s: %w", src, err)
+	}
+	a.logger.Info("environment forked", "env", spec.ID, "from", src, "ms", time.Since(start).Milliseconds())
+	return fm, nil
+}

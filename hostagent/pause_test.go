@@ -130,3 +130,45 @@ func TestTTLPausesWhenAsked(t *testing.T) {
 		t.Error("nothing saved")
 	}
 }
+
+// TestFork: a requested environment with fork_of starts as a copy of the running source (its
+// files), not from the warm pool; a fork of a paused source resumes it first; a fork of an
+// environment that is not on this host fails.
+func TestFork(t *testing.T) {
+	c := eventstest.Start(t)
+	fm := newFakeMachines()
+	cfg := testConfig(t, "h1")
+	runAgent(t, c, cfg, fm)
+	src := newEnvID()
+	place(t, c, "h1", src, events.Requested{Runtime: "python"})
+	waitState(t, c, "h1", src, events.StateRunning, 10*time.Second)
+	if herr := call(t, c.NC, "h1", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: src, Path: "/home/sandbox/f", Content: []byte("src")}, nil); herr != nil {
+		t.Fatal(herr)
+	}
+	fork := newEnvID()
+	place(t, c, "h1", fork, events.Requested{Runtime: "python", ForkOf: src})
+	waitState(t, c, "h1", fork, events.StateRunning, 10*time.Second)
+	if got := string(fm.vm(fork).files["/home/sandbox/f"]); got != "src" {
+		t.Fatalf("fork's file %q", got)
+	}
+	fm.vm(fork).files["/home/sandbox/f"] = []byte("fork")
+	if got := string(fm.vm(src).files["/home/sandbox/f"]); got != "src" {
+		t.Fatalf("the fork's write reached the source: %q", got)
+	}
+	if herr := call(t, c.NC, "h1", hostrpc.OpPause, hostrpc.EnvRequest{Env: src}, nil); herr != nil {
+		t.Fatal(herr)
+	}
+	second := newEnvID()
+	place(t, c, "h1", second, events.Requested{Runtime: "python", ForkOf: src})
+	waitState(t, c, "h1", second, events.StateRunning, 10*time.Second)
+	if state(t, c, "h1", src) != events.StateRunning {
+		t.Error("the paused source was not resumed for the fork")
+	}
+	orphan := newEnvID()
+	place(t, c, "h1", orphan, events.Requested{Runtime: "python", ForkOf: newEnvID()})
+	waitState(t, c, "h1", orphan, events.StateFailed, 10*time.Second)
+	var reason events.Reason
+	if err := lastOf(history(t, c, "h1", orphan), events.EnvFailed).DecodeData(&reason); err != nil || !strings.Contains(reason.Reason, "not found on host h1") {
+		t.Errorf("fork of an unknown environment: %+v %v", reason, err)
+	}
+}

@@ -107,6 +107,37 @@ func (v *VMMachines) Resume(ctx context.Context, spec LaunchSpec) (Machine, erro
 	return vmm, nil
 }
 
+// Fork snapshots the running src (which goes on running) and restores the copy as spec.ID;
+// the snapshot is deleted once the copy runs.
+func (v *VMMachines) Fork(ctx context.Context, src Machine, spec LaunchSpec) (Machine, error) {
+	vmm, ok := src.(*vmMachine)
+	if !ok {
+		return nil, fmt.Errorf("fork %s: not a VM of this host", src.ID())
+	}
+	dir, err := v.mgr.SnapshotDir("fork-" + spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := vmm.m.Snapshot(ctx, dir, vm.SnapshotOptions{KeepRunning: true})
+	if err != nil {
+		return nil, fmt.Errorf("fork %s: %w", src.ID(), err)
+	}
+	defer func() {
+		if err := snap.Remove(); err != nil {
+			v.logger.Warn("fork snapshot not removed", "env", spec.ID, "dir", dir, "err", err)
+		}
+	}()
+	m, err := v.mgr.Restore(ctx, snap, vm.LaunchSpec{ID: spec.ID, Lease: spec.Lease})
+	if err != nil {
+		return nil, fmt.Errorf("fork %s: %w", src.ID(), err)
+	}
+	fork := &vmMachine{m: m}
+	if _, err := fork.client(ctx); err != nil {
+		return nil, errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
+	}
+	return fork, nil
+}
+
 // DropPaused deletes the snapshot a Pause of id saved.
 func (v *VMMachines) DropPaused(_ context.Context, id string) error {
 	dir, err := v.mgr.SnapshotDir(id)

@@ -236,6 +236,7 @@ const (
 	toolKillProc = "kill_process"
 	toolPause    = "pause_environment"
 	toolResume   = "resume_environment"
+	toolFork     = "fork_environment"
 	argProcess   = "process_id"
 )
 
@@ -258,6 +259,16 @@ func decodeCreate(raw any, runtimes []string) (createArgs, error) {
 		OnTimeout:      a.enum("on_timeout", false, events.OnTimeoutDestroy, events.OnTimeoutPause),
 	}
 	return c, a.err
+}
+
+// decodeFork reads the arguments of fork_environment: the source and an optional name.
+func decodeFork(raw any) (env, name string, err error) {
+	a, err := newArgs(toolFork, raw, argEnv, "name")
+	if err != nil {
+		return "", "", err
+	}
+	env, name = a.str(argEnv, true), a.str("name", false)
+	return env, name, a.err
 }
 
 func decodeNone(tool string, raw any) error {

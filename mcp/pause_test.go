@@ -101,3 +101,51 @@ func TestPauseResumeTools(t *testing.T) {
 		t.Errorf("resume after destroy: %q", msg)
 	}
 }
+
+// TestForkTool runs fork_environment through the router and the real host agent (in-memory
+// VMs): the fork runs on the source's host with its files and is independent of it; another
+// tenant cannot fork, and bad arguments are refused with what is wrong.
+func TestForkTool(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	startRealAgent(t, c, "real-1")
+	acme, globex := c.client(c.key("acme"), ""), c.client(c.key("globex"), "")
+	var src envResult
+	acme.ok(toolCreate, map[string]any{"runtime": "python", "memory_mib": 256}, &src)
+	acme.ok(toolWrite, envArgs(src.ID, "path", "/home/sandbox/f.txt", "content", "src"), nil)
+	var fork router.EnvInfo
+	acme.ok(toolFork, envArgs(src.ID, "name", "copy"), &fork)
+	if fork.ID == src.ID || fork.Host != src.Host || fork.Name != "copy" || fork.Status != events.StateRunning || fork.MemoryMiB != 256 {
+		t.Fatalf("fork %+v of %+v", fork, src)
+	}
+	var file fileContent
+	acme.ok(toolRead, envArgs(fork.ID, "path", "/home/sandbox/f.txt"), &file)
+	if file.Content != "src" {
+		t.Fatalf("fork's file: %+v", file)
+	}
+	acme.ok(toolWrite, envArgs(fork.ID, "path", "/home/sandbox/f.txt", "content", "fork"), nil)
+	acme.ok(toolRead, envArgs(src.ID, "path", "/home/sandbox/f.txt"), &file)
+	if file.Content != "src" {
+		t.Fatalf("the fork's write reached the source: %+v", file)
+	}
+	for _, tc := range []struct {
+		name string
+		cl   *mcpClient
+		args map[string]any
+		want string
+	}{
+		{"other tenant", globex, envArgs(src.ID), `environment "` + src.ID + `" not found`},
+		{"no id", acme, map[string]any{}, "environment_id"},
+		{"name too long", acme, envArgs(src.ID, "name", strings.Repeat("n", 100)), "name"},
+		{"unknown argument", acme, envArgs(src.ID, "cpus", 2), "cpus"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if msg := tc.cl.fails(toolFork, tc.args); !strings.Contains(msg, tc.want) {
+				t.Errorf("fork: %q, want it to say %q", msg, tc.want)
+			}
+		})
+	}
+	acme.ok(toolDestroy, envArgs(src.ID), nil)
+	if msg := acme.fails(toolFork, envArgs(src.ID)); !strings.Contains(msg, "only a running or paused environment can be forked") {
+		t.Errorf("fork of a destroyed environment: %q", msg)
+	}
+}

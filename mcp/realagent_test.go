@@ -80,6 +80,21 @@ func (mm *memMachines) Resume(_ context.Context, spec hostagent.LaunchSpec) (hos
 
 func (*memMachines) DropPaused(context.Context, string) error { return nil }
 
+// Fork starts a VM with a copy of src's files.
+func (mm *memMachines) Fork(_ context.Context, src hostagent.Machine, spec hostagent.LaunchSpec) (hostagent.Machine, error) {
+	old := src.(*memVM)
+	vm := &memVM{id: spec.ID, files: map[string][]byte{}, mm: mm}
+	old.mu.Lock()
+	for p, data := range old.files {
+		vm.files[p] = bytes.Clone(data)
+	}
+	old.mu.Unlock()
+	mm.mu.Lock()
+	mm.vms[spec.ID] = vm
+	mm.mu.Unlock()
+	return vm, nil
+}
+
 // file is a copy of a file in env's VM (nil if there is none); set replaces it.
 func (mm *memMachines) file(env, p string) []byte {
 	mm.mu.Lock()

@@ -49,7 +49,7 @@ func NewServer(r *router.Router) *server.MCPServer {
 		toolCreate: h.create, toolDestroy: h.destroy, toolList: h.list, toolGet: h.get,
 		toolExecute: h.execute, toolInstall: h.install, toolWrite: h.write, toolRead: h.read,
 		toolListFile: h.listFiles, toolStart: h.startProcess, toolReadProc: h.readProcess, toolWaitProc: h.waitProcess,
-		toolKillProc: h.killProcess, toolPause: h.pause, toolResume: h.resume,
+		toolKillProc: h.killProcess, toolPause: h.pause, toolResume: h.resume, toolFork: h.fork,
 	} {
 		s.AddTool(defs[name], h.wrap(name, fn))
 	}
@@ -137,6 +137,14 @@ func (h *handlers) pause(ctx context.Context, p router.Principal, raw any) (any,
 		return nil, err
 	}
 	return h.r.Pause(ctx, p, env)
+}
+
+func (h *handlers) fork(ctx context.Context, p router.Principal, raw any) (any, error) {
+	env, name, err := decodeFork(raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.Fork(ctx, p, env, name)
 }
 
 func (h *handlers) resume(ctx context.Context, p router.Principal, raw any) (any, error) {

@@ -63,6 +63,14 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 			envID,
 			mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
+		toolFork: mcpgo.NewTool(toolFork,
+			mcpgo.WithDescription("Fork an environment: start a new one on the same host as a running copy of it, with the same files "+
+				"and running processes at this moment (the source is paused only for the save) but its own identity (SSH keys, "+
+				"random state); the two are independent from then on. Returns the new environment like create_environment."),
+			envID,
+			mcpgo.WithString("name", mcpgo.MaxLength(64), mcpgo.Description("A name for the fork (default <runtime>-<id suffix>)")),
+			mcpgo.WithOpenWorldHintAnnotation(false),
+		),
 		toolResume: mcpgo.NewTool(toolResume,
 			mcpgo.WithDescription("Resume a paused environment from its snapshot: its files are there and its processes go on running. "+
 				"Returns status and resume_ms."),

@@ -6,6 +6,9 @@ package router
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/hostrpc"
@@ -54,4 +57,43 @@ func (r *Router) Resume(ctx context.Context, p Principal, env string) (*ResumeRe
 		msg = fmt.Sprintf("Environment %s was already running", env)
 	}
 	return &ResumeResult{ID: env, Status: events.StateRunning, ResumeMS: res.ResumeMS, Message: msg}, nil
+}
+
+// Fork starts a new environment of the caller as a running copy of env: the same files and
+// running processes (env is paused only for the save; a paused env is resumed first), its own
+// identity, independent from then on. It runs on env's host, with env's size and timeout.
+func (r *Router) Fork(ctx context.Context, p Principal, env, name string) (*EnvInfo, error) {
+	own, err := r.owned(ctx, p, env)
+	if err != nil {
+		return nil, err
+	}
+	evs, _, err := r.log.Load(ctx, events.EnvAggregate(own.host, env))
+	if err != nil {
+		return nil, fmt.Errorf("load environment %s: %w", env, err)
+	}
+	src, err := events.FoldEnv(evs)
+	if err != nil {
+		return nil, err
+	}
+	if src.State != events.StateRunning && src.State != events.StatePaused {
+		return nil, userErr(KindNotRunning, "environment %s is %s: only a running or paused environment can be forked", env, src.State)
+	}
+	req, err := r.normalize(CreateRequest{Runtime: src.Runtime, Name: name, TTL: src.TTL(), CPUs: src.Resources.CPUs,
+		MemoryMiB: src.Resources.MemoryMiB, OnTimeout: src.OnTimeout, ForkOf: env})
+	if err != nil {
+		return nil, err
+	}
+	fork := strings.ToLower(ulid.Make().String())
+	if err := r.reserve(ctx, p, fork, req.MemoryMiB); err != nil {
+		return nil, err
+	}
+	info, rejected, err := r.placeOn(ctx, p, own.host, fork, req)
+	if err != nil {
+		return nil, err
+	}
+	if rejected != "" {
+		r.unreserve(ctx, p, fork)
+		return nil, userErr(KindNoCapacity, "host %s cannot fork environment %s: %s", own.host, env, rejected)
+	}
+	return info, nil
 }

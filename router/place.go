@@ -38,6 +38,9 @@ type CreateRequest struct {
 	// OnTimeout is what the idle timeout does: events.OnTimeoutDestroy (default) or
 	// events.OnTimeoutPause.
 	OnTimeout string
+	// ForkOf, when set, is the caller's environment the new one is a running copy of (see
+	// Fork); it is placed on that environment's host.
+	ForkOf string
 }
 
 // normalize fills defaults and checks ranges, naming the allowed values in its errors.
@@ -247,6 +250,7 @@ func (r *Router) placeOn(ctx context.Context, p Principal, host, env string, req
 		Resources:  events.Resources{CPUs: req.CPUs, MemoryMiB: req.MemoryMiB},
 		TTLSeconds: int64(req.TTL / time.Second),
 		OnTimeout:  req.OnTimeout,
+		ForkOf:     req.ForkOf,
 	})
 	if err != nil {
 		return nil, "", err
