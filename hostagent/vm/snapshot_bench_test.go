@@ -197,6 +197,44 @@ func BenchmarkFork(b *testing.B) {
 	b.ReportMetric(median(exec), "s-exec-median")
 }
 
+// BenchmarkPauseResume reports the median time of a pause (the save of a VM that then stops)
+// and of the resume that follows: a restore from that snapshot to the first successful exec.
+func BenchmarkPauseResume(b *testing.B) {
+	image := benchImage(b)
+	m := benchManager(b, image)
+	mach := vmtest.Launch(b, m, vm.LaunchSpec{ImagePath: image})
+	firstExec(b, mach)
+	dir := b.TempDir()
+	var pause, resume []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		snap, err := mach.Snapshot(context.Background(), filepath.Join(dir, strconv.Itoa(i)), vm.SnapshotOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pause = append(pause, time.Since(t0).Seconds())
+		t1 := time.Now()
+		if mach, err = m.Restore(context.Background(), snap, vm.LaunchSpec{ID: mach.ID()}); err != nil {
+			b.Fatal(err)
+		}
+		restored := mach
+		b.Cleanup(func() { _ = restored.Stop(context.Background()) }) // after a failure
+		firstExec(b, mach)
+		resume = append(resume, time.Since(t1).Seconds())
+		b.StopTimer()
+		if err := snap.Remove(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	stopVM(b, mach)
+	b.ReportMetric(median(pause), "s-pause-median")
+	b.ReportMetric(median(pause)/(float64(vm.DefaultConfig().MemoryMiB)/1024), "s-pause-per-GiB-median")
+	b.ReportMetric(median(resume), "s-resume-to-first-exec-median")
+}
+
 // BenchmarkIdleMemory starts $VMTEST_IDLE_VMS (default 10) VMs, from the template or cold,
 // lets them idle and reports QEMU's mean resident and proportional set size per VM (from
 // /proc/PID/smaps_rollup): PSS splits the pages the VMs share among them.
