@@ -203,19 +203,28 @@ func timePtr(t time.Time) *time.Time {
 	return &u
 }
 
-// Get returns one of the caller's environments, read from its event history (authoritative),
-// with its latest events.
-func (r *Router) Get(ctx context.Context, p Principal, env string) (*EnvDetail, error) {
+// history is one of the caller's environments and its event history (authoritative).
+func (r *Router) history(ctx context.Context, p Principal, env string) (ownerEntry, []*events.Event, error) {
 	own, err := r.owned(ctx, p, env)
 	if err != nil {
-		return nil, err
+		return own, nil, err
 	}
 	evs, _, err := r.log.Load(ctx, events.EnvAggregate(own.host, env))
 	if err != nil {
-		return nil, fmt.Errorf("load environment %s: %w", env, err)
+		return own, nil, fmt.Errorf("load environment %s: %w", env, err)
 	}
 	if len(evs) == 0 {
-		return nil, notFound(env)
+		return own, nil, notFound(env)
+	}
+	return own, evs, nil
+}
+
+// Get returns one of the caller's environments, read from its event history (authoritative),
+// with its latest events.
+func (r *Router) Get(ctx context.Context, p Principal, env string) (*EnvDetail, error) {
+	_, evs, err := r.history(ctx, p, env)
+	if err != nil {
+		return nil, err
 	}
 	info, err := summarize(evs)
 	if err != nil {

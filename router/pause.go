@@ -63,13 +63,9 @@ func (r *Router) Resume(ctx context.Context, p Principal, env string) (*ResumeRe
 // running processes (env is paused only for the save; a paused env is resumed first), its own
 // identity, independent from then on. It runs on env's host, with env's size and timeout.
 func (r *Router) Fork(ctx context.Context, p Principal, env, name string) (*EnvInfo, error) {
-	own, err := r.owned(ctx, p, env)
+	own, evs, err := r.history(ctx, p, env)
 	if err != nil {
 		return nil, err
-	}
-	evs, _, err := r.log.Load(ctx, events.EnvAggregate(own.host, env))
-	if err != nil {
-		return nil, fmt.Errorf("load environment %s: %w", env, err)
 	}
 	src, err := events.FoldEnv(evs)
 	if err != nil {

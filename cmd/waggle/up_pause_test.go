@@ -34,40 +34,43 @@ type resumeOut struct {
 const counterCode = `setsid sh -c 'echo $$ > /home/sandbox/counter.pid; i=0; while :; do i=$((i+1)); echo $i > /home/sandbox/count; sleep 0.5; done' ` +
 	`</dev/null >/dev/null 2>&1 & while [ ! -s /home/sandbox/count ]; do sleep 0.1; done; cat /home/sandbox/counter.pid`
 
+// runShell runs code with bash in env, which must exit 0, and returns its output trimmed.
+func runShell(t *testing.T, s *mcpT, env, code string) string {
+	t.Helper()
+	var out execOut
+	s.ok("execute", map[string]any{"environment_id": env, "code": code, "language": "shell"}, &out)
+	if out.ExitCode != 0 {
+		t.Fatalf("%s: exit %d: %s%s", code, out.ExitCode, out.Stdout, out.Stderr)
+	}
+	return strings.TrimSpace(out.Stdout)
+}
+
+// startPauseUp is the `waggle up` of the pause and fork tests: one host with room for a few
+// python environments, and an MCP session to it.
+func startPauseUp(t *testing.T) (*upProc, *mcpT) {
+	t.Helper()
+	vmtest.Require(t)
+	vmtest.Kernel(t)
+	vmtest.Image(t, "python")
+	w := startUp(t, upSetup{hosts: 1, routers: 1, extra: []string{
+		"--capacity-memory", "3072", "--capacity-cpus", "6", "--max-environments", "6"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	return w, dialT(ctx, t, w.urls[0], w.key, newCallLog())
+}
+
 // TestUpPauseResume pauses a python environment with a file and a running background process
 // through MCP on real VMs: get_environment says paused; resume_environment brings it back with
 // the file and the same process still counting (not restarted); a second pause is resumed by
 // execute itself.
 func TestUpPauseResume(t *testing.T) {
-	vmtest.Require(t)
-	vmtest.Kernel(t)
-	vmtest.Image(t, "python")
-	w := startUp(t, upSetup{hosts: 1, routers: 1, extra: []string{
-		"--capacity-memory", "2048", "--capacity-cpus", "4", "--max-environments", "4"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := dialT(ctx, t, w.urls[0], w.key, newCallLog())
+	_, s := startPauseUp(t)
 
 	var env envOut
 	s.ok("create_environment", map[string]any{"runtime": "python", "timeout_minutes": 10}, &env)
 	id := map[string]any{"environment_id": env.ID}
-	with := func(kv ...any) map[string]any {
-		m := map[string]any{"environment_id": env.ID}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		return m
-	}
-	shell := func(code string) string {
-		t.Helper()
-		var out execOut
-		s.ok("execute", with("code", code, "language", "shell"), &out)
-		if out.ExitCode != 0 {
-			t.Fatalf("%s: exit %d: %s%s", code, out.ExitCode, out.Stdout, out.Stderr)
-		}
-		return strings.TrimSpace(out.Stdout)
-	}
-	s.ok("write_file", with("path", "/home/sandbox/kept.txt", "content", "kept"), nil)
+	shell := func(code string) string { t.Helper(); return runShell(t, s, env.ID, code) }
+	s.ok("write_file", map[string]any{"environment_id": env.ID, "path": "/home/sandbox/kept.txt", "content": "kept"}, nil)
 	pid := shell(counterCode)
 	// count reads the counter, checking that the process is the same one and alive.
 	count := func() int {
@@ -120,7 +123,7 @@ func TestUpPauseResume(t *testing.T) {
 	var file struct {
 		Content string `json:"content"`
 	}
-	s.ok("read_file", with("path", "/home/sandbox/kept.txt"), &file)
+	s.ok("read_file", map[string]any{"environment_id": env.ID, "path": "/home/sandbox/kept.txt"}, &file)
 	if file.Content != "kept" {
 		t.Fatalf("file after resume: %+v", file)
 	}
@@ -157,23 +160,8 @@ func vmHostKey(t *testing.T, dataDir, env string) string {
 // written in a fork appears neither in the source nor in the other fork; the forks have their
 // own SSH host keys, different random bytes and the host's clock (within 1 s).
 func TestUpFork(t *testing.T) {
-	vmtest.Require(t)
-	vmtest.Kernel(t)
-	vmtest.Image(t, "python")
-	w := startUp(t, upSetup{hosts: 1, routers: 1, extra: []string{
-		"--capacity-memory", "3072", "--capacity-cpus", "6", "--max-environments", "6"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := dialT(ctx, t, w.urls[0], w.key, newCallLog())
-	shell := func(env, code string) string {
-		t.Helper()
-		var out execOut
-		s.ok("execute", map[string]any{"environment_id": env, "code": code, "language": "shell"}, &out)
-		if out.ExitCode != 0 {
-			t.Fatalf("%s: exit %d: %s%s", code, out.ExitCode, out.Stdout, out.Stderr)
-		}
-		return strings.TrimSpace(out.Stdout)
-	}
+	w, s := startPauseUp(t)
+	shell := func(env, code string) string { t.Helper(); return runShell(t, s, env, code) }
 	var src envOut
 	s.ok("create_environment", map[string]any{"runtime": "python", "timeout_minutes": 10}, &src)
 	s.ok("write_file", map[string]any{"environment_id": src.ID, "path": "/home/sandbox/kept.txt", "content": "kept"}, nil)
