@@ -216,6 +216,8 @@ func (a *Agent) servingTarget(ctx context.Context, env string) (target, string, 
 		return target{}, "", rpcErrorf(hostrpc.CodeNotFound, "environment %s not found on host %s", env, a.cfg.HostID)
 	case events.StatePaused:
 		return target{}, g.State, nil
+	case events.StateRunning: // and not serving: a pause or resume holds it
+		return target{}, "", rpcErrorf(hostrpc.CodeBusy, "environment %s is being paused or resumed; try again in a moment", env)
 	}
 	return target{}, "", rpcErrorf(hostrpc.CodeNotRunning, "environment %s is %s, not running", env, g.State)
 }
