@@ -181,7 +181,7 @@ func TestUpFork(t *testing.T) {
 		t.Logf("fork %d: fork_environment answered in %s", i, took.Round(time.Millisecond))
 	}
 	for _, f := range forks {
-		out := shell(f.ID, "cat /home/sandbox/kept.txt; kill -0 "+pid+" && cat /home/sandbox/count; sleep 1.2; cat /home/sandbox/count")
+		out := shell(f.ID, "cat /home/sandbox/kept.txt; echo; kill -0 "+pid+" && cat /home/sandbox/count; sleep 1.2; cat /home/sandbox/count")
 		lines := strings.Fields(out)
 		if len(lines) != 3 || lines[0] != "kept" {
 			t.Fatalf("fork %s: %q, want the file and two counts", f.ID, out)
