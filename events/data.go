@@ -20,6 +20,34 @@ type Requested struct {
 	Resources  Resources         `json:"resources"`
 	TTLSeconds int64             `json:"ttl_s"` // idle timeout
 	Labels     map[string]string `json:"labels,omitempty"`
+	// OnTimeout is what the idle timeout does: OnTimeoutDestroy (also when empty) or
+	// OnTimeoutPause.
+	OnTimeout string `json:"on_timeout,omitempty"`
+	// ForkOf, when set, is the environment (on the same host) whose running copy this one
+	// starts as: its files and processes at the moment of the fork.
+	ForkOf string `json:"fork_of,omitempty"`
+}
+
+// What an environment's idle timeout does (Requested.OnTimeout).
+const (
+	OnTimeoutDestroy = "destroy"
+	OnTimeoutPause   = "pause"
+)
+
+// Paused is the data of EnvPaused: where the environment's snapshot (memory, devices and
+// disk layers) lives and how large it is.
+type Paused struct {
+	SnapshotBytes int64  `json:"snapshot_bytes"`
+	Location      string `json:"location"`         // "host:<dir>" on the environment's host
+	PausedMillis  int64  `json:"paused_ms"`        // the save, guest paused
+	Reason        string `json:"reason,omitempty"` // "call" or "idle timeout"
+}
+
+// Resumed is the data of EnvResumed.
+type Resumed struct {
+	ResumeMillis int64 `json:"resume_ms"` // from the request to a guest that takes calls
+	// Transparent is set when another call resumed the environment, not resume_environment.
+	Transparent bool `json:"transparent,omitempty"`
 }
 
 // Placed is the data of EnvPlaced.

@@ -27,6 +27,11 @@ type Env struct {
 	LastActive time.Time         `json:"last_active,omitzero"`
 	BootMillis int64             `json:"boot_ms,omitempty"`
 	LastError  string            `json:"last_error,omitempty"`
+	OnTimeout  string            `json:"on_timeout,omitempty"` // see Requested.OnTimeout
+	ForkOf     string            `json:"fork_of,omitempty"`    // see Requested.ForkOf
+	// Snapshot is where a paused environment's snapshot lives (nil unless paused).
+	Snapshot *Paused   `json:"snapshot,omitempty"`
+	PausedAt time.Time `json:"paused_at,omitzero"`
 	// Seq is the stream sequence of the last event folded in.
 	Seq uint64 `json:"seq"`
 }
@@ -82,13 +87,25 @@ func (e *Env) apply(ev *Event) error {
 			return err
 		}
 		*e = Env{ID: ev.Env, Name: d.Name, Owner: d.Owner, Runtime: d.Runtime, Resources: d.Resources,
-			Host: ev.Host, TTLSeconds: d.TTLSeconds, Labels: d.Labels, Created: at}
+			Host: ev.Host, TTLSeconds: d.TTLSeconds, Labels: d.Labels, OnTimeout: d.OnTimeout, ForkOf: d.ForkOf, Created: at}
 	case EnvStarted:
 		var d Started
 		if err := ev.DecodeData(&d); err != nil {
 			return err
 		}
 		e.Started, e.LastActive, e.BootMillis = at, later(e.LastActive, at), d.BootMillis
+	case EnvPaused:
+		var d Paused
+		if err := ev.DecodeData(&d); err != nil {
+			return err
+		}
+		e.Snapshot, e.PausedAt = &d, at
+	case EnvResumed:
+		var d Resumed
+		if err := ev.DecodeData(&d); err != nil {
+			return err
+		}
+		e.Snapshot, e.PausedAt, e.LastActive = nil, time.Time{}, later(e.LastActive, at)
 	case EnvRejected, EnvFailed, EnvLost:
 		var d Reason
 		if err := ev.DecodeData(&d); err != nil {

@@ -5,10 +5,14 @@ package events
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
+
+// pausedData is the paused event of the fold tests.
+var pausedData = Paused{SnapshotBytes: 80 << 20, Location: "host:/var/lib/waggle/paused/e1", PausedMillis: 120}
 
 // foldEvent is an event of environment e1 on h1 at second sec of a fixed day.
 func foldEvent(t *testing.T, seq uint64, sec int, typ string, data any) *Event {
@@ -41,6 +45,12 @@ func TestFoldEnvLifecycle(t *testing.T) {
 			Env{State: StateLost, Started: at(3), LastActive: at(5), LastError: "host h1 failed"}},
 		{"rejected", []string{EnvRequested, EnvPlaced, EnvRejected},
 			Env{State: StateRejected, LastError: "host h1 failed"}},
+		{"paused", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted, EnvPaused},
+			Env{State: StatePaused, Started: at(3), LastActive: at(3), Snapshot: &pausedData, PausedAt: at(4)}},
+		{"paused and resumed", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted, EnvPaused, EnvResumed, EnvExec},
+			Env{State: StateRunning, Started: at(3), LastActive: at(6)}},
+		{"paused then destroyed", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted, EnvPaused, EnvDestroyRequested, EnvDestroyed},
+			Env{State: StateDestroyed, Started: at(3), LastActive: at(3), Snapshot: &pausedData, PausedAt: at(4)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var evs []*Event
@@ -51,6 +61,10 @@ func TestFoldEnvLifecycle(t *testing.T) {
 					data = req
 				case EnvStarted:
 					data = Started{BootMillis: 1500}
+				case EnvPaused:
+					data = pausedData
+				case EnvResumed:
+					data = Resumed{ResumeMillis: 200}
 				case EnvLost, EnvRejected, EnvFailed:
 					data = Reason{Reason: "host h1 failed"}
 				}
@@ -68,7 +82,8 @@ func TestFoldEnvLifecycle(t *testing.T) {
 			}
 			if got.State != want.State || got.Started != want.Started || got.LastActive != want.LastActive ||
 				got.LastError != want.LastError || got.Seq != want.Seq || got.Created != want.Created ||
-				got.BootMillis != want.BootMillis || got.Owner != want.Owner || got.Host != want.Host {
+				got.BootMillis != want.BootMillis || got.Owner != want.Owner || got.Host != want.Host ||
+				!reflect.DeepEqual(got.Snapshot, want.Snapshot) || got.PausedAt != want.PausedAt {
 				t.Fatalf("fold of %v:\n got %+v\nwant %+v", tc.types, got, want)
 			}
 		})
@@ -90,6 +105,8 @@ func TestFoldEnvRefuses(t *testing.T) {
 		{"touched before it ran", []string{EnvRequested}, EnvTouched},
 		{"started after destroyed", []string{EnvRequested, EnvDestroyRequested, EnvDestroyed}, EnvStarted},
 		{"unknown type", []string{EnvRequested}, "no-such-type"},
+		{"paused while starting", []string{EnvRequested, EnvPlaced, EnvStarting}, EnvPaused},
+		{"resumed while running", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted}, EnvResumed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e Env

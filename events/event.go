@@ -32,6 +32,8 @@ const (
 	EnvDestroyRequested = "destroy_requested"
 	EnvDestroyed        = "destroyed"
 	EnvLost             = "lost"
+	EnvPaused           = "paused"
+	EnvResumed          = "resumed"
 )
 
 // Event types of a host aggregate (subject waggle.host.<host>.<type>).

@@ -9,7 +9,8 @@ import (
 )
 
 // Environment states. An environment moves requested -> placed -> starting -> running ->
-// destroying -> destroyed; rejected, failed and lost are terminal side exits.
+// destroying -> destroyed, and running -> paused -> running as often as it is paused and
+// resumed; rejected, failed and lost are terminal side exits.
 const (
 	StateNone       = ""
 	StateRequested  = "requested"
@@ -21,6 +22,7 @@ const (
 	StateRejected   = "rejected"
 	StateFailed     = "failed"
 	StateLost       = "lost"
+	StatePaused     = "paused" // saved on its host, no VM running
 )
 
 // Terminal reports whether no further lifecycle event may follow state.
@@ -32,7 +34,8 @@ func Terminal(state string) bool {
 	return false
 }
 
-// Live reports whether an environment in state holds (or is about to hold) a VM on its host.
+// Live reports whether an environment in state holds (or is about to hold) a VM on its host:
+// what the host's allocation counts. A paused one holds only its snapshot (see OnHost).
 func Live(state string) bool {
 	switch state {
 	case StatePlaced, StateStarting, StateRunning, StateDestroying:
@@ -40,6 +43,10 @@ func Live(state string) bool {
 	}
 	return false
 }
+
+// OnHost reports whether an environment in state depends on its host: live, or paused (its
+// snapshot is there). When the host fails, it is lost.
+func OnHost(state string) bool { return Live(state) || state == StatePaused }
 
 // transitions maps a state to the lifecycle event types allowed in it and the state each leads
 // to. Audit events (see IsAudit) are not in it: they never change the state.
@@ -53,7 +60,10 @@ var transitions = map[string]map[string]string{
 		EnvDestroyRequested: StateDestroying, EnvLost: StateLost},
 	StateStarting: {EnvStarted: StateRunning, EnvFailed: StateFailed, EnvDestroyRequested: StateDestroying,
 		EnvLost: StateLost},
-	StateRunning:    {EnvDestroyRequested: StateDestroying, EnvFailed: StateFailed, EnvLost: StateLost},
+	StateRunning: {EnvDestroyRequested: StateDestroying, EnvFailed: StateFailed, EnvLost: StateLost,
+		EnvPaused: StatePaused},
+	// A paused environment has no VM: resumed runs it again from its snapshot.
+	StatePaused:     {EnvResumed: StateRunning, EnvDestroyRequested: StateDestroying, EnvFailed: StateFailed, EnvLost: StateLost},
 	StateDestroying: {EnvDestroyed: StateDestroyed, EnvLost: StateLost, EnvFailed: StateFailed},
 }
 

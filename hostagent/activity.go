@@ -118,7 +118,8 @@ func (a *Agent) flushTouches(ctx context.Context) {
 	}
 }
 
-// expireIdle destroys every running environment idle past its TTL.
+// expireIdle destroys (or, as its on_timeout asks, pauses) every running environment idle past
+// its TTL.
 func (a *Agent) expireIdle(ctx context.Context) {
 	now := time.Now()
 	var idle []string
@@ -149,6 +150,13 @@ func (a *Agent) expire(ctx context.Context, env string, now time.Time) error {
 	idleSince := e.active
 	a.mu.Unlock()
 	if !idle {
+		return nil
+	}
+	if e.agg.OnTimeout == events.OnTimeoutPause {
+		if _, err := a.pauseLocked(ctx, e, a.principal, "", pausedByTTL); err != nil {
+			return err
+		}
+		a.logger.Info("ttl: environment idle past its timeout, paused", "env", env, "ttl", a.ttl(e.agg.Env), "idle_since", idleSince)
 		return nil
 	}
 	ok, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyRequested, a.principal, "",

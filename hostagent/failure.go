@@ -164,7 +164,7 @@ func failureID(host string, joined *events.Event) string {
 	return events.DerivedID(joined.Time, "host.failed", host, strconv.FormatUint(joined.Seq, 10))
 }
 
-// markHostLost appends lost for every live environment of host.
+// markHostLost appends lost for every environment on host (live or paused).
 func (a *Agent) markHostLost(ctx context.Context, host string) error {
 	aggs, err := foldHost(ctx, a.log, host)
 	if err != nil {
@@ -172,7 +172,7 @@ func (a *Agent) markHostLost(ctx context.Context, host string) error {
 	}
 	var errs []error
 	for env, g := range aggs {
-		if !events.Live(g.State) {
+		if !events.OnHost(g.State) {
 			continue
 		}
 		ok, err := g.appendEvent(ctx, a.log, events.EnvLost, a.principal, "",

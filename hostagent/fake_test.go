@@ -25,11 +25,70 @@ type fakeMachines struct {
 	launches  atomic.Int32
 	bootDelay time.Duration
 	bootErr   error
-	gate      chan struct{} // "gate" commands wait until it is closed
+	gate      chan struct{}      // "gate" commands wait until it is closed
+	paused    map[string]*fakeVM // saved by Pause, by id
+	resumes   atomic.Int32
 }
 
 func newFakeMachines() *fakeMachines {
-	return &fakeMachines{vms: map[string]*fakeVM{}, gate: make(chan struct{})}
+	return &fakeMachines{vms: map[string]*fakeVM{}, gate: make(chan struct{}), paused: map[string]*fakeVM{}}
+}
+
+// Pause keeps the VM's files aside and stops it.
+func (f *fakeMachines) Pause(ctx context.Context, m Machine) (Paused, error) {
+	vm := m.(*fakeVM)
+	if err := vm.Stop(ctx); err != nil {
+		return Paused{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paused[vm.id] = vm
+	return Paused{Bytes: 1 << 20, Location: "host:fake/" + vm.id, Took: time.Millisecond}, nil
+}
+
+// Resume starts a VM with the files of the paused one.
+func (f *fakeMachines) Resume(_ context.Context, spec LaunchSpec) (Machine, error) {
+	f.mu.Lock()
+	old, ok := f.paused[spec.ID]
+	delete(f.paused, spec.ID)
+	f.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("fake: %s was not paused", spec.ID)
+	}
+	f.resumes.Add(1)
+	vm := f.add(spec.ID, old.runtime)
+	old.mu.Lock()
+	vm.files, vm.lease = old.files, spec.Lease
+	old.mu.Unlock()
+	return vm, nil
+}
+
+// Fork starts a VM with a copy of src's files.
+func (f *fakeMachines) Fork(_ context.Context, src Machine, spec LaunchSpec) (Machine, error) {
+	old := src.(*fakeVM)
+	vm := f.add(spec.ID, old.runtime)
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	for p, data := range old.files {
+		vm.files[p] = slices.Clone(data)
+	}
+	vm.lease = spec.Lease
+	return vm, nil
+}
+
+func (f *fakeMachines) DropPaused(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.paused, id)
+	return nil
+}
+
+// isPaused reports whether Pause saved id and nothing resumed or dropped it since.
+func (f *fakeMachines) isPaused(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.paused[id]
+	return ok
 }
 
 func (f *fakeMachines) Launch(ctx context.Context, spec LaunchSpec) (Machine, error) {

@@ -21,6 +21,23 @@ type Machines interface {
 	// Scan lists the VMs of this host that are still running, including ones an earlier agent
 	// process started.
 	Scan(ctx context.Context) ([]Machine, error)
+	// Pause saves m (memory, devices, disk) under its id and stops it; the Machine is done.
+	Pause(ctx context.Context, m Machine) (Paused, error)
+	// Resume starts the VM paused under spec.ID again, with its files and processes and a new
+	// identity, and forgets the saved state once the VM runs.
+	Resume(ctx context.Context, spec LaunchSpec) (Machine, error)
+	// DropPaused deletes what Pause saved under id (nothing saved is no error).
+	DropPaused(ctx context.Context, id string) error
+	// Fork starts a VM (spec.ID) as a copy of the running src: its files and processes, with
+	// its own identity; src is paused only for the save.
+	Fork(ctx context.Context, src Machine, spec LaunchSpec) (Machine, error)
+}
+
+// Paused is what Machines.Pause saved.
+type Paused struct {
+	Bytes    int64         // size of the snapshot on disk
+	Location string        // where it lives: host:<dir>
+	Took     time.Duration // the save, guest paused
 }
 
 // LaunchSpec describes the VM of one environment.

@@ -114,7 +114,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 		return nil // handled before (or moved on by someone else)
 	}
 	res := a.resources(e.agg.Env)
-	warm, reason := a.admit(e, e.agg.Runtime, res)
+	warm, reason := a.admit(e, e.agg.Runtime, res, e.agg.ForkOf == "")
 	if reason != "" {
 		a.metrics.placements.WithLabelValues(placeRejected).Inc()
 		a.logger.Info("placement rejected", "env", env, "reason", reason)
@@ -128,9 +128,13 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	}
 	start := time.Now()
 	m := warm
-	if m == nil {
-		m, err = a.launch(ctx, LaunchSpec{ID: env, Runtime: e.agg.Runtime, Resources: res, Lease: a.leaseFor(a.ttl(e.agg.Env))})
-	} else {
+	spec := LaunchSpec{ID: env, Runtime: e.agg.Runtime, Resources: res, Lease: a.leaseFor(a.ttl(e.agg.Env))}
+	switch {
+	case e.agg.ForkOf != "":
+		m, err = a.fork(ctx, e.agg.ForkOf, spec)
+	case m == nil:
+		m, err = a.launch(ctx, spec)
+	default:
 		err = a.pool.claim(env, m)
 	}
 	if err != nil {
@@ -181,12 +185,15 @@ func (a *Agent) settle(ctx context.Context, e *envEntry, correlation string, sta
 	return nil
 }
 
-// admit reserves capacity for an environment: a matching warm pool VM if there is one (its
-// reservation passes to the environment), else free capacity, evicting idle pool VMs to make
-// room. It returns the pool VM (nil for a cold boot), or the reason for a rejection.
-func (a *Agent) admit(e *envEntry, runtime string, res events.Resources) (Machine, string) {
-	if m := a.pool.take(e, runtime, res); m != nil {
-		return m, ""
+// admit reserves capacity for an environment: a matching warm pool VM if there is one and
+// pooled allows it (its reservation passes to the environment), else free capacity, evicting
+// idle pool VMs to make room. It returns the pool VM (nil for a cold boot or a fork), or the
+// reason for a rejection.
+func (a *Agent) admit(e *envEntry, runtime string, res events.Resources, pooled bool) (Machine, string) {
+	if pooled {
+		if m := a.pool.take(e, runtime, res); m != nil {
+			return m, ""
+		}
 	}
 	reason := a.reserve(e, res)
 	for reason != "" && a.pool.evictOne() {
@@ -256,6 +263,11 @@ func (a *Agent) finishDestroy(ctx context.Context, e *envEntry, correlation stri
 		}
 		a.setMachine(e, nil)
 		a.pool.unclaim(e.id)
+	}
+	if e.agg.Snapshot != nil { // destroyed while paused
+		if err := a.machines.DropPaused(ctx, e.id); err != nil {
+			return fmt.Errorf("drop the snapshot of paused %s: %w", e.id, err)
+		}
 	}
 	if e.agg.State == events.StateDestroying {
 		if _, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyed, a.principal, correlation, nil); err != nil {

@@ -76,6 +76,8 @@ func (a *Agent) startRPC(ctx context.Context) (micro.Service, error) {
 		hostrpc.OpProcessRead:     a.rpcProcessRead,
 		hostrpc.OpProcessWait:     a.rpcProcessWait,
 		hostrpc.OpProcessKill:     a.rpcProcessKill,
+		hostrpc.OpPause:           a.rpcPause,
+		hostrpc.OpResume:          a.rpcResume,
 	}
 	for op, h := range handlers {
 		err := group.AddEndpoint(op, micro.HandlerFunc(func(req micro.Request) {
@@ -169,10 +171,28 @@ type target struct {
 	runtime string
 }
 
-// running finds env's VM if env runs on this host, or a not_found / not_running error. An
-// environment the cluster declared lost is refused even before the consumer fenced it: the
-// host may have been paused or cut off while the others gave it up.
+// running finds env's VM if env runs on this host, or a not_found / not_running error; a paused
+// environment is resumed first. An environment the cluster declared lost is refused even
+// before the consumer fenced it: the host may have been paused or cut off while the others
+// gave it up.
 func (a *Agent) running(ctx context.Context, env string) (target, error) {
+	t, state, err := a.servingTarget(ctx, env)
+	if err != nil || state != events.StatePaused {
+		return t, err
+	}
+	if _, err := a.resume(ctx, env, a.principal, "", true); err != nil {
+		return target{}, err
+	}
+	t, state, err = a.servingTarget(ctx, env)
+	if err == nil && state != "" {
+		err = rpcErrorf(hostrpc.CodeNotRunning, "environment %s is %s, not running", env, state)
+	}
+	return t, err
+}
+
+// servingTarget is running without the resume: a serving environment's target, or the state
+// of a paused one (with no error), or an error.
+func (a *Agent) servingTarget(ctx context.Context, env string) (target, string, error) {
 	a.mu.Lock()
 	e := a.envs[env]
 	if e != nil && e.serving {
@@ -180,7 +200,7 @@ func (a *Agent) running(ctx context.Context, env string) (target, error) {
 		a.mu.Unlock()
 		lost, err := a.declaredLost(ctx, env)
 		if err != nil {
-			return target{}, err
+			return target{}, "", err
 		}
 		if lost {
 			a.goTask(func() {
@@ -188,19 +208,24 @@ func (a *Agent) running(ctx context.Context, env string) (target, error) {
 					a.logger.Error("fencing", "env", env, "err", err)
 				}
 			})
-			return target{}, errFenced(env)
+			return target{}, "", errFenced(env)
 		}
-		return t, nil
+		return t, "", nil
 	}
 	a.mu.Unlock()
 	g := aggregate{host: a.cfg.HostID, env: env}
 	if err := g.load(ctx, a.log); err != nil {
-		return target{}, err
+		return target{}, "", err
 	}
-	if g.State == events.StateNone {
-		return target{}, rpcErrorf(hostrpc.CodeNotFound, "environment %s not found on host %s", env, a.cfg.HostID)
+	switch g.State {
+	case events.StateNone:
+		return target{}, "", rpcErrorf(hostrpc.CodeNotFound, "environment %s not found on host %s", env, a.cfg.HostID)
+	case events.StatePaused:
+		return target{}, g.State, nil
+	case events.StateRunning: // and not serving: a pause or resume holds it
+		return target{}, "", rpcErrorf(hostrpc.CodeBusy, "environment %s is being paused or resumed; try again in a moment", env)
 	}
-	return target{}, rpcErrorf(hostrpc.CodeNotRunning, "environment %s is %s, not running", env, g.State)
+	return target{}, "", rpcErrorf(hostrpc.CodeNotRunning, "environment %s is %s, not running", env, g.State)
 }
 
 // audit appends an audit event for a call and counts the call as activity.

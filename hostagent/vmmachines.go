@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/waggle-dev/waggle/events/hostrpc"
 	"github.com/waggle-dev/waggle/hostagent/guestclient"
 	"github.com/waggle-dev/waggle/hostagent/vm"
+	"github.com/waggle-dev/waggle/hostagent/vm/snapshot"
 	"github.com/waggle-dev/waggle/images"
 )
 
@@ -51,6 +53,98 @@ func (v *VMMachines) Launch(ctx context.Context, spec LaunchSpec) (Machine, erro
 		return nil, errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
 	}
 	return vmm, nil
+}
+
+// Pause saves m into its snapshot directory and stops it.
+func (v *VMMachines) Pause(ctx context.Context, m Machine) (Paused, error) {
+	vmm, ok := m.(*vmMachine)
+	if !ok {
+		return Paused{}, fmt.Errorf("pause %s: not a VM of this host", m.ID())
+	}
+	dir, err := v.mgr.SnapshotDir(m.ID())
+	if err != nil {
+		return Paused{}, err
+	}
+	if err := os.RemoveAll(dir); err != nil { // left by a pause that failed half-way
+		return Paused{}, fmt.Errorf("pause %s: %w", m.ID(), err)
+	}
+	vmm.closeClient()
+	start := time.Now()
+	snap, err := vmm.m.Snapshot(ctx, dir, vm.SnapshotOptions{})
+	if err != nil {
+		return Paused{}, fmt.Errorf("pause %s: %w", m.ID(), err)
+	}
+	took := time.Since(start)
+	size, err := snap.Size()
+	if err != nil {
+		return Paused{}, fmt.Errorf("pause %s: %w", m.ID(), err)
+	}
+	return Paused{Bytes: size, Location: "host:" + dir, Took: took}, nil
+}
+
+// Resume restores the VM paused under spec.ID and deletes the snapshot once it runs (the VM
+// links the layers it needs).
+func (v *VMMachines) Resume(ctx context.Context, spec LaunchSpec) (Machine, error) {
+	dir, err := v.mgr.SnapshotDir(spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := snapshot.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("resume %s: %w", spec.ID, err)
+	}
+	m, err := v.mgr.Restore(ctx, snap, vm.LaunchSpec{ID: spec.ID, Lease: spec.Lease})
+	if err != nil {
+		return nil, fmt.Errorf("resume %s: %w", spec.ID, err)
+	}
+	vmm := &vmMachine{m: m}
+	if _, err := vmm.client(ctx); err != nil {
+		return nil, errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
+	}
+	if err := snap.Remove(); err != nil {
+		v.logger.Warn("resumed; snapshot not removed", "env", spec.ID, "dir", dir, "err", err)
+	}
+	return vmm, nil
+}
+
+// Fork snapshots the running src (which goes on running) and restores the copy as spec.ID;
+// the snapshot is deleted once the copy runs.
+func (v *VMMachines) Fork(ctx context.Context, src Machine, spec LaunchSpec) (Machine, error) {
+	vmm, ok := src.(*vmMachine)
+	if !ok {
+		return nil, fmt.Errorf("fork %s: not a VM of this host", src.ID())
+	}
+	dir, err := v.mgr.SnapshotDir("fork-" + spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := vmm.m.Snapshot(ctx, dir, vm.SnapshotOptions{KeepRunning: true})
+	if err != nil {
+		return nil, fmt.Errorf("fork %s: %w", src.ID(), err)
+	}
+	defer func() {
+		if err := snap.Remove(); err != nil {
+			v.logger.Warn("fork snapshot not removed", "env", spec.ID, "dir", dir, "err", err)
+		}
+	}()
+	m, err := v.mgr.Restore(ctx, snap, vm.LaunchSpec{ID: spec.ID, Lease: spec.Lease})
+	if err != nil {
+		return nil, fmt.Errorf("fork %s: %w", src.ID(), err)
+	}
+	fork := &vmMachine{m: m}
+	if _, err := fork.client(ctx); err != nil {
+		return nil, errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
+	}
+	return fork, nil
+}
+
+// DropPaused deletes the snapshot a Pause of id saved.
+func (v *VMMachines) DropPaused(_ context.Context, id string) error {
+	dir, err := v.mgr.SnapshotDir(id)
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
 }
 
 // Scan returns the VMs whose shims still run; it removes what is left of dead ones (a failure
@@ -110,13 +204,18 @@ func (v *vmMachine) retire(c *guestclient.Client, err error) {
 }
 
 func (v *vmMachine) Stop(ctx context.Context) error {
+	v.closeClient()
+	return v.m.Stop(ctx)
+}
+
+// closeClient closes the guest connection, if one is open.
+func (v *vmMachine) closeClient() {
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	if v.c != nil {
 		_ = v.c.Close()
 		v.c = nil
 	}
-	v.mu.Unlock()
-	return v.m.Stop(ctx)
 }
 
 func (v *vmMachine) Exec(ctx context.Context, spec ExecSpec) (ExecResult, error) {

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/waggle-dev/waggle/events"
 )
 
 // argError is a caller's mistake in a tool's arguments; its text goes back as the tool error.
@@ -232,19 +234,22 @@ const (
 	toolReadProc = "read_process"
 	toolWaitProc = "wait_process"
 	toolKillProc = "kill_process"
+	toolPause    = "pause_environment"
+	toolResume   = "resume_environment"
+	toolFork     = "fork_environment"
 	argProcess   = "process_id"
 )
 
 type createArgs struct {
-	Runtime, Name, IdempotencyKey   string
-	TimeoutMinutes, CPUs, MemoryMiB int
+	Runtime, Name, OnTimeout, IdempotencyKey string
+	TimeoutMinutes, CPUs, MemoryMiB          int
 }
 
 // argIdempotencyKey names create_environment's idempotency key.
 const argIdempotencyKey = "idempotency_key"
 
 func decodeCreate(raw any, runtimes []string) (createArgs, error) {
-	a, err := newArgs(toolCreate, raw, "runtime", "name", "timeout_minutes", "cpus", "memory_mib", argIdempotencyKey)
+	a, err := newArgs(toolCreate, raw, "runtime", "name", "timeout_minutes", "cpus", "memory_mib", "on_timeout", argIdempotencyKey)
 	if err != nil {
 		return createArgs{}, err
 	}
@@ -255,8 +260,19 @@ func decodeCreate(raw any, runtimes []string) (createArgs, error) {
 		CPUs:           a.integer("cpus"),
 		MemoryMiB:      a.integer("memory_mib"),
 		IdempotencyKey: a.str(argIdempotencyKey, false),
+		OnTimeout:      a.enum("on_timeout", false, events.OnTimeoutDestroy, events.OnTimeoutPause),
 	}
 	return c, a.err
+}
+
+// decodeFork reads the arguments of fork_environment: the source and an optional name.
+func decodeFork(raw any) (env, name string, err error) {
+	a, err := newArgs(toolFork, raw, argEnv, "name")
+	if err != nil {
+		return "", "", err
+	}
+	env, name = a.str(argEnv, true), a.str("name", false)
+	return env, name, a.err
 }
 
 func decodeNone(tool string, raw any) error {

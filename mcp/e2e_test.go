@@ -60,8 +60,8 @@ func TestEndToEnd(t *testing.T) {
 				}
 			}
 			slices.Sort(names)
-			want := []string{toolCreate, toolDestroy, toolExecute, toolGet, toolInstall, toolKillProc, toolList, toolListFile, toolRead,
-				toolReadProc, toolStart, toolWaitProc, toolWrite}
+			want := []string{toolCreate, toolDestroy, toolExecute, toolFork, toolGet, toolInstall, toolKillProc, toolList, toolListFile, toolPause, toolRead,
+				toolReadProc, toolResume, toolStart, toolWaitProc, toolWrite}
 			if !slices.Equal(names, want) {
 				t.Fatalf("tools %v, want %v", names, want)
 			}

@@ -55,6 +55,46 @@ func (mm *memMachines) Launch(_ context.Context, spec hostagent.LaunchSpec) (hos
 
 func (*memMachines) Scan(context.Context) ([]hostagent.Machine, error) { return nil, nil }
 
+// Pause stops the VM; its files stay in vms, marked dead, for Resume.
+func (mm *memMachines) Pause(ctx context.Context, m hostagent.Machine) (hostagent.Paused, error) {
+	if err := m.Stop(ctx); err != nil {
+		return hostagent.Paused{}, err
+	}
+	return hostagent.Paused{Bytes: 4096, Location: "host:mem/" + m.ID(), Took: time.Millisecond}, nil
+}
+
+// Resume starts a VM with the paused one's files.
+func (mm *memMachines) Resume(_ context.Context, spec hostagent.LaunchSpec) (hostagent.Machine, error) {
+	mm.mu.Lock()
+	defer mm.mu.Unlock()
+	old := mm.vms[spec.ID]
+	if old == nil || old.IsAlive() {
+		return nil, fmt.Errorf("mem: %s is not paused", spec.ID)
+	}
+	old.mu.Lock()
+	vm := &memVM{id: spec.ID, files: old.files, mm: mm}
+	old.mu.Unlock()
+	mm.vms[spec.ID] = vm
+	return vm, nil
+}
+
+func (*memMachines) DropPaused(context.Context, string) error { return nil }
+
+// Fork starts a VM with a copy of src's files.
+func (mm *memMachines) Fork(_ context.Context, src hostagent.Machine, spec hostagent.LaunchSpec) (hostagent.Machine, error) {
+	old := src.(*memVM)
+	vm := &memVM{id: spec.ID, files: map[string][]byte{}, mm: mm}
+	old.mu.Lock()
+	for p, data := range old.files {
+		vm.files[p] = bytes.Clone(data)
+	}
+	old.mu.Unlock()
+	mm.mu.Lock()
+	mm.vms[spec.ID] = vm
+	mm.mu.Unlock()
+	return vm, nil
+}
+
 // file is a copy of a file in env's VM (nil if there is none); set replaces it.
 func (mm *memMachines) file(env, p string) []byte {
 	mm.mu.Lock()

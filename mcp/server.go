@@ -40,7 +40,7 @@ func NewServer(r *router.Router) *server.MCPServer {
 		server.WithRecovery(),
 		server.WithInstructions("waggle runs code in disposable microVM environments. "+
 			"Call create_environment first, then execute, write_file, read_file, list_files and install_packages "+
-			"with its environment_id, and destroy_environment when done. For programs that run longer than a "+
+			"with its environment_id, pause_environment to keep it for later (any call resumes it), and destroy_environment when done. For programs that run longer than a "+
 			"tool call may last, use start_process and then read_process, wait_process or kill_process."),
 	)
 	h := &handlers{r: r}
@@ -49,7 +49,7 @@ func NewServer(r *router.Router) *server.MCPServer {
 		toolCreate: h.create, toolDestroy: h.destroy, toolList: h.list, toolGet: h.get,
 		toolExecute: h.execute, toolInstall: h.install, toolWrite: h.write, toolRead: h.read,
 		toolListFile: h.listFiles, toolStart: h.startProcess, toolReadProc: h.readProcess, toolWaitProc: h.waitProcess,
-		toolKillProc: h.killProcess,
+		toolKillProc: h.killProcess, toolPause: h.pause, toolResume: h.resume, toolFork: h.fork,
 	} {
 		s.AddTool(defs[name], h.wrap(name, fn))
 	}
@@ -128,8 +128,32 @@ func (h *handlers) create(ctx context.Context, p router.Principal, raw any) (any
 		return nil, err
 	}
 	return h.r.Create(ctx, p, router.CreateRequest{Runtime: a.Runtime, Name: a.Name,
-		TTL: time.Duration(a.TimeoutMinutes) * time.Minute, CPUs: a.CPUs, MemoryMiB: a.MemoryMiB,
+		TTL: time.Duration(a.TimeoutMinutes) * time.Minute, CPUs: a.CPUs, MemoryMiB: a.MemoryMiB, OnTimeout: a.OnTimeout,
 		IdempotencyKey: a.IdempotencyKey})
+}
+
+func (h *handlers) pause(ctx context.Context, p router.Principal, raw any) (any, error) {
+	env, err := decodeEnvID(toolPause, raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.Pause(ctx, p, env)
+}
+
+func (h *handlers) fork(ctx context.Context, p router.Principal, raw any) (any, error) {
+	env, name, err := decodeFork(raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.Fork(ctx, p, env, name)
+}
+
+func (h *handlers) resume(ctx context.Context, p router.Principal, raw any) (any, error) {
+	env, err := decodeEnvID(toolResume, raw)
+	if err != nil {
+		return nil, err
+	}
+	return h.r.Resume(ctx, p, env)
 }
 
 func (h *handlers) destroy(ctx context.Context, p router.Principal, raw any) (any, error) {

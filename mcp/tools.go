@@ -42,7 +42,7 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 	return map[string]mcpgo.Tool{
 		toolCreate: mcpgo.NewTool(toolCreate,
 			mcpgo.WithDescription("Create an isolated environment (a microVM) with the given runtime and wait until it runs. "+
-				"It is destroyed after timeout_minutes without use."),
+				"After timeout_minutes without use it is destroyed, or paused with on_timeout pause."),
 			mcpgo.WithString("runtime", mcpgo.Required(), mcpgo.Enum(router.Runtimes()...),
 				mcpgo.Description("Runtime of the environment: "+runtimes)),
 			mcpgo.WithString("name", mcpgo.MaxLength(64), mcpgo.Description("A name for the environment (default <runtime>-<id suffix>)")),
@@ -56,7 +56,30 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 				mcpgo.Description(fmt.Sprintf("Optional key (at most %d printable characters) that makes retrying safe: a create retried with the same key "+
 					"within %d minutes returns the environment the first one created instead of starting another",
 					router.MaxIdempotencyKeyLen, int(events.IdempotencyTTL.Minutes())))),
+			mcpgo.WithString("on_timeout", mcpgo.Enum(events.OnTimeoutDestroy, events.OnTimeoutPause), mcpgo.DefaultString(events.OnTimeoutDestroy),
+				mcpgo.Description("What the idle timeout does: destroy (default) or pause the environment")),
 			mcpgo.WithOpenWorldHintAnnotation(false),
+		),
+		toolPause: mcpgo.NewTool(toolPause,
+			mcpgo.WithDescription("Pause a running environment: its memory, running processes and files are saved on its host and its VM "+
+				"stops, freeing the host's memory. Any later call on it resumes it first; resume_environment does so explicitly. "+
+				"Returns status, snapshot_bytes and pause_ms."),
+			envID,
+			mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
+		),
+		toolFork: mcpgo.NewTool(toolFork,
+			mcpgo.WithDescription("Fork an environment: start a new one on the same host as a running copy of it, with the same files "+
+				"and running processes at this moment (the source is paused only for the save) but its own identity (SSH keys, "+
+				"random state); the two are independent from then on. Returns the new environment like create_environment."),
+			envID,
+			mcpgo.WithString("name", mcpgo.MaxLength(64), mcpgo.Description("A name for the fork (default <runtime>-<id suffix>)")),
+			mcpgo.WithOpenWorldHintAnnotation(false),
+		),
+		toolResume: mcpgo.NewTool(toolResume,
+			mcpgo.WithDescription("Resume a paused environment from its snapshot: its files are there and its processes go on running. "+
+				"Returns status and resume_ms."),
+			envID,
+			mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolDestroy: mcpgo.NewTool(toolDestroy,
 			mcpgo.WithDescription("Destroy an environment and everything in it. Destroying one that is already gone is not an error."),
@@ -64,7 +87,7 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 			mcpgo.WithDestructiveHintAnnotation(true), mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolList: mcpgo.NewTool(toolList,
-			mcpgo.WithDescription("List your environments that are starting, running or being destroyed."),
+			mcpgo.WithDescription("List your environments that are starting, running, paused or being destroyed."),
 			mcpgo.WithReadOnlyHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),
 		toolGet: mcpgo.NewTool(toolGet,

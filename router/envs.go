@@ -37,6 +37,9 @@ type EnvInfo struct {
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
 	BootMS         int64      `json:"boot_ms,omitempty"`
 	LastError      string     `json:"last_error,omitempty"`
+	// PausedAt and SnapshotBytes describe a paused environment's snapshot.
+	PausedAt      *time.Time `json:"paused_at,omitempty"`
+	SnapshotBytes int64      `json:"snapshot_bytes,omitempty"`
 }
 
 // HistoryEntry is one event of an environment as get_environment shows it.
@@ -150,10 +153,14 @@ func summarize(evs []*events.Event) (EnvInfo, error) {
 
 // envInfo is what a caller sees of a folded environment.
 func envInfo(e events.Env) EnvInfo {
-	return EnvInfo{ID: e.ID, Name: e.Name, Runtime: e.Runtime, Status: e.State, Host: e.Host,
+	info := EnvInfo{ID: e.ID, Name: e.Name, Runtime: e.Runtime, Status: e.State, Host: e.Host,
 		CPUs: e.Resources.CPUs, MemoryMiB: e.Resources.MemoryMiB, TimeoutMinutes: e.TTLSeconds / 60,
 		CreatedAt: e.Created, StartedAt: timePtr(e.Started), LastActive: timePtr(e.LastActive),
 		BootMS: e.BootMillis, LastError: e.LastError}
+	if e.State == events.StatePaused && e.Snapshot != nil {
+		info.PausedAt, info.SnapshotBytes = timePtr(e.PausedAt), e.Snapshot.SnapshotBytes
+	}
+	return info
 }
 
 // eventTime is when an event was stored (server time), or its producer time if unknown.
@@ -196,19 +203,28 @@ func timePtr(t time.Time) *time.Time {
 	return &u
 }
 
-// Get returns one of the caller's environments, read from its event history (authoritative),
-// with its latest events.
-func (r *Router) Get(ctx context.Context, p Principal, env string) (*EnvDetail, error) {
+// history is one of the caller's environments and its event history (authoritative).
+func (r *Router) history(ctx context.Context, p Principal, env string) (ownerEntry, []*events.Event, error) {
 	own, err := r.owned(ctx, p, env)
 	if err != nil {
-		return nil, err
+		return own, nil, err
 	}
 	evs, _, err := r.log.Load(ctx, events.EnvAggregate(own.host, env))
 	if err != nil {
-		return nil, fmt.Errorf("load environment %s: %w", env, err)
+		return own, nil, fmt.Errorf("load environment %s: %w", env, err)
 	}
 	if len(evs) == 0 {
-		return nil, notFound(env)
+		return own, nil, notFound(env)
+	}
+	return own, evs, nil
+}
+
+// Get returns one of the caller's environments, read from its event history (authoritative),
+// with its latest events.
+func (r *Router) Get(ctx context.Context, p Principal, env string) (*EnvDetail, error) {
+	_, evs, err := r.history(ctx, p, env)
+	if err != nil {
+		return nil, err
 	}
 	info, err := summarize(evs)
 	if err != nil {

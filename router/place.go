@@ -38,6 +38,12 @@ type CreateRequest struct {
 	// IdempotencyKey, when set, makes a retried create return the environment the first one
 	// created (for events.IdempotencyTTL, per tenant).
 	IdempotencyKey string
+	// OnTimeout is what the idle timeout does: events.OnTimeoutDestroy (default) or
+	// events.OnTimeoutPause.
+	OnTimeout string
+	// ForkOf, when set, is the caller's environment the new one is a running copy of (see
+	// Fork); it is placed on that environment's host.
+	ForkOf string
 }
 
 // normalize fills defaults and checks ranges, naming the allowed values in its errors.
@@ -63,6 +69,13 @@ func (r *Router) normalize(req CreateRequest) (CreateRequest, error) {
 	}
 	if req.MemoryMiB < c.MinMemoryMiB || req.MemoryMiB > c.MaxMemoryMiB {
 		return req, userErr(KindBadRequest, "memory_mib %d is out of range: use %d to %d", req.MemoryMiB, c.MinMemoryMiB, c.MaxMemoryMiB)
+	}
+	switch req.OnTimeout {
+	case "":
+		req.OnTimeout = events.OnTimeoutDestroy
+	case events.OnTimeoutDestroy, events.OnTimeoutPause:
+	default:
+		return req, userErr(KindBadRequest, "on_timeout %q is not known: use %s or %s", req.OnTimeout, events.OnTimeoutDestroy, events.OnTimeoutPause)
 	}
 	if len(req.Name) > maxNameLen || strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		return req, userErr(KindBadRequest, "name must be at most %d printable characters", maxNameLen)
@@ -269,6 +282,8 @@ func (r *Router) placeOn(ctx context.Context, p Principal, pl placement, req Cre
 		Runtime: req.Runtime, Name: name, Owner: p.Tenant,
 		Resources:  events.Resources{CPUs: req.CPUs, MemoryMiB: req.MemoryMiB},
 		TTLSeconds: int64(req.TTL / time.Second),
+		OnTimeout:  req.OnTimeout,
+		ForkOf:     req.ForkOf,
 	})
 	if err != nil {
 		return nil, "", err

@@ -33,7 +33,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 // vmOptions are the flags of every command that boots VMs.
 type vmOptions struct {
-	accel, init, qemuUser, qemuUIDs, cgroups, egress string
+	accel, init, qemuUser, qemuUIDs, cgroups, egress, templates string
 }
 
 // addFlags defines the VM flags on f; commands that run guest code also take --egress, whose
@@ -46,6 +46,8 @@ func (o *vmOptions) addFlags(f *pflag.FlagSet, defaultEgress string) {
 		uids.DefaultRange().String()+" when running as root, none otherwise; QEMU never runs as root")
 	f.StringVar(&o.cgroups, "cgroups", vm.CgroupsAuto, "per-VM CPU and memory limits in cgroup v2: auto (on hosts that have it; "+
 		"reported once otherwise), on (required) or off")
+	f.StringVar(&o.templates, "templates", vm.TemplatesShared, "start VMs from per-image template snapshots: shared (clones map the\n"+
+		"template's memory and share its unchanged pages), private (each clone loads its own copy) or off (boot every VM)")
 	if defaultEgress != "" {
 		f.StringVar(&o.egress, "egress", defaultEgress, egressUsage)
 	}
@@ -66,7 +68,7 @@ func (o vmOptions) newManager(stateDir, cacheDir, packageProxy string, logger *s
 	cfg := vm.DefaultConfig()
 	cfg.StateDir, cfg.CacheDir = stateDir, cacheDir
 	cfg.WaggleBinary, cfg.InitBinary = self, initBin
-	cfg.Accel, cfg.QEMUUser, cfg.Cgroups, cfg.Egress, cfg.Logger = o.accel, o.qemuUser, o.cgroups, o.egress, logger
+	cfg.Accel, cfg.QEMUUser, cfg.Cgroups, cfg.Egress, cfg.Templates, cfg.Logger = o.accel, o.qemuUser, o.cgroups, o.egress, o.templates, logger
 	switch {
 	case o.qemuUser != "" && o.qemuUIDs != "auto":
 		return nil, fmt.Errorf("give --qemu-user or --qemu-uid-range, not both")

@@ -509,8 +509,9 @@ func toolLimits(t *testing.T, tools []mcpgo.Tool) (maxCode, maxFile int) {
 		}
 	}
 	slices.Sort(names)
-	want := []string{"create_environment", "destroy_environment", "execute", "get_environment", "install_packages",
-		"kill_process", "list_environments", "list_files", "read_file", "read_process", "start_process", "wait_process", "write_file"}
+	want := []string{"create_environment", "destroy_environment", "execute", "fork_environment", "get_environment", "install_packages",
+		"kill_process", "list_environments", "list_files", "pause_environment", "read_file", "read_process", "resume_environment",
+		"start_process", "wait_process", "write_file"}
 	if !slices.Equal(names, want) {
 		t.Errorf("tools %v, want %v", names, want)
 	}

@@ -132,32 +132,66 @@ func findInit(flag, self string) (string, error) {
 		"`CGO_ENABLED=0 go build -o " + beside + " ./cmd/waggle-init` or pass --init")
 }
 
+// vmPrepareOptions are the flags of `waggle vm prepare`.
+type vmPrepareOptions struct {
+	vm                 vmOptions
+	dataDir            string
+	images             []string
+	memory, cpus, disk int
+}
+
 func newVMPrepareCmd() *cobra.Command {
-	var (
-		o       vmOptions
-		dataDir string
-	)
+	var o vmPrepareOptions
 	cmd := &cobra.Command{
-		Use:   "prepare",
-		Short: "Fetch the guest kernel, build the initramfs and settle the acceleration (auto probes KVM once)",
-		Args:  cobra.NoArgs,
+		Use:   "prepare [--image NAME...]",
+		Short: "Fetch the guest kernel, build the initramfs, settle the acceleration and build template snapshots",
+		Long: "Fetches the guest kernel, builds the initramfs and settles the acceleration (auto probes KVM once).\n" +
+			"With --image, it also builds the template snapshot of each named image at the given size (VMs of\n" +
+			"that image and size start from it), unless an up-to-date one exists.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			mgr, err := o.newManager(dataDir, cacheDir(dataDir), "", logger)
-			if err != nil {
-				return err
-			}
-			accel, err := mgr.Accel(cmd.Context())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "kernel and initramfs ready in %s; acceleration: %s\n", cacheDir(dataDir), accel)
-			return nil
+			return prepareVM(cmd, o)
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "data directory; the kernel and initramfs go to its cache/")
-	o.addFlags(cmd.Flags(), "")
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "data directory; the kernel, initramfs and templates go to its cache/")
+	f.StringSliceVar(&o.images, "image", nil, "built images to make template snapshots of (repeatable or comma separated)")
+	f.IntVar(&o.memory, "memory", 512, "guest memory in MiB of the templates")
+	f.IntVar(&o.cpus, "cpus", 1, "guest CPUs of the templates")
+	f.IntVar(&o.disk, "disk", 2048, "guest root disk size in MiB of the templates")
+	o.vm.addFlags(f, "")
 	return cmd
+}
+
+func prepareVM(cmd *cobra.Command, o vmPrepareOptions) error {
+	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+	cache := cacheDir(o.dataDir)
+	mgr, err := o.vm.newManager(o.dataDir, cache, "", logger)
+	if err != nil {
+		return err
+	}
+	accel, err := mgr.Accel(cmd.Context())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "kernel and initramfs ready in %s; acceleration: %s\n", cache, accel)
+	for _, name := range o.images {
+		img, err := images.Find(cache, name)
+		if err != nil {
+			return err
+		}
+		tpl, err := mgr.Template(cmd.Context(), vm.TemplateSpec{ImagePath: img.Path, CPUs: o.cpus, MemoryMiB: o.memory, DiskMiB: o.disk})
+		if err != nil {
+			return fmt.Errorf("template of %s: %w", name, err)
+		}
+		size, _ := tpl.Snapshot.Size()
+		what := "up to date"
+		if tpl.Built {
+			what = fmt.Sprintf("built in %.1f s", tpl.BuildTime.Seconds())
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "template %s (%d CPU, %d MiB): %s, %d MiB, in %s\n", name, o.cpus, o.memory, what, size>>20, tpl.Dir)
+	}
+	return nil
 }
 
 func newVMShimCmd() *cobra.Command {

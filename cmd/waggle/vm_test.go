@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/waggle-dev/waggle/hostagent/vm/vmtest"
@@ -48,5 +49,36 @@ func TestVMRun(t *testing.T) {
 				t.Errorf("exit %d stdout %q stderr %q, want %d %q %q", code, stdout.String(), stderr.String(), tt.code, tt.stdout, tt.stderr)
 			}
 		})
+	}
+}
+
+// TestVMPrepareTemplates runs `waggle vm prepare --image base` twice: the second finds the
+// template the first made (or found) up to date.
+func TestVMPrepareTemplates(t *testing.T) {
+	bins := vmtest.Build(t)
+	vmtest.Image(t, "base")
+	cache := vmtest.CacheDir(t)
+	if filepath.Base(cache) != "cache" {
+		t.Skipf("test cache %s is not DATA_DIR/cache", cache)
+	}
+	prepare := func() string {
+		t.Helper()
+		out, err := exec.Command(bins.Waggle, "vm", "prepare", "--data-dir", filepath.Dir(cache), "--init", bins.Init,
+			"--image", "base", "--memory", "256").Output()
+		if err != nil {
+			t.Fatalf("vm prepare: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	first := prepare()
+	if !strings.Contains(first, "template base (1 CPU, 256 MiB): ") {
+		t.Fatalf("output %q", first)
+	}
+	if second := prepare(); !strings.Contains(second, "template base (1 CPU, 256 MiB): up to date") {
+		t.Errorf("second run: %q", second)
+	}
+	if _, err := exec.Command(bins.Waggle, "vm", "prepare", "--data-dir", filepath.Dir(cache), "--init", bins.Init,
+		"--image", "no-such-image").Output(); err == nil {
+		t.Error("prepare of an unknown image succeeded")
 	}
 }

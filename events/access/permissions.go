@@ -119,7 +119,7 @@ var (
 		events.EnvLost}
 	hostEnvTypes = []string{events.EnvRejected, events.EnvStarting, events.EnvStarted, events.EnvFailed,
 		events.EnvTouched, events.EnvExec, events.EnvFileWritten, events.EnvFileRead,
-		events.EnvDestroyRequested, events.EnvDestroyed, events.EnvLost}
+		events.EnvDestroyRequested, events.EnvDestroyed, events.EnvLost, events.EnvPaused, events.EnvResumed}
 	hostOwnTypes = []string{events.HostJoined, events.HostLeft, events.HostDrained}
 )
 

@@ -300,6 +300,9 @@ func TestRolePermissions(t *testing.T) {
 		{"append started on h1", []string{admin, h1}, envAppend("h1", events.EnvStarted, events.EnvPlaced, events.EnvStarting)},
 		{"append exec on h1", []string{admin, h1}, envAppend("h1", events.EnvExec, events.EnvPlaced, events.EnvStarting, events.EnvStarted)},
 		{"append destroyed on h1", []string{admin, h1}, envAppend("h1", events.EnvDestroyed, events.EnvDestroyRequested)},
+		// Only the environment's own host pauses and resumes it (a router asks it over RPC).
+		{"append paused on h1", []string{admin, h1}, envAppend("h1", events.EnvPaused, events.EnvPlaced, events.EnvStarting, events.EnvStarted)},
+		{"append resumed on h1", []string{admin, h1}, envAppend("h1", events.EnvResumed, events.EnvPlaced, events.EnvStarting, events.EnvStarted, events.EnvPaused)},
 		{"append lost on h1 (failure detection)", []string{admin, router, h1, h2}, envAppend("h1", events.EnvLost)},
 		{"append host h1 joined", []string{admin, h1}, hostAppend("h1", events.HostJoined)},
 		{"append host h1 failed", []string{admin, h1, h2}, hostAppend("h1", events.HostFailed)},

@@ -26,7 +26,9 @@ const (
 	OpProcessKill     = "process_kill"
 	// OpPing answers {"host": H} at once: a failure detector asks it of a peer that gossip says
 	// is dead, to tell a dead host from one only the gossip cannot reach.
-	OpPing = "ping"
+	OpPing   = "ping"
+	OpPause  = "pause"
+	OpResume = "resume"
 )
 
 // Subject is the request subject of one operation on one host.
@@ -120,6 +122,29 @@ type ProcessResult struct {
 	Running   bool   `json:"running"`
 	Killed    bool   `json:"killed,omitempty"` // ended by process_kill
 	ExecResult
+}
+
+// EnvRequest is pause and resume of one environment.
+type EnvRequest struct {
+	Env string `json:"env"`
+}
+
+// PauseResult is a paused environment: its snapshot's size and where it lives, and how long
+// the save took (the guest paused).
+type PauseResult struct {
+	SnapshotBytes int64  `json:"snapshot_bytes"`
+	Location      string `json:"location"`
+	PauseMS       int64  `json:"pause_ms"`
+	// AlreadyPaused is set when the environment was paused before this call.
+	AlreadyPaused bool `json:"already_paused,omitempty"`
+}
+
+// ResumeResult is a resumed environment: how long the restore took, from the request to a
+// guest that takes calls.
+type ResumeResult struct {
+	ResumeMS int64 `json:"resume_ms"`
+	// AlreadyRunning is set when the environment was running before this call.
+	AlreadyRunning bool `json:"already_running,omitempty"`
 }
 
 // InstallResult is a successful install: the package manager's output and the package files

@@ -8,5 +8,6 @@
 // on SIGTERM, SIGPWR, SIGINT (Ctrl-Alt-Del) or an SSH request.
 //
 // Console protocol (see package wire): WAGGLE-HOSTKEY, then WAGGLE-READY once SSH listens; or
-// WAGGLE-FAILED stage=NAME err=... before powering off when a stage fails.
+// WAGGLE-FAILED stage=NAME err=... before powering off when a stage fails. A guest restored
+// from a snapshot gets the wire.IdentityRequest over SSH (entropy, clock, host name, keys).
 package guest

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -41,7 +42,7 @@ type Config struct {
 	NewRoot string
 	// DeviceTimeout bounds the wait for RootDevice and Interface to appear.
 	DeviceTimeout time.Duration
-	// Interface is the network interface configured from BootParams.
+	// Interface is the network interface configured from wire.BootParams.
 	Interface string
 	// SSHAddr is the listen address of the SSH server.
 	SSHAddr string
@@ -70,7 +71,7 @@ func DefaultConfig() Config {
 		NewRoot:         "/newroot",
 		DeviceTimeout:   10 * time.Second,
 		Interface:       "eth0",
-		SSHAddr:         ":22",
+		SSHAddr:         ":" + strconv.Itoa(wire.SSHPort),
 		EnvironmentFile: "/etc/environment",
 		SSH:             sshConfig(),
 		ShutdownGrace:   time.Second,
@@ -100,7 +101,7 @@ type boot struct {
 	console  io.Writer // fds 0-2 are the console once early-mounts ran
 	log      *slog.Logger
 	level    *slog.LevelVar
-	params   BootParams
+	params   wire.BootParams
 	reaper   *reaper
 	hostKeyC chan hostKeyResult // from makeHostKey
 	hostKey  ssh.Signer
@@ -152,7 +153,7 @@ func (b *boot) run(ctx context.Context, sigs <-chan os.Signal) error {
 	for _, s := range stages {
 		t := time.Now()
 		if err := s.run(); err != nil {
-			fmt.Fprintf(b.console, "%s stage=%s err=%q\n", wire.FailedMarker, s.name, err.Error())
+			fmt.Fprintln(b.console, wire.FailedLine(s.name, err))
 			return fmt.Errorf("stage %s: %w", s.name, err)
 		}
 		b.log.Debug("stage done", "stage", s.name, "ms", msSince(t), "uptime_ms", msSince(b.start))
@@ -167,7 +168,7 @@ func (b *boot) readCmdline() error {
 	if err != nil {
 		return err
 	}
-	if b.params, err = ParseCmdline(string(raw)); err != nil {
+	if b.params, err = wire.ParseCmdline(string(raw)); err != nil {
 		return err
 	}
 	if b.params.Debug {
@@ -221,6 +222,7 @@ func (b *boot) serve(ctx context.Context, sigs <-chan os.Signal) error {
 	cfg.Privileged = privileged{b.reaper}
 	cfg.ClientAddr = b.params.Gateway // the host dials from the gateway of the VM's network
 	cfg.Logger = b.log.With("component", "sshd")
+	cfg.Identify = b.identify
 	cfg.PowerOff = func() {
 		select {
 		case powerOff <- struct{}{}:

@@ -132,24 +132,30 @@ func (b *boot) lateMounts() error {
 	return nil
 }
 
-// writeHosts makes sure the hosts file maps hostname to 127.0.1.1, so that tools resolving
-// their own host name do not wait for DNS.
+// writeHosts makes sure the hosts file maps hostname (and no other name) to 127.0.1.1, so that
+// tools resolving their own host name do not wait for DNS.
 func writeHosts(path, hostname string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	var content strings.Builder
 	for line := range strings.Lines(string(old)) {
 		f := strings.Fields(line)
-		if len(f) > 1 && f[0] == "127.0.1.1" && f[1] == hostname {
-			return nil
+		if len(f) > 1 && f[0] == "127.0.1.1" {
+			if f[1] == hostname {
+				return nil
+			}
+			continue // an earlier host name (of the snapshot this guest was restored from)
+		}
+		content.WriteString(line)
+		if !strings.HasSuffix(line, "\n") {
+			content.WriteString("\n")
 		}
 	}
-	content := string(old)
 	if len(old) == 0 {
-		content = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	} else if !strings.HasSuffix(content, "\n") {
-		content += "\n"
+		content.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	}
-	return os.WriteFile(path, []byte(content+"127.0.1.1\t"+hostname+"\n"), 0o644)
+	content.WriteString("127.0.1.1\t" + hostname + "\n")
+	return os.WriteFile(path, []byte(content.String()), 0o644)
 }

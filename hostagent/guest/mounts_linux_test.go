@@ -18,7 +18,7 @@ func TestWriteHosts(t *testing.T) {
 		{name: "missing file", missing: true, want: "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tenv-1\n"},
 		{name: "appended", old: "127.0.0.1 localhost", want: "127.0.0.1 localhost\n127.0.1.1\tenv-1\n"},
 		{name: "already there", old: "127.0.0.1 localhost\n127.0.1.1 env-1 x\n", want: "127.0.0.1 localhost\n127.0.1.1 env-1 x\n"},
-		{name: "other name", old: "127.0.1.1 old\n", want: "127.0.1.1 old\n127.0.1.1\tenv-1\n"},
+		{name: "other name replaced", old: "127.0.0.1 localhost\n127.0.1.1 old\n::1 localhost", want: "127.0.0.1 localhost\n::1 localhost\n127.0.1.1\tenv-1\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 )
 
 // configureNetwork brings up lo and the interface with the static address and default route of
-// BootParams (there is no DHCP) and writes /etc/resolv.conf.
+// wire.BootParams (there is no DHCP) and writes /etc/resolv.conf.
 func (b *boot) configureNetwork() error {
 	var ifc *net.Interface
 	err := waitFor(b.cfg.DeviceTimeout, func() bool {

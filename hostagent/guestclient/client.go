@@ -119,6 +119,30 @@ func (c *Client) PowerOff(ctx context.Context) error {
 	return err
 }
 
+// Identify gives a guest restored from a snapshot its new identity (see wire.IdentityRequest)
+// and returns its new host key. The guest closes this connection afterwards: reconnect with
+// the new keys.
+func (c *Client) Identify(ctx context.Context, id wire.Identity) (ssh.PublicKey, error) {
+	payload, err := wire.EncodeIdentity(id)
+	if err != nil {
+		return nil, fmt.Errorf("identify: %w", err)
+	}
+	return do(ctx, func() (ssh.PublicKey, error) {
+		ok, reply, err := c.ssh.SendRequest(wire.IdentityRequest, true, payload)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("identify: %w: %w", ErrClosed, err)
+		case !ok:
+			return nil, fmt.Errorf("identify: refused by the guest: %s", reply)
+		}
+		k, err := wire.DecodeIdentityReply(reply)
+		if err != nil {
+			return nil, fmt.Errorf("identify: %w", err)
+		}
+		return k, nil
+	}, func() { c.ssh.Close() }, nil)
+}
+
 // abortWait bounds how long do waits for an aborted operation to notice.
 const abortWait = time.Second
 

@@ -367,3 +367,82 @@ func TestAptInstallRequest(t *testing.T) {
 		t.Errorf("no installer: %+v, %v", res, err)
 	}
 }
+
+// TestIdentify: an identity request makes the server present the new host key, accept only the
+// new client key and drop the connections made before; a server without the hook, a bad
+// request or a failing hook change nothing.
+func TestIdentify(t *testing.T) {
+	newHost := newSigner(t)
+	var got []wire.Identity
+	g := startGuest(t, func(c *sshd.Config) {
+		c.IdentifyGrace = 100 * time.Millisecond
+		c.Identify = func(id wire.Identity) (ssh.Signer, error) {
+			got = append(got, id)
+			if id.Hostname == "fail" {
+				return nil, errors.New("no entropy today")
+			}
+			return newHost, nil
+		}
+	})
+	other := g.client(t) // open before the identity change
+	c := g.client(t)
+	newClient := newSigner(t)
+	id := wire.Identity{Hostname: "clone-1", AuthorizedKey: wire.MarshalKey(newClient.PublicKey()),
+		Entropy: make([]byte, wire.MinEntropy), UnixNano: time.Now().UnixNano()}
+
+	failing := id
+	failing.Hostname = "fail"
+	if _, err := c.Identify(t.Context(), failing); err == nil || !strings.Contains(err.Error(), "no entropy today") {
+		t.Fatalf("failing hook: %v", err)
+	}
+	bad := id
+	bad.Entropy = nil
+	if _, err := c.Identify(t.Context(), bad); !errors.Is(err, wire.ErrBadIdentity) {
+		t.Fatalf("bad request: %v, want ErrBadIdentity (refused before it is sent)", err)
+	}
+	if _, err := c.Exec(t.Context(), guestclient.ExecRequest{Command: "true"}); err != nil {
+		t.Fatalf("exec after refused requests: %v", err)
+	}
+
+	hostKey, err := c.Identify(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wire.MarshalKey(hostKey) != wire.MarshalKey(newHost.PublicKey()) || len(got) != 2 || got[1].Hostname != "clone-1" {
+		t.Fatalf("host key %s, hook calls %+v", wire.MarshalKey(hostKey), got)
+	}
+	if _, err := other.Exec(t.Context(), guestclient.ExecRequest{Command: "true"}); err == nil {
+		t.Error("older connection still served")
+	}
+	// The old client key is refused; the new one with the new host key works.
+	if _, err := g.dial(t, nil); err == nil {
+		t.Error("old client key accepted after the identity change")
+	}
+	conn, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := guestclient.Dial(t.Context(), conn, newClient, guestclient.WithHostKey(newHost.PublicKey()))
+	if err != nil {
+		t.Fatalf("new keys: %v", err)
+	}
+	defer nc.Close()
+	if _, err := nc.Exec(t.Context(), guestclient.ExecRequest{Command: "true"}); err != nil {
+		t.Errorf("exec with the new keys: %v", err)
+	}
+}
+
+// TestIdentifyRefusedWithoutHook: a guest server that has no identity hook (as in a test or
+// an older guest) refuses the request.
+func TestIdentifyRefusedWithoutHook(t *testing.T) {
+	g := startGuest(t, nil)
+	c := g.client(t)
+	id := wire.Identity{Hostname: "x", AuthorizedKey: wire.MarshalKey(newSigner(t).PublicKey()),
+		Entropy: make([]byte, wire.MinEntropy), UnixNano: time.Now().UnixNano()}
+	if _, err := c.Identify(t.Context(), id); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Identify: %v, want refused", err)
+	}
+	if _, err := c.Exec(t.Context(), guestclient.ExecRequest{Command: "true"}); err != nil {
+		t.Errorf("exec after the refusal: %v", err)
+	}
+}

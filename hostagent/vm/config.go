@@ -54,6 +54,12 @@ type Config struct {
 	// BootTimeout bounds one boot attempt; BootAttempts is the number of attempts.
 	BootTimeout  time.Duration
 	BootAttempts int
+	// RestoreTimeout bounds a restore: loading the saved state and the guest's new identity.
+	RestoreTimeout time.Duration
+	// Templates says how Launch uses template snapshots (one per image and size, made on
+	// first use or by Template): TemplatesShared (the default), TemplatesPrivate or
+	// TemplatesOff.
+	Templates string
 	// Defaults for LaunchSpec fields left 0 or empty. Egress is a policy as vnet.ParsePolicy
 	// reads it: "none" (the default), "packages" (the package proxy only) or
 	// "allow:HOST|CIDR,..." (the package proxy and those).
@@ -79,6 +85,8 @@ func DefaultConfig() Config {
 		SilenceCPU:     6 * time.Second,
 		BootTimeout:    60 * time.Second,
 		BootAttempts:   2,
+		RestoreTimeout: 30 * time.Second,
+		Templates:      TemplatesShared,
 		CPUs:           1,
 		MemoryMiB:      512,
 		DiskMiB:        2048,
@@ -91,8 +99,14 @@ func DefaultConfig() Config {
 	return cfg
 }
 
-// Guest contract (see hostagent/guest/wire): kernel command line keys read by waggle-init.
+// Template modes (Config.Templates).
 const (
-	cmdlineKey      = "waggle.key"
-	cmdlineHostname = "waggle.hostname"
+	// TemplatesShared restores VMs from templates whose memory they map privately: clones
+	// share the pages none of them wrote (and load no memory at all).
+	TemplatesShared = "shared"
+	// TemplatesPrivate restores VMs from templates whose memory each one loads into memory
+	// of its own.
+	TemplatesPrivate = "private"
+	// TemplatesOff boots every VM.
+	TemplatesOff = "off"
 )

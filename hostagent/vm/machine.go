@@ -18,6 +18,7 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/guestclient"
 	"github.com/waggle-dev/waggle/hostagent/vm/cgroup"
 	"github.com/waggle-dev/waggle/hostagent/vm/shim"
+	"github.com/waggle-dev/waggle/hostagent/vm/snapshot"
 )
 
 // Machine is a running VM, launched or adopted by a Manager.
@@ -123,4 +124,37 @@ func (m *Machine) Stop(ctx context.Context) error {
 	}
 	m.stopped = true
 	return nil
+}
+
+// SnapshotOptions say how Machine.Snapshot saves a VM.
+type SnapshotOptions struct {
+	// KeepRunning continues the VM after the save, on a new disk overlay over the frozen one
+	// (the source of a fork). Without it the VM is stopped once saved (a pause): the Machine
+	// is done, as after Stop.
+	KeepRunning bool
+}
+
+// Snapshot saves the VM into dir, a new directory whose parent exists: its memory and device
+// state, the frozen disk layers over its base image, and the key its guest accepts (see
+// package snapshot). The guest is paused for the save. A VM restored from the snapshot (see
+// Manager.Restore) has the same files and processes and a new identity; dir can be moved
+// (snapshot.Snapshot.MoveTo) or deleted once no restore reads it.
+func (m *Machine) Snapshot(ctx context.Context, dir string, opts SnapshotOptions) (snapshot.Snapshot, error) {
+	if m.shim == nil {
+		return snapshot.Snapshot{}, fmt.Errorf("vm %s: snapshot: not running", m.id)
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return snapshot.Snapshot{}, fmt.Errorf("vm %s: snapshot: %w", m.id, err)
+	}
+	snap, err := m.shim.Snapshot(ctx, dir, opts.KeepRunning)
+	if err != nil {
+		return snapshot.Snapshot{}, fmt.Errorf("vm %s: %w", m.id, err)
+	}
+	if !opts.KeepRunning {
+		if err := m.Stop(ctx); err != nil {
+			return snap, err
+		}
+	}
+	return snap, nil
 }

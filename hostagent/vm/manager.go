@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -27,10 +26,12 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/vm/kernel"
 	"github.com/waggle-dev/waggle/hostagent/vm/qemu"
 	"github.com/waggle-dev/waggle/hostagent/vm/shim"
+	"github.com/waggle-dev/waggle/hostagent/vm/snapshot"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
-// Manager launches VMs and adopts running ones.
+// Manager launches VMs (from a template snapshot when it can, else by booting them), takes
+// and restores snapshots, and adopts running VMs after a restart.
 type Manager struct {
 	cfg     Config
 	backend hypervisor.Backend
@@ -41,14 +42,18 @@ type Manager struct {
 
 	mu        sync.Mutex
 	launching map[string]bool // ids whose Launch is under way; Scan leaves them alone
+
+	templates templates
 }
 
-// prepared is what every boot shares: the kernel, the initramfs and the acceleration.
+// prepared is what every VM shares: the kernel, the initramfs, the acceleration and the
+// hypervisor's version.
 type prepared struct {
-	kernel *kernel.Kernel
-	initrd string
-	accel  string
-	tscKHz int
+	kernel     *kernel.Kernel
+	initrd     string
+	accel      string
+	tscKHz     int
+	hypervisor string
 }
 
 // LaunchSpec describes one VM. Zero sizes take the Manager's defaults.
@@ -56,7 +61,8 @@ type LaunchSpec struct {
 	// ID names the VM and is its guest hostname (1-63 of a-z, 0-9, '-', starting with a
 	// letter or digit); empty means a random one.
 	ID string
-	// ImagePath is the read-only ext4 base image (e.g. images.Find(...).Path).
+	// ImagePath is the read-only ext4 base image (e.g. images.Find(...).Path). Restore takes
+	// the snapshot's when it is empty.
 	ImagePath string
 	CPUs      int
 	MemoryMiB int
@@ -68,6 +74,8 @@ type LaunchSpec struct {
 	// Lease stops the VM by itself when nobody renewed it (Machine.Renew) for this long, so
 	// that a VM never outlives its owner for good (0: no lease; the VM runs until stopped).
 	Lease time.Duration
+	// ColdBoot makes Launch boot the kernel even when a template could be restored.
+	ColdBoot bool
 }
 
 // NewManager checks cfg and returns a Manager. The kernel and initramfs are prepared on the
@@ -84,6 +92,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	default:
 		return nil, fmt.Errorf("vm: accel %q: want auto, kvm or tcg", cfg.Accel)
 	}
+	setDefault(&cfg.Templates, def.Templates)
+	switch cfg.Templates {
+	case TemplatesShared, TemplatesPrivate, TemplatesOff:
+	default:
+		return nil, fmt.Errorf("vm: templates %q: want %s, %s or %s", cfg.Templates, TemplatesShared, TemplatesPrivate, TemplatesOff)
+	}
 	setDefault(&cfg.QEMUBinary, def.QEMUBinary)
 	setDefault(&cfg.QEMUImgBinary, def.QEMUImgBinary)
 	setDefault(&cfg.KernelPackage, def.KernelPackage)
@@ -92,6 +106,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	setDefault(&cfg.SilenceCPU, def.SilenceCPU)
 	setDefault(&cfg.BootTimeout, def.BootTimeout)
 	setDefault(&cfg.BootAttempts, def.BootAttempts)
+	setDefault(&cfg.RestoreTimeout, def.RestoreTimeout)
 	setDefault(&cfg.CPUs, def.CPUs)
 	setDefault(&cfg.MemoryMiB, def.MemoryMiB)
 	setDefault(&cfg.DiskMiB, def.DiskMiB)
@@ -125,7 +140,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	qcfg := qemu.DefaultConfig()
 	qcfg.Binary, qcfg.ImgBinary, qcfg.Logger = cfg.QEMUBinary, cfg.QEMUImgBinary, cfg.Logger
-	m := &Manager{cfg: cfg, backend: qemu.New(qcfg), launching: make(map[string]bool)}
+	m := &Manager{cfg: cfg, backend: qemu.New(qcfg), launching: make(map[string]bool), templates: newTemplates()}
 	if m.ident, err = newIdentity(cfg, m.exists); err != nil {
 		return nil, err
 	}
@@ -194,7 +209,11 @@ func (m *Manager) prepare(ctx context.Context) (prepared, error) {
 	if err != nil {
 		return prepared{}, fmt.Errorf("prepare: %w", err)
 	}
-	p := prepared{kernel: k, initrd: initrd, accel: accel}
+	version, err := m.backend.Version(ctx)
+	if err != nil {
+		return prepared{}, fmt.Errorf("prepare: %w", err)
+	}
+	p := prepared{kernel: k, initrd: initrd, accel: accel, hypervisor: version}
 	if accel == "tcg" {
 		p.tscKHz = qemu.HostTSCKHz()
 	}
@@ -213,21 +232,16 @@ func (m *Manager) Accel(ctx context.Context) (string, error) {
 // idRE allows ids that are valid hostnames and keep the VM's socket paths short.
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
-// Launch boots a VM and returns once its SSH server is ready. On error nothing of the VM is
-// left behind.
-func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err error) {
-	prep, err := m.prepared(ctx)
-	if err != nil {
-		return nil, err
-	}
+// normalize fills spec's defaults and checks it.
+func (m *Manager) normalize(spec LaunchSpec) (LaunchSpec, vnet.Policy, error) {
 	if spec.ID == "" {
 		spec.ID = randomID()
 	}
 	if !idRE.MatchString(spec.ID) {
-		return nil, fmt.Errorf("vm: bad id %q: use 1-63 of a-z, 0-9, '-'", spec.ID)
+		return spec, vnet.Policy{}, fmt.Errorf("vm: bad id %q: use 1-63 of a-z, 0-9, '-'", spec.ID)
 	}
 	if spec.Lease < 0 || spec.Lease > shim.MaxLease {
-		return nil, fmt.Errorf("vm %s: lease %s out of range: use 0 (none) up to %s", spec.ID, spec.Lease, shim.MaxLease)
+		return spec, vnet.Policy{}, fmt.Errorf("vm %s: lease %s out of range: use 0 (none) up to %s", spec.ID, spec.Lease, shim.MaxLease)
 	}
 	setDefault(&spec.CPUs, m.cfg.CPUs)
 	setDefault(&spec.MemoryMiB, m.cfg.MemoryMiB)
@@ -235,8 +249,138 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 	setDefault(&spec.Egress, m.cfg.Egress)
 	egress, err := vnet.ParsePolicy(spec.Egress)
 	if err != nil {
-		return nil, fmt.Errorf("vm %s: egress: %w", spec.ID, err)
+		return spec, vnet.Policy{}, fmt.Errorf("vm %s: egress: %w", spec.ID, err)
 	}
+	return spec, egress, nil
+}
+
+// Launch starts a VM and returns once its SSH server is ready: restored from the template of
+// its image and size (made on first use, see Template) unless templates are off or
+// spec.ColdBoot is set, else booted. A template that fails to restore is dropped and the VM
+// booted instead. On error nothing of the VM is left behind.
+func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (*Machine, error) {
+	prep, err := m.prepared(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spec, egress, err := m.normalize(spec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(spec.ImagePath); err != nil {
+		return nil, fmt.Errorf("vm %s: disk: image: %w", spec.ID, err)
+	}
+	log := m.cfg.Logger.With("vm", spec.ID)
+	if m.cfg.Templates != TemplatesOff && !spec.ColdBoot {
+		tpl, err := m.template(ctx, prep, templateSpecOf(spec))
+		if err == nil {
+			mach, err := m.start(ctx, prep, spec, egress, startOptions{from: &tpl.restore})
+			if err == nil || ctx.Err() != nil {
+				return mach, err
+			}
+			log.Warn("restore from template failed; dropping the template and booting", "template", tpl.Dir, "err", err)
+			m.dropTemplate(tpl)
+		} else if ctx.Err() != nil {
+			return nil, err
+		} else {
+			log.Warn("no template; booting", "err", err)
+		}
+	}
+	return m.start(ctx, prep, spec, egress, startOptions{})
+}
+
+// SnapshotDir is where the snapshot called name of this host's VMs goes (pause and fork
+// snapshots; templates live in the cache). Its parent exists once SnapshotDir returns.
+func (m *Manager) SnapshotDir(name string) (string, error) {
+	if !idRE.MatchString(name) {
+		return "", fmt.Errorf("vm: bad snapshot name %q: use 1-63 of a-z, 0-9, '-'", name)
+	}
+	parent := filepath.Join(m.cfg.StateDir, "snapshots")
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", fmt.Errorf("vm: %w", err)
+	}
+	return filepath.Join(parent, name), nil
+}
+
+// Restore starts a VM from snap (see Machine.Snapshot) and gives its guest a new identity:
+// new SSH keys, host name spec.ID, a reseeded RNG and the host's clock. spec's sizes must be
+// 0 or the snapshot's; an empty ImagePath means the snapshot's base image, another must have
+// its size. The snapshot is left as it was (the VM links or copies what it needs).
+func (m *Manager) Restore(ctx context.Context, snap snapshot.Snapshot, spec LaunchSpec) (*Machine, error) {
+	prep, err := m.prepared(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := snap.Check(); err != nil {
+		return nil, fmt.Errorf("vm %s: restore: %w", spec.ID, err)
+	}
+	for _, size := range []struct {
+		name      string
+		got, want int
+	}{{"cpus", spec.CPUs, snap.CPUs}, {"memory", spec.MemoryMiB, snap.MemoryMiB}, {"disk", spec.DiskMiB, snap.DiskMiB}} {
+		if size.got != 0 && size.got != size.want {
+			return nil, fmt.Errorf("vm %s: restore: %s %d differs from the snapshot's %d", spec.ID, size.name, size.got, size.want)
+		}
+	}
+	spec.CPUs, spec.MemoryMiB, spec.DiskMiB = snap.CPUs, snap.MemoryMiB, snap.DiskMiB
+	setDefault(&spec.ImagePath, snap.Base.Path)
+	spec, egress, err := m.normalize(spec)
+	if err != nil {
+		return nil, err
+	}
+	r, err := m.restoreSource(prep, snap, spec.ImagePath)
+	if err != nil {
+		return nil, fmt.Errorf("vm %s: restore: %w", spec.ID, err)
+	}
+	return m.start(ctx, prep, spec, egress, startOptions{from: &r})
+}
+
+// restoreSource is where a restore comes from: the snapshot, checked against this host, and the
+// template memory for a snapshot whose memory is mapped.
+type restoreSource struct {
+	snap   snapshot.Snapshot
+	image  string
+	memory *os.File // sealed template memory, or nil
+}
+
+func (m *Manager) restoreSource(prep *prepared, snap snapshot.Snapshot, image string) (restoreSource, error) {
+	switch {
+	case snap.Backend != m.backend.Name():
+		return restoreSource{}, fmt.Errorf("snapshot of backend %q, this host runs %q", snap.Backend, m.backend.Name())
+	case snap.Hypervisor != prep.hypervisor:
+		return restoreSource{}, fmt.Errorf("snapshot made by %q, this host runs %q", snap.Hypervisor, prep.hypervisor)
+	case snap.Accel != prep.accel:
+		return restoreSource{}, fmt.Errorf("snapshot saved under %s, this host runs %s", snap.Accel, prep.accel)
+	}
+	st, err := os.Stat(image)
+	if err != nil {
+		return restoreSource{}, fmt.Errorf("base image: %w", err)
+	}
+	if st.Size() != snap.Base.Size {
+		return restoreSource{}, fmt.Errorf("base image %s has %d bytes, the snapshot's had %d", image, st.Size(), snap.Base.Size)
+	}
+	r := restoreSource{snap: snap, image: image}
+	if snap.Memory != "" {
+		if r.memory, err = m.templates.memory(snap); err != nil {
+			return restoreSource{}, fmt.Errorf("memory: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// startOptions say how start starts a VM.
+type startOptions struct {
+	// from, when set, is the snapshot to restore; else the VM boots.
+	from *restoreSource
+	// sharedMemory keeps a booted VM's memory in a file (for a template).
+	sharedMemory bool
+}
+
+// start runs the launch pipeline, in named stages: directory, key, files (a restore's
+// snapshot files), shim, then boot or restore (waiting for the shim). A failure names its
+// stage.
+func (m *Manager) start(ctx context.Context, prep *prepared, spec LaunchSpec, egress vnet.Policy, opts startOptions) (_ *Machine, err error) {
+	from := opts.from
 	log := m.cfg.Logger.With("vm", spec.ID)
 
 	// Stage: directory.
@@ -262,41 +406,21 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 	}
 	mach.signer = signer
 
-	// Stage: disk.
-	disk, err := m.backend.PrepareDisk(ctx, spec.ImagePath, dir, spec.DiskMiB)
-	if err != nil {
-		return nil, fmt.Errorf("vm %s: disk: %w", spec.ID, err)
-	}
-
-	// Stage: user (who QEMU runs as; the shim hands it the files it opens).
-	uid, gid, err := m.user(ctx, spec.ID, spec.ImagePath, prep.kernel.Vmlinux, prep.initrd)
-	if err != nil {
-		return nil, fmt.Errorf("vm %s: user: %w", spec.ID, err)
-	}
-
-	// Stage: shim.
-	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
 	sspec := shim.Spec{
+		Backend: m.backend.Name(),
 		VM: hypervisor.Spec{
-			Name:      spec.ID,
-			Kernel:    prep.kernel.Vmlinux,
-			Initrd:    prep.initrd,
-			Disk:      disk,
-			CPUs:      spec.CPUs,
-			MemoryMiB: spec.MemoryMiB,
-			Accel:     prep.accel,
-			TSCKHz:    prep.tscKHz,
-			UID:       uid,
-			GID:       gid,
-			Groups:    m.ident.groups,
-			Cmdline: cmdlineKey + "=" + base64.StdEncoding.EncodeToString([]byte(authorized)) +
-				" " + cmdlineHostname + "=" + spec.ID,
+			Name:         spec.ID,
+			Disk:         filepath.Join(dir, diskFile),
+			Backing:      []string{spec.ImagePath},
+			CPUs:         spec.CPUs,
+			MemoryMiB:    spec.MemoryMiB,
+			Accel:        prep.accel,
+			SharedMemory: opts.sharedMemory,
 		},
+		DiskMiB:        spec.DiskMiB,
 		QEMUBinary:     m.cfg.QEMUBinary,
+		QEMUImgBinary:  m.cfg.QEMUImgBinary,
 		CgroupRoot:     m.cfg.CgroupRoot,
-		ReadyMarker:    wire.ReadyMarker,
-		FailedMarker:   wire.FailedMarker,
-		HostKeyMarker:  wire.HostKeyMarker,
 		SilenceTimeout: m.cfg.SilenceTimeout,
 		SilenceCPU:     m.cfg.SilenceCPU,
 		BootTimeout:    m.cfg.BootTimeout,
@@ -305,24 +429,86 @@ func (m *Manager) Launch(ctx context.Context, spec LaunchSpec) (_ *Machine, err 
 		Lease:          spec.Lease,
 		PackageProxy:   m.cfg.PackageProxy,
 	}
+	var memory *os.File
+	stage := "boot"
+	if from == nil {
+		params := wire.DefaultBootParams()
+		params.AuthorizedKey, params.Hostname = pub, spec.ID
+		cmdline, err := params.Cmdline()
+		if err != nil {
+			return nil, fmt.Errorf("vm %s: key: %w", spec.ID, err)
+		}
+		sspec.VM.Kernel, sspec.VM.Initrd, sspec.VM.TSCKHz, sspec.VM.Cmdline = prep.kernel.Vmlinux, prep.initrd, prep.tscKHz, cmdline
+	} else {
+		// Stage: files.
+		stage, memory = "restore", from.memory
+		r, backing, err := linkSnapshot(dir, from.snap, from.image)
+		if err != nil {
+			return nil, fmt.Errorf("vm %s: files: %w", spec.ID, err)
+		}
+		r.AuthorizedKey, r.Timeout, r.TemplateMemory = wire.MarshalKey(pub), m.cfg.RestoreTimeout, memory != nil
+		sspec.VM.Backing, sspec.Restore = backing, &r
+	}
+
+	// Stage: user (who QEMU runs as; the shim hands it the files it opens).
+	reads := []string{spec.ImagePath, sspec.VM.Kernel, sspec.VM.Initrd}
+	if from != nil {
+		reads = []string{spec.ImagePath}
+	}
+	if sspec.VM.UID, sspec.VM.GID, err = m.user(ctx, spec.ID, reads...); err != nil {
+		return nil, fmt.Errorf("vm %s: user: %w", spec.ID, err)
+	}
+	sspec.VM.Groups = m.ident.groups
+
+	// Stage: shim.
 	if err := shim.WriteSpec(dir, sspec); err != nil {
 		return nil, fmt.Errorf("vm %s: shim: %w", spec.ID, err)
 	}
-	client, err := shim.Launch(ctx, m.cfg.WaggleBinary, dir)
+	client, err := shim.Launch(ctx, m.cfg.WaggleBinary, dir, memory)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: shim: %w", spec.ID, err)
 	}
 	mach.shim = client
 
-	// Stage: boot.
+	// Stage: boot or restore.
 	st, err := client.Wait(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("vm %s: boot: %w%s", spec.ID, err, consoleTail(dir))
+		return nil, fmt.Errorf("vm %s: %s: %w%s", spec.ID, stage, err, consoleTail(dir))
 	}
 	mach.setState(st)
-	log.Info("vm ready", "boot_seconds", st.BootSeconds, "attempts", st.Attempts, "accel", prep.accel,
+	log.Info("vm ready", "how", stage, "seconds", st.BootSeconds, "attempts", st.Attempts, "accel", prep.accel,
 		"egress", egress.String())
 	return mach, nil
+}
+
+// diskFile is the VM's writable disk in its directory.
+const diskFile = "disk.qcow2"
+
+// Files a restored VM's directory gets from the snapshot.
+const (
+	restoreStateFile = "restore-state"
+	restoreKeyFile   = "restore-key"
+)
+
+// linkSnapshot links (or copies) what a restore needs from snap into the VM directory: its
+// layers, for as long as the VM lives, and its state and key, until the VM has its new
+// identity. It returns the shim's restore spec and the VM's disk chain.
+func linkSnapshot(dir string, snap snapshot.Snapshot, image string) (shim.Restore, []string, error) {
+	backing := []string{image}
+	for i, layer := range snap.LayerPaths() {
+		dst := filepath.Join(dir, snapshot.LayerFile(i))
+		if err := snapshot.LinkOrCopy(layer, dst); err != nil {
+			return shim.Restore{}, nil, err
+		}
+		backing = append(backing, dst)
+	}
+	r := shim.Restore{State: filepath.Join(dir, restoreStateFile), Key: filepath.Join(dir, restoreKeyFile), HostKey: snap.HostKey}
+	for src, dst := range map[string]string{snap.Path(snap.State): r.State, snap.Path(snap.Key): r.Key} {
+		if err := snapshot.LinkOrCopy(src, dst); err != nil {
+			return shim.Restore{}, nil, err
+		}
+	}
+	return r, backing, nil
 }
 
 func (m *Manager) setLaunching(id string, on bool) {

@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package fsutil holds the small file-system helpers waggle's caches share: an exclusive lock
-// file and atomic writes.
+// file, atomic writes and sparse copies.
 package fsutil
 
 import (

@@ -4,12 +4,15 @@
 package fsutil
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestLockExcludes(t *testing.T) {
@@ -67,5 +70,43 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+func TestCopySparse(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.Create(filepath.Join(dir, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// 8 MiB: data at 0, zeros written at 1 MiB (allocated but empty), data at 5 MiB, a hole up to the end.
+	if err := src.Truncate(8 << 20); err != nil {
+		t.Fatal(err)
+	}
+	for off, b := range map[int64][]byte{0: []byte("head"), 1 << 20: make([]byte, 1<<20), 5<<20 + 10: []byte("middle")} {
+		if _, err := src.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst, err := os.Create(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := CopySparse(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(src.Name())
+	got, _ := os.ReadFile(dst.Name())
+	if !bytes.Equal(got, want) {
+		t.Fatal("copy differs")
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(dst.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 > 64<<10 {
+		t.Errorf("copy allocates %d bytes, want two pages' worth", st.Blocks*512)
 	}
 }

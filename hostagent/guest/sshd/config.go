@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
 // Config configures a Server.
@@ -67,6 +69,14 @@ type Config struct {
 	// PowerOff, if set, is called after the server acknowledged a wire.PowerOffRequest. If nil the
 	// request is refused.
 	PowerOff func()
+	// Identify, if set, serves a wire.IdentityRequest (already decoded and checked) and returns
+	// the new host key; the server then accepts only the request's authorized key, replies with
+	// the new host key and closes every connection made before. If nil, or if it fails, the
+	// request is refused and nothing changes.
+	Identify func(id wire.Identity) (ssh.Signer, error)
+	// IdentifyGrace is how long the connection that carried an identity request stays open
+	// after the reply (the client should close it first).
+	IdentifyGrace time.Duration
 	// Logger receives connection and session events.
 	Logger *slog.Logger
 }
@@ -96,6 +106,7 @@ func DefaultConfig() Config {
 		OutputGrace: 500 * time.Millisecond,
 
 		HandshakeTimeout: 10 * time.Second,
+		IdentifyGrace:    5 * time.Second,
 		MaxConns:         8,
 		MaxSessions:      64,
 		Logger:           slog.Default(),

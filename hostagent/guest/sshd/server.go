@@ -23,10 +23,12 @@ import (
 
 // Server is the guest's SSH server. Create it with New and run it with Serve.
 type Server struct {
-	cfg     Config
-	sshCfg  *ssh.ServerConfig
-	authKey []byte
-	log     *slog.Logger
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	sshCfg *ssh.ServerConfig     // the current keys; an identity request replaces it
+	conns  map[net.Conn]struct{} // open connections
 }
 
 // New checks cfg and returns a server.
@@ -46,22 +48,41 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, authKey: cfg.AuthorizedKey.Marshal(), log: cfg.Logger}
-	s.sshCfg = &ssh.ServerConfig{
-		PublicKeyCallback: s.checkKey,
-		MaxAuthTries:      3,
-		ServerVersion:     "SSH-2.0-waggle",
-	}
-	s.sshCfg.AddHostKey(cfg.HostKey)
+	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
+	s.sshCfg = s.serverConfig(cfg.HostKey, cfg.AuthorizedKey)
 	return s, nil
 }
 
-func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-	if subtle.ConstantTimeCompare(key.Marshal(), s.authKey) == 1 {
-		return &ssh.Permissions{}, nil
+// serverConfig accepts only the client key authorized and presents hostKey.
+func (s *Server) serverConfig(hostKey ssh.Signer, authorized ssh.PublicKey) *ssh.ServerConfig {
+	want := authorized.Marshal()
+	c := &ssh.ServerConfig{
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if subtle.ConstantTimeCompare(key.Marshal(), want) == 1 {
+				return &ssh.Permissions{}, nil
+			}
+			s.log.Warn("ssh key refused", "remote", meta.RemoteAddr().String(), "key", ssh.FingerprintSHA256(key))
+			return nil, errors.New("key not authorized")
+		},
+		MaxAuthTries:  3,
+		ServerVersion: "SSH-2.0-waggle",
 	}
-	s.log.Warn("ssh key refused", "remote", meta.RemoteAddr().String(), "key", ssh.FingerprintSHA256(key))
-	return nil, errors.New("key not authorized")
+	c.AddHostKey(hostKey)
+	return c
+}
+
+// track adds nc to the open connections and returns the keys to serve it with.
+func (s *Server) track(nc net.Conn) *ssh.ServerConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns[nc] = struct{}{}
+	return s.sshCfg
+}
+
+func (s *Server) untrack(nc net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, nc)
 }
 
 // Serve accepts connections on ln until ctx ends or ln is closed. When it returns, ln and every
@@ -104,7 +125,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			s.serveConn(ctx, nc)
+			defer s.untrack(nc)
+			s.serveConn(ctx, nc, s.track(nc))
 		})
 	}
 }
@@ -119,12 +141,12 @@ func (s *Server) allowed(addr net.Addr) bool {
 }
 
 // serveConn runs one connection until the client closes it or ctx ends.
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, sshCfg *ssh.ServerConfig) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)) // a broken conn fails the handshake
-	conn, chans, reqs, err := ssh.NewServerConn(nc, s.sshCfg)
+	conn, chans, reqs, err := ssh.NewServerConn(nc, sshCfg)
 	if err != nil {
 		s.log.Debug("ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 		return
@@ -134,7 +156,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	log.Debug("ssh connection open")
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { s.globalRequests(reqs) })
+	wg.Go(func() { s.globalRequests(nc, reqs) })
 	slots := make(chan struct{}, s.cfg.MaxSessions)
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
@@ -161,16 +183,50 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	log.Debug("ssh connection closed")
 }
 
-func (s *Server) globalRequests(reqs <-chan *ssh.Request) {
+func (s *Server) globalRequests(nc net.Conn, reqs <-chan *ssh.Request) {
 	for req := range reqs {
-		if req.Type == wire.PowerOffRequest && s.cfg.PowerOff != nil {
+		switch {
+		case req.Type == wire.PowerOffRequest && s.cfg.PowerOff != nil:
 			_ = req.Reply(true, nil)
 			s.log.Info("power-off requested over ssh")
 			s.cfg.PowerOff()
-			continue
-		}
-		if req.WantReply {
+		case req.Type == wire.IdentityRequest && s.cfg.Identify != nil:
+			s.identify(nc, req)
+		case req.WantReply:
 			_ = req.Reply(false, nil)
 		}
 	}
+}
+
+// identify serves a wire.IdentityRequest that arrived on nc.
+func (s *Server) identify(nc net.Conn, req *ssh.Request) {
+	id, authorized, err := wire.DecodeIdentity(req.Payload)
+	if err != nil {
+		s.log.Warn("identity request refused", "err", err)
+		_ = req.Reply(false, nil)
+		return
+	}
+	hostKey, err := s.cfg.Identify(id)
+	if err != nil {
+		s.log.Error("identity request failed", "err", err)
+		_ = req.Reply(false, []byte(err.Error()))
+		return
+	}
+	s.mu.Lock()
+	s.sshCfg = s.serverConfig(hostKey, authorized)
+	var old []net.Conn
+	for c := range s.conns {
+		if c != nc {
+			old = append(old, c)
+		}
+	}
+	s.mu.Unlock()
+	_ = req.Reply(true, wire.EncodeIdentityReply(hostKey.PublicKey()))
+	// Closing nc at once could lose the reply in a reset; the client closes it first.
+	time.AfterFunc(s.cfg.IdentifyGrace, func() { nc.Close() })
+	for _, c := range old {
+		c.Close()
+	}
+	s.log.Info("new identity", "hostname", id.Hostname, "host_key", ssh.FingerprintSHA256(hostKey.PublicKey()),
+		"closed_connections", len(old))
 }

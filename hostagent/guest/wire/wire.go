@@ -1,29 +1,18 @@
 // SPDX-FileCopyrightText: 2026 The waggle authors
 // SPDX-License-Identifier: Apache-2.0
 
-// Package wire is the contract between the guest's init (hostagent/guest) and the host-side
-// client (hostagent/guestclient): console markers, SSH request names and the encoding of argv
-// exec requests. Both sides import it so the two never drift apart.
+// Package wire is the whole contract between the host (hostagent/vm, its shim and
+// hostagent/guestclient) and the guest's init (hostagent/guest): the kernel command line
+// (cmdline.go), the addresses of the VM's private network and the SSH port (network.go), the
+// console markers (console.go), the SSH request names, the encoding of argv exec requests, and
+// the identity request a restored guest gets (identity.go). Both sides import it, and every
+// parser in it is fuzzed, so the two never drift apart.
 package wire
 
 import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"golang.org/x/crypto/ssh"
-)
-
-// Console markers. The guest prints each on a line of its own on /dev/console (ttyS0).
-const (
-	// ReadyMarker is printed once the SSH server accepts connections.
-	ReadyMarker = "WAGGLE-READY"
-	// HostKeyMarker precedes the guest's ephemeral SSH host key in authorized_keys format, so the
-	// host can pin it; it is printed before ReadyMarker.
-	HostKeyMarker = "WAGGLE-HOSTKEY"
-	// FailedMarker starts the line printed when a boot stage fails (`WAGGLE-FAILED stage=... err=...`);
-	// the guest powers off right after it.
-	FailedMarker = "WAGGLE-FAILED"
 )
 
 // SSH protocol names.
@@ -75,24 +64,4 @@ func DecodeExec(payload string) (argv []string, command string, isArgv bool, err
 		return nil, "", true, fmt.Errorf("%w: empty program name", ErrBadArgv)
 	}
 	return argv, "", true, nil
-}
-
-// HostKeyLine is the console line announcing the host key k.
-func HostKeyLine(k ssh.PublicKey) string {
-	return HostKeyMarker + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-}
-
-// ParseHostKeyLine returns the host key announced by a console line, or false if the line is not
-// a host-key line. Leading and trailing whitespace (such as a CR from the serial console) is
-// ignored.
-func ParseHostKeyLine(line string) (ssh.PublicKey, bool) {
-	rest, ok := strings.CutPrefix(strings.TrimSpace(line), HostKeyMarker+" ")
-	if !ok {
-		return nil, false
-	}
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(rest))
-	if err != nil {
-		return nil, false
-	}
-	return k, true
 }

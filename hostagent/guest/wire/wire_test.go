@@ -4,13 +4,9 @@
 package wire
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
-
-	"golang.org/x/crypto/ssh"
 )
 
 func TestArgvRoundTrip(t *testing.T) {
@@ -49,32 +45,6 @@ func TestDecodeShellCommand(t *testing.T) {
 	}
 	if _, _, _, err := DecodeExec("\x00\x00x"); !errors.Is(err, ErrBadArgv) {
 		t.Errorf("empty program name: err %v", err)
-	}
-}
-
-func TestHostKeyLine(t *testing.T) {
-	pub, _, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := HostKeyLine(k)
-	if !strings.HasPrefix(line, HostKeyMarker+" ssh-ed25519 ") || strings.ContainsAny(line, "\r\n") {
-		t.Fatalf("line %q", line)
-	}
-	for _, l := range []string{line, line + "\r", "  " + line + "\n"} {
-		got, ok := ParseHostKeyLine(l)
-		if !ok || string(got.Marshal()) != string(k.Marshal()) {
-			t.Fatalf("ParseHostKeyLine(%q) = %v %v", l, got, ok)
-		}
-	}
-	for _, l := range []string{"", ReadyMarker, HostKeyMarker, HostKeyMarker + " garbage", "x " + line} {
-		if _, ok := ParseHostKeyLine(l); ok {
-			t.Errorf("ParseHostKeyLine(%q) accepted", l)
-		}
 	}
 }
 

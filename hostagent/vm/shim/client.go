@@ -13,8 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/vm/snapshot"
 )
 
 // Client talks to the shim of the VM in Dir. It may have been started by this process
@@ -26,7 +29,9 @@ type Client struct {
 
 // Launch starts `binary vm shim --dir dir` for the VM whose spec is already in dir. The shim
 // runs in its own session, so it outlives the caller; its output goes to dir/shim.log.
-func Launch(ctx context.Context, binary, dir string) (*Client, error) {
+// templateMemory, when not nil, is passed on for a spec that restores with
+// Restore.TemplateMemory.
+func Launch(ctx context.Context, binary, dir string, templateMemory *os.File) (*Client, error) {
 	var files []*os.File
 	defer func() {
 		for _, f := range files {
@@ -48,7 +53,10 @@ func Launch(ctx context.Context, binary, dir string) (*Client, error) {
 	cmd := exec.Command(binary, "vm", "shim", "--dir", dir)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.ExtraFiles = files[:2]
+	cmd.ExtraFiles = slices.Clone(files[:2]) // controlFD, sshFD
+	if templateMemory != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, templateMemory) // templateMemoryFD
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -124,6 +132,21 @@ func (c *Client) Stop(ctx context.Context) error {
 	}
 	st, _ := ReadState(c.dir)
 	return errors.Join(killProcess(ctx, c.pid, c.dir), killProcess(ctx, st.QEMUPID, c.dir))
+}
+
+// Snapshot saves the VM into the new directory dir (see SnapshotRequest). Without keepRunning
+// the shim stops the VM and exits once the snapshot is complete.
+func (c *Client) Snapshot(ctx context.Context, dir string, keepRunning bool) (snapshot.Snapshot, error) {
+	resp, err := c.request(ctx, Request{Op: OpSnapshot, Snapshot: &SnapshotRequest{Dir: dir, KeepRunning: keepRunning}})
+	if err != nil {
+		return snapshot.Snapshot{}, err
+	}
+	if resp.Snapshot == nil {
+		return snapshot.Snapshot{}, errors.New("shim snapshot: no snapshot in the reply")
+	}
+	snap := *resp.Snapshot
+	snap.Dir = dir
+	return snap, nil
 }
 
 // DialSSH opens a byte stream to the guest's SSH port through the shim.

@@ -6,20 +6,20 @@ package shim
 import (
 	"bytes"
 	"os"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
 // maxConsoleLog bounds console.log; later output is dropped.
 const maxConsoleLog = 4 << 20
 
 // console receives the guest's serial output: it appends it to console.log, remembers when
-// the guest last printed, and reports marker lines.
+// the guest last printed, and reports marker lines (see wire.ParseConsoleLine).
 type console struct {
-	spec   Spec
 	file   *os.File
-	events chan consoleEvent
+	events chan wire.ConsoleLine
 
 	mu      sync.Mutex
 	line    []byte
@@ -30,17 +30,12 @@ type console struct {
 	lastOutputCPU time.Duration
 }
 
-type consoleEvent struct {
-	kind string // PhaseReady, PhaseFailed or "hostkey"
-	line string
-}
-
-func newConsole(path string, spec Spec) (*console, error) {
+func newConsole(path string) (*console, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	return &console{spec: spec, file: f, events: make(chan consoleEvent, 16), last: time.Now()}, nil
+	return &console{file: f, events: make(chan wire.ConsoleLine, 16), last: time.Now()}, nil
 }
 
 // Write implements io.Writer for QEMU's serial output.
@@ -63,7 +58,7 @@ func (c *console) Write(p []byte) (int, error) {
 			break
 		}
 		c.line = append(c.line, p[:i]...)
-		c.scan(string(bytes.TrimSpace(c.line)))
+		c.scan(string(c.line))
 		c.line = c.line[:0]
 		p = p[i+1:]
 	}
@@ -71,19 +66,12 @@ func (c *console) Write(p []byte) (int, error) {
 }
 
 func (c *console) scan(line string) {
-	var kind string
-	switch {
-	case c.spec.ReadyMarker != "" && line == c.spec.ReadyMarker:
-		kind = PhaseReady
-	case c.spec.FailedMarker != "" && strings.HasPrefix(line, c.spec.FailedMarker):
-		kind = PhaseFailed
-	case c.spec.HostKeyMarker != "" && strings.HasPrefix(line, c.spec.HostKeyMarker+" "):
-		kind = "hostkey"
-	default:
+	l := wire.ParseConsoleLine(line)
+	if l.Kind == wire.ConsoleOther {
 		return
 	}
 	select {
-	case c.events <- consoleEvent{kind: kind, line: line}:
+	case c.events <- l:
 	default: // nobody is waiting for boot events any more
 	}
 }

@@ -28,17 +28,18 @@ const (
 
 // Spec is what the shim needs to run one VM.
 type Spec struct {
-	// VM is the hypervisor spec. Its Dir and NetSocket are set by the shim.
-	VM hypervisor.Spec `json:"vm"`
-	// QEMU configures the QEMU backend.
-	QEMUBinary string `json:"qemu_binary"`
-	CgroupRoot string `json:"cgroup_root,omitempty"`
-	// ReadyMarker is the console line that says the guest's SSH server is up.
-	ReadyMarker string `json:"ready_marker"`
-	// FailedMarker starts the console line the guest prints when its boot fails.
-	FailedMarker string `json:"failed_marker"`
-	// HostKeyMarker precedes the guest's SSH host key on the console.
-	HostKeyMarker string `json:"host_key_marker"`
+	// Backend names the hypervisor backend ("qemu", the only one so far).
+	Backend string `json:"backend"`
+	// VM is the hypervisor spec. Its Dir and NetSocket are set by the shim, which also
+	// creates its Disk (over VM.Backing, DiskMiB large) before it starts the VM.
+	VM      hypervisor.Spec `json:"vm"`
+	DiskMiB int             `json:"disk_mib"`
+	// QEMUBinary and QEMUImgBinary are the QEMU programs, CgroupRoot where VM cgroups go.
+	QEMUBinary    string `json:"qemu_binary"`
+	QEMUImgBinary string `json:"qemu_img_binary"`
+	CgroupRoot    string `json:"cgroup_root,omitempty"`
+	// Restore, when set, starts the VM from saved state instead of booting it.
+	Restore *Restore `json:"restore,omitempty"`
 	// SilenceTimeout kills a booting VM that printed nothing for this long, SilenceCPU one that
 	// used this much CPU time without printing (0: no CPU limit); the boot is then retried, up
 	// to Attempts boots in all.
@@ -59,12 +60,32 @@ type Spec struct {
 	PackageProxy string `json:"package_proxy,omitempty"`
 }
 
+// Restore says where a restored VM comes from and who it becomes.
+type Restore struct {
+	// State is the saved state file (in the VM directory; removed once the VM runs).
+	State string `json:"state"`
+	// TemplateMemory says that State leaves the memory out: it comes as an inherited sealed
+	// file (descriptor 5), mapped privately.
+	TemplateMemory bool `json:"template_memory,omitempty"`
+	// Key is the SSH private key the saved guest accepts (a file in the VM directory, removed
+	// once the VM has its new identity), HostKey the host key it has.
+	Key     string `json:"key"`
+	HostKey string `json:"host_key"`
+	// AuthorizedKey is the VM's own public key, the only one the guest accepts after its new
+	// identity; its host name becomes VM.Name.
+	AuthorizedKey string `json:"authorized_key"`
+	// Timeout bounds loading the state and the identity request.
+	Timeout time.Duration `json:"timeout"`
+}
+
 // Phases of a VM, as reported in State.
 const (
-	PhaseBooting = "booting"
-	PhaseReady   = "ready"
-	PhaseFailed  = "failed"
-	PhaseStopped = "stopped"
+	PhaseBooting   = "booting"   // cold boot under way
+	PhaseRestoring = "restoring" // start from saved state under way
+	PhaseReady     = "ready"     // the guest serves SSH
+	PhaseSaving    = "saving"    // a snapshot is being taken (the guest is paused)
+	PhaseFailed    = "failed"
+	PhaseStopped   = "stopped"
 )
 
 // State is the shim's state file and its status reply.
@@ -76,10 +97,21 @@ type State struct {
 	Attempts int    `json:"attempts,omitempty"`
 	// HostKey is the guest's SSH host key (authorized_keys format) from its console.
 	HostKey string `json:"host_key,omitempty"`
-	// BootSeconds is the time from the first QEMU start to the ready marker.
+	// BootSeconds is the time from the first QEMU start to the ready marker (or, for a
+	// restored VM, to its new identity).
 	BootSeconds float64 `json:"boot_seconds,omitempty"`
 	// LeaseEnds is when the VM stops itself unless renewed (zero: no lease).
 	LeaseEnds time.Time `json:"lease_ends,omitzero"`
+	// Snapshot is the last snapshot taken (or being taken), so that a launcher that
+	// restarted meanwhile learns how it ended.
+	Snapshot *SnapshotState `json:"snapshot,omitempty"`
+}
+
+// SnapshotState is the progress of a snapshot.
+type SnapshotState struct {
+	Dir   string `json:"dir"`
+	Done  bool   `json:"done"`
+	Error string `json:"error,omitempty"`
 }
 
 // WriteSpec writes spec to dir/spec.json (0600).

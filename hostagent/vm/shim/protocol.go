@@ -7,15 +7,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
+
+	"github.com/waggle-dev/waggle/hostagent/vm/snapshot"
 )
 
 // Control operations.
 const (
-	OpStatus = "status" // reply with the State at once
-	OpWait   = "wait"   // reply with the State once the boot is over (ready or failed)
-	OpStop   = "stop"   // stop the VM, reply, and exit
-	OpRenew  = "renew"  // extend the VM's lease (Request.Lease), reply with the State
+	OpStatus   = "status"   // reply with the State at once
+	OpWait     = "wait"     // reply with the State once the start (and any snapshot) is over
+	OpStop     = "stop"     // stop the VM, reply, and exit
+	OpRenew    = "renew"    // extend the VM's lease (Request.Lease), reply with the State
+	OpSnapshot = "snapshot" // save the VM into Request.Dir (see SnapshotRequest), reply
 )
 
 // Request is one control request: a JSON object on one line.
@@ -23,6 +27,18 @@ type Request struct {
 	Op string `json:"op"`
 	// Lease is the argument of OpRenew: the lease from now on (0: the one the VM has).
 	Lease time.Duration `json:"lease,omitempty"`
+	// Snapshot is the argument of OpSnapshot.
+	Snapshot *SnapshotRequest `json:"snapshot,omitempty"`
+}
+
+// SnapshotRequest asks for a snapshot of the running VM.
+type SnapshotRequest struct {
+	// Dir is the new directory (it must not exist; its parent must) that receives the
+	// snapshot's files.
+	Dir string `json:"dir"`
+	// KeepRunning continues the VM after the save, on a new overlay over the frozen disk;
+	// without it the VM is stopped and the shim exits once the snapshot is complete.
+	KeepRunning bool `json:"keep_running"`
 }
 
 // MaxLease bounds a lease.
@@ -32,6 +48,8 @@ const MaxLease = 24 * time.Hour
 type Response struct {
 	State State  `json:"state"`
 	Error string `json:"error,omitempty"`
+	// Snapshot is the manifest of the snapshot OpSnapshot took.
+	Snapshot *snapshot.Snapshot `json:"snapshot,omitempty"`
 }
 
 // maxRequest bounds a request line.
@@ -57,6 +75,14 @@ func DecodeRequest(line []byte) (Request, error) {
 	}
 	switch r.Op {
 	case OpStatus, OpWait, OpStop, OpRenew:
+		if r.Snapshot != nil {
+			return r, fmt.Errorf("%w: op %q takes no snapshot argument", ErrBadRequest, r.Op)
+		}
+		return r, nil
+	case OpSnapshot:
+		if r.Snapshot == nil || !filepath.IsAbs(r.Snapshot.Dir) || filepath.Clean(r.Snapshot.Dir) != r.Snapshot.Dir {
+			return r, fmt.Errorf("%w: snapshot needs an absolute, clean directory", ErrBadRequest)
+		}
 		return r, nil
 	}
 	return r, fmt.Errorf("%w: unknown op %q", ErrBadRequest, r.Op)

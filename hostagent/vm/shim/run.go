@@ -13,22 +13,26 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 	"github.com/waggle-dev/waggle/hostagent/pkgproxy"
 	"github.com/waggle-dev/waggle/hostagent/vm/hypervisor"
 	"github.com/waggle-dev/waggle/hostagent/vm/qemu"
+	"github.com/waggle-dev/waggle/hostagent/vm/snapshot"
 	"github.com/waggle-dev/waggle/hostagent/vm/vnet"
 )
 
 // Inherited descriptors: the launcher creates the listening sockets and passes them, so they
-// exist (and queue connections) before the shim runs.
+// exist (and queue connections) before the shim runs; a restore from a template with shared
+// memory also gets that memory.
 const (
-	controlFD = 3
-	sshFD     = 4
+	controlFD        = 3
+	sshFD            = 4
+	templateMemoryFD = 5
 )
 
 // server is a running shim.
@@ -40,19 +44,47 @@ type server struct {
 	network *vnet.Network
 	console *console
 	lease   *lease
+	memory  *os.File // template memory for a restore, else nil
+
+	// The VM's disk chain: read-only backing files and the writable disk on top. Saves that
+	// keep the VM running append the old disk to the backing. Only the run goroutine uses it.
+	backing []string
+	disk    string
 
 	mu      sync.Mutex
 	state   State
-	booted  chan struct{} // closed when the boot is over (ready or failed)
-	stop    chan struct{} // closed on a stop request
-	stopped chan struct{} // closed when the VM is down
+	booted  chan struct{}        // closed when the start is over (ready or failed)
+	stop    chan struct{}        // closed on a stop request
+	stopped chan struct{}        // closed when the VM is down
+	saves   chan snapshotRequest // snapshot requests for the run goroutine
 	once    sync.Once
 
 	handlers sync.WaitGroup // control connections
 }
 
+// snapshotRequest is one OpSnapshot handed to the run goroutine.
+type snapshotRequest struct {
+	SnapshotRequest
+	reply chan snapshotReply // buffered: the requester may be gone
+}
+
+type snapshotReply struct {
+	snap snapshot.Snapshot
+	err  error
+}
+
+// Inherited is what a shim gets from its launcher.
+type Inherited struct {
+	// Control and SSH are the listeners for control.sock and ssh.sock.
+	Control, SSH net.Listener
+	// TemplateMemory is the template's memory for a spec that restores with
+	// Restore.TemplateMemory, else nil.
+	TemplateMemory *os.File
+}
+
 // Run is the shim's main loop for the VM in dir, as run by `waggle vm shim`: it takes the
-// control and SSH listeners Launch passed as descriptors 3 and 4 and calls Serve.
+// control and SSH listeners Launch passed as descriptors 3 and 4 (and the template memory as 5,
+// when the spec restores from one) and calls Serve.
 func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 	ctl, err := inheritedListener(controlFD, ControlSock)
 	if err != nil {
@@ -63,18 +95,34 @@ func Run(ctx context.Context, dir string, logger *slog.Logger) error {
 		ctl.Close()
 		return err
 	}
-	return Serve(ctx, dir, ctl, sshLn, logger)
+	in := Inherited{Control: ctl, SSH: sshLn}
+	if spec, err := ReadSpec(dir); err == nil && spec.Restore != nil && spec.Restore.TemplateMemory {
+		in.TemplateMemory = os.NewFile(templateMemoryFD, "template memory")
+	}
+	return Serve(ctx, dir, in, logger)
 }
 
-// Serve boots the VM whose spec is in dir, serves the control protocol on ctl and the guest's
-// SSH port on sshLn, and returns once the VM is stopped (by a stop request, ctx, or the VM
-// exiting). It closes both listeners.
-func Serve(ctx context.Context, dir string, ctl, sshLn net.Listener, logger *slog.Logger) error {
+// Serve starts the VM whose spec is in dir, serves the control protocol on in.Control and the
+// guest's SSH port on in.SSH, and returns once the VM is stopped (by a stop request, ctx, the
+// VM exiting, or a snapshot that does not keep it running). It closes both listeners and the
+// template memory.
+func Serve(ctx context.Context, dir string, in Inherited, logger *slog.Logger) error {
+	ctl, sshLn := in.Control, in.SSH
 	defer ctl.Close()
 	defer sshLn.Close()
+	if in.TemplateMemory != nil {
+		defer in.TemplateMemory.Close()
+	}
 	spec, err := ReadSpec(dir)
 	if err != nil {
 		return err
+	}
+	backend, err := newBackend(spec, logger)
+	if err != nil {
+		return err
+	}
+	if spec.Restore != nil && spec.Restore.TemplateMemory && in.TemplateMemory == nil {
+		return errors.New("shim: the spec restores from template memory, but none was inherited")
 	}
 	spec.VM.Dir = dir
 	spec.VM.NetSocket = filepath.Join(dir, NetSock)
@@ -87,22 +135,24 @@ func Serve(ctx context.Context, dir string, ctl, sshLn net.Listener, logger *slo
 	if err != nil {
 		return err
 	}
-	con, err := newConsole(filepath.Join(dir, ConsoleLog), spec)
+	con, err := newConsole(filepath.Join(dir, ConsoleLog))
 	if err != nil {
 		return fmt.Errorf("shim: %w", err)
 	}
 	defer con.Close()
-	qcfg := qemu.DefaultConfig()
-	qcfg.Binary = spec.QEMUBinary
-	qcfg.CgroupRoot = spec.CgroupRoot
-	qcfg.Logger = logger
+	phase := PhaseBooting
+	if spec.Restore != nil {
+		phase = PhaseRestoring
+	}
 	s := &server{
-		dir: dir, spec: spec, logger: logger, backend: qemu.New(qcfg), network: network, console: con,
+		dir: dir, spec: spec, logger: logger, backend: backend, network: network, console: con,
+		memory: in.TemplateMemory, backing: slices.Clone(spec.VM.Backing), disk: spec.VM.Disk,
 		lease:   newLease(spec.Lease),
-		state:   State{ShimPID: os.Getpid(), Phase: PhaseBooting},
+		state:   State{ShimPID: os.Getpid(), Phase: phase},
 		booted:  make(chan struct{}),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		saves:   make(chan snapshotRequest),
 	}
 	defer s.lease.stop()
 	s.state.LeaseEnds = s.lease.end()
@@ -141,6 +191,20 @@ func Serve(ctx context.Context, dir string, ctl, sshLn net.Listener, logger *slo
 	return err
 }
 
+// newBackend is the hypervisor backend the spec names.
+func newBackend(spec Spec, logger *slog.Logger) (hypervisor.Backend, error) {
+	switch spec.Backend {
+	case "qemu", "":
+		qcfg := qemu.DefaultConfig()
+		qcfg.Binary, qcfg.CgroupRoot, qcfg.Logger = spec.QEMUBinary, spec.CgroupRoot, logger
+		if spec.QEMUImgBinary != "" {
+			qcfg.ImgBinary = spec.QEMUImgBinary
+		}
+		return qemu.New(qcfg), nil
+	}
+	return nil, fmt.Errorf("shim: unknown backend %q", spec.Backend)
+}
+
 func inheritedListener(fd uintptr, name string) (net.Listener, error) {
 	f := os.NewFile(fd, name)
 	if f == nil {
@@ -154,9 +218,13 @@ func inheritedListener(fd uintptr, name string) (net.Listener, error) {
 	return ln, nil
 }
 
-// run boots the VM and supervises it until it should stop.
+// run starts the VM and supervises it until it should stop.
 func (s *server) run(ctx context.Context) error {
-	vm, err := s.boot(ctx)
+	start := s.boot
+	if s.spec.Restore != nil {
+		start = s.restore
+	}
+	vm, err := start(ctx)
 	if err != nil {
 		s.setState(func(st *State) { st.Phase, st.Error = PhaseFailed, err.Error() })
 		close(s.booted)
@@ -170,15 +238,23 @@ func (s *server) run(ctx context.Context) error {
 	}
 	close(s.booted)
 	var reason string
-	select {
-	case <-s.stop:
-		reason = "stop request"
-	case <-ctx.Done():
-		reason = "signal"
-	case <-vm.Done():
-		reason = "vm exited"
-	case <-s.lease.expired:
-		reason = "lease expired: no agent renewed it"
+	for reason == "" {
+		select {
+		case req := <-s.saves:
+			snap, err := s.snapshot(ctx, vm, req.SnapshotRequest)
+			req.reply <- snapshotReply{snap, err}
+			if err == nil && !req.KeepRunning {
+				reason = "saved"
+			}
+		case <-s.stop:
+			reason = "stop request"
+		case <-ctx.Done():
+			reason = "signal"
+		case <-vm.Done():
+			reason = "vm exited"
+		case <-s.lease.expired:
+			reason = "lease expired: no agent renewed it"
+		}
 	}
 	s.logger.Info("stopping vm", "reason", reason)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -190,11 +266,25 @@ func (s *server) run(ctx context.Context) error {
 	return nil
 }
 
-// boot starts the VM and waits for the ready marker, retrying a boot that goes silent.
+// prepareDisk is the first stage of every start: the VM's writable disk over its chain.
+func (s *server) prepareDisk(ctx context.Context) error {
+	if err := s.backend.PrepareDisk(ctx, s.disk, s.backing, s.spec.DiskMiB); err != nil {
+		return fmt.Errorf("disk: %w", err)
+	}
+	return nil
+}
+
+// boot creates the disk, starts the VM and waits for the ready marker, retrying a boot that
+// goes silent.
 func (s *server) boot(ctx context.Context) (hypervisor.Handle, error) {
 	start := time.Now()
 	var lastErr error
 	for attempt := 1; attempt <= max(s.spec.Attempts, 1); attempt++ {
+		// Each attempt starts from a fresh disk: a hung boot may have written to it.
+		_ = os.Remove(s.disk)
+		if err := s.prepareDisk(ctx); err != nil {
+			return nil, err
+		}
 		s.console.reset()
 		vmSpec := s.spec.VM
 		vmSpec.Console = s.console
@@ -237,14 +327,13 @@ func (s *server) waitReady(ctx context.Context, vm hypervisor.Handle) error {
 	for {
 		select {
 		case ev := <-s.console.events:
-			switch ev.kind {
-			case PhaseReady:
+			switch ev.Kind {
+			case wire.ConsoleReady:
 				return nil
-			case PhaseFailed:
-				return fmt.Errorf("guest: %s", ev.line)
-			case "hostkey":
-				key := strings.TrimSpace(strings.TrimPrefix(ev.line, s.spec.HostKeyMarker))
-				s.setState(func(st *State) { st.HostKey = key })
+			case wire.ConsoleFailed:
+				return fmt.Errorf("guest: %s", ev.Text)
+			case wire.ConsoleHostKey:
+				s.setState(func(st *State) { st.HostKey = wire.MarshalKey(ev.HostKey) })
 			}
 		case <-tick.C:
 			wall, cpu := s.console.silentFor(processCPU(vm.ID()))
@@ -317,10 +406,7 @@ func (s *server) handleControl(ctx context.Context, conn net.Conn) {
 	} else {
 		switch req.Op {
 		case OpWait:
-			select {
-			case <-s.booted:
-			case <-ctx.Done():
-			}
+			s.waitSettled(ctx)
 		case OpStop:
 			s.once.Do(func() { close(s.stop) })
 			select {
@@ -333,10 +419,59 @@ func (s *server) handleControl(ctx context.Context, conn net.Conn) {
 			} else {
 				s.setState(func(st *State) { st.LeaseEnds = ends })
 			}
+		case OpSnapshot:
+			snap, err := s.requestSnapshot(ctx, *req.Snapshot)
+			if err != nil {
+				resp.Error = err.Error()
+			} else {
+				resp.Snapshot = &snap
+			}
 		}
 	}
 	resp.State = s.currentState()
 	_ = json.NewEncoder(conn).Encode(resp)
+}
+
+// waitSettled waits until the start is over and no snapshot is being taken (a launcher that
+// restarted during one finds the VM ready again, or stopped after a pause).
+func (s *server) waitSettled(ctx context.Context) {
+	select {
+	case <-s.booted:
+	case <-ctx.Done():
+		return
+	}
+	for s.currentState().Phase == PhaseSaving {
+		select {
+		case <-s.stopped:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// requestSnapshot hands a snapshot to the run goroutine and waits for it. The snapshot goes on
+// if the requester goes away; State.Snapshot tells how it ended.
+func (s *server) requestSnapshot(ctx context.Context, r SnapshotRequest) (snapshot.Snapshot, error) {
+	select {
+	case <-s.booted:
+	case <-ctx.Done():
+		return snapshot.Snapshot{}, ctx.Err()
+	}
+	if st := s.currentState(); st.Phase != PhaseReady {
+		return snapshot.Snapshot{}, fmt.Errorf("the vm is %s, not %s", st.Phase, PhaseReady)
+	}
+	req := snapshotRequest{SnapshotRequest: r, reply: make(chan snapshotReply, 1)}
+	select {
+	case s.saves <- req:
+	case <-s.stopped:
+		return snapshot.Snapshot{}, errors.New("the vm is not running")
+	case <-ctx.Done():
+		return snapshot.Snapshot{}, ctx.Err()
+	}
+	rep := <-req.reply
+	return rep.snap, rep.err
 }
 
 // relay accepts connections on ln until it is closed and splices each to a connection from

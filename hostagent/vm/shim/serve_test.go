@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -84,7 +83,7 @@ func serve(t *testing.T, ctx context.Context, dir string, spec shim.Spec) chan e
 	}
 	served := make(chan error, 1)
 	go func() {
-		served <- shim.Serve(ctx, dir, ctl, sshLn, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		served <- shim.Serve(ctx, dir, shim.Inherited{Control: ctl, SSH: sshLn}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}()
 	return served
 }
@@ -152,19 +151,20 @@ func TestServeInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := shimDir(t)
-	disk, err := qemu.New(qemu.DefaultConfig()).PrepareDisk(ctx, image, dir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signer, _ := ssh.NewSignerFromKey(priv)
 	sshPub, _ := ssh.NewPublicKey(pub)
-	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
+	params := wire.DefaultBootParams()
+	params.AuthorizedKey, params.Hostname = sshPub, "inproc"
+	cmdline, err := params.Cmdline()
+	if err != nil {
+		t.Fatal(err)
+	}
 	spec := shim.Spec{
-		VM: hypervisor.Spec{Name: "inproc", Kernel: k.Vmlinux, Initrd: initrd, Disk: disk, CPUs: 1, MemoryMiB: 256, UID: qemuID, GID: qemuID,
-			Accel: "tcg", TSCKHz: qemu.HostTSCKHz(), Cmdline: "waggle.key=" + base64.StdEncoding.EncodeToString([]byte(authorized)) + " waggle.hostname=inproc"},
-		QEMUBinary:  "qemu-system-x86_64",
-		ReadyMarker: wire.ReadyMarker, FailedMarker: wire.FailedMarker, HostKeyMarker: wire.HostKeyMarker,
+		Backend: "qemu",
+		VM: hypervisor.Spec{Name: "inproc", Kernel: k.Vmlinux, Initrd: initrd, Disk: filepath.Join(dir, "disk.qcow2"),
+			Backing: []string{image}, CPUs: 1, MemoryMiB: 256, UID: qemuID, GID: qemuID, Accel: "tcg", TSCKHz: qemu.HostTSCKHz(), Cmdline: cmdline},
+		QEMUBinary:     "qemu-system-x86_64",
 		SilenceTimeout: 30 * time.Second, SilenceCPU: 6 * time.Second, BootTimeout: time.Minute, Attempts: 2,
 	}
 	served := serve(t, ctx, dir, spec)

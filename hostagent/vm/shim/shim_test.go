@@ -4,12 +4,30 @@
 package shim
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
+
+func testHostKey(t *testing.T) ssh.PublicKey {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
 
 func TestDecodeRequest(t *testing.T) {
 	tests := []struct {
@@ -25,6 +43,11 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"op":"renew","lease":-1}`, "", true},
 		{`{"op":"renew","lease":86400000000001}`, "", true},
 		{`{"op":"stop","lease":60000000000}`, "", true},
+		{`{"op":"snapshot","snapshot":{"dir":"/var/snap/1","keep_running":true}}`, OpSnapshot, false},
+		{`{"op":"snapshot"}`, "", true},
+		{`{"op":"snapshot","snapshot":{"dir":"relative"}}`, "", true},
+		{`{"op":"snapshot","snapshot":{"dir":"/a/../b"}}`, "", true},
+		{`{"op":"stop","snapshot":{"dir":"/a"}}`, "", true},
 		{`{"op":"reboot"}`, "", true},
 		{`{}`, "", true},
 		{`not json`, "", true},
@@ -47,37 +70,40 @@ func TestDecodeRequest(t *testing.T) {
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"status"}`))
 	f.Add([]byte(`{"op":1}`))
+	f.Add([]byte(`{"op":"snapshot","snapshot":{"dir":"/x"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
-		if err == nil && r.Op != OpStatus && r.Op != OpWait && r.Op != OpStop && r.Op != OpRenew {
+		if err == nil && r.Op != OpStatus && r.Op != OpWait && r.Op != OpStop && r.Op != OpRenew && r.Op != OpSnapshot {
 			t.Fatalf("accepted op %q", r.Op)
 		}
 		if err == nil && (r.Lease < 0 || r.Lease > MaxLease || r.Lease != 0 && r.Op != OpRenew) {
 			t.Fatalf("accepted lease %s for op %q", r.Lease, r.Op)
 		}
+		if err == nil && r.Op == OpSnapshot && (r.Snapshot == nil || !filepath.IsAbs(r.Snapshot.Dir)) {
+			t.Fatalf("accepted snapshot request %+v", r.Snapshot)
+		}
 	})
 }
 
 func TestConsoleMarkers(t *testing.T) {
-	spec := Spec{ReadyMarker: "WAGGLE-READY", FailedMarker: "WAGGLE-FAILED", HostKeyMarker: "WAGGLE-HOSTKEY"}
-	c, err := newConsole(filepath.Join(t.TempDir(), "console.log"), spec)
+	c, err := newConsole(filepath.Join(t.TempDir(), "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	// Markers split across writes, with serial CRs, among other output.
-	for _, chunk := range []string{"[ 1.0] boot\r\nWAGGLE-HOST", "KEY ssh-ed25519 AAAA\r\n", "not WAGGLE-READY\nWAGGLE-RE", "ADY\r\n"} {
+	key := wire.HostKeyLine(testHostKey(t))
+	for _, chunk := range []string{"[ 1.0] boot\r\n" + key[:9], key[9:] + "\r\n", "not WAGGLE-READY\nWAGGLE-RE", "ADY\r\n"} {
 		if n, err := c.Write([]byte(chunk)); n != len(chunk) || err != nil {
 			t.Fatalf("Write: %d %v", n, err)
 		}
 	}
-	var got []consoleEvent
+	var got []wire.ConsoleKind
 	for len(c.events) > 0 {
-		got = append(got, <-c.events)
+		got = append(got, (<-c.events).Kind)
 	}
-	want := []consoleEvent{{"hostkey", "WAGGLE-HOSTKEY ssh-ed25519 AAAA"}, {PhaseReady, "WAGGLE-READY"}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Errorf("events %+v, want %+v", got, want)
+	if want := []wire.ConsoleKind{wire.ConsoleHostKey, wire.ConsoleReady}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
 	}
 	data, _ := os.ReadFile(filepath.Join(filepath.Dir(c.file.Name()), "console.log"))
 	if len(data) == 0 {

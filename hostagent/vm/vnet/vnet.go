@@ -51,14 +51,14 @@ import (
 	"github.com/waggle-dev/waggle/hostagent/guest/wire"
 )
 
-// Addresses of every VM's private network. Each VM has its own stack, so they never clash.
+// Addresses of every VM's private network, as the host-guest contract (package wire) defines
+// them. Each VM has its own stack, so they never clash.
 const (
-	Subnet     = "192.168.127.0/24"
-	GatewayIP  = "192.168.127.1"
-	GuestIP    = "192.168.127.2"
-	GatewayMAC = "5a:94:ef:e4:0c:ee"
-	GuestMAC   = "5a:94:ef:e4:0c:dd"
-	SSHPort    = 22
+	Subnet     = wire.Subnet
+	GatewayIP  = wire.GatewayIP
+	GuestIP    = wire.GuestIP
+	GatewayMAC = wire.GatewayMAC
+	SSHPort    = wire.SSHPort
 	mtu        = 1500
 )
 

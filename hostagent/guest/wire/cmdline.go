@@ -1,7 +1,7 @@
 // SPDX-FileCopyrightText: 2026 The waggle authors
 // SPDX-License-Identifier: Apache-2.0
 
-package guest
+package wire
 
 import (
 	"encoding/base64"
@@ -13,7 +13,24 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// BootParams are the guest's settings from the kernel command line.
+// Kernel command line parameters the guest's init reads (see BootParams).
+const (
+	ParamKey      = "waggle.key"
+	ParamHostname = "waggle.hostname"
+	ParamDebug    = "waggle.debug"
+	ParamIP       = "waggle.ip"
+	ParamGateway  = "waggle.gw"
+	ParamDNS      = "waggle.dns"
+)
+
+// paramPrefix starts every parameter of this contract.
+const paramPrefix = "waggle."
+
+// DefaultHostname is the guest's host name when the command line names none.
+const DefaultHostname = "waggle"
+
+// BootParams are the guest's settings from the kernel command line. The host writes them with
+// Cmdline, the guest reads them with ParseCmdline.
 type BootParams struct {
 	// AuthorizedKey is the host's per-VM public key (waggle.key=, standard base64 of an
 	// authorized_keys line). Required.
@@ -22,11 +39,11 @@ type BootParams struct {
 	Hostname string
 	// Debug (waggle.debug=1) turns on debug logging with per-stage timings.
 	Debug bool
-	// Address of eth0 (waggle.ip=, CIDR), default 192.168.127.2/24.
+	// Address of eth0 (waggle.ip=, CIDR), default GuestIP/SubnetBits.
 	Address netip.Prefix
-	// Gateway is the default route (waggle.gw=), default 192.168.127.1.
+	// Gateway is the default route (waggle.gw=), default GatewayIP.
 	Gateway netip.Addr
-	// DNS is the only nameserver in /etc/resolv.conf (waggle.dns=), default 192.168.127.1.
+	// DNS is the only nameserver in /etc/resolv.conf (waggle.dns=), default GatewayIP.
 	DNS netip.Addr
 	// Unknown lists waggle.* keys this guest does not understand (logged, not fatal).
 	Unknown []string
@@ -37,30 +54,25 @@ type BootParams struct {
 // Only waggle.* parameters are interpreted, the last occurrence of a key wins, and parsing stops
 // at "--" (what follows belongs to init's argv).
 func ParseCmdline(cmdline string) (BootParams, error) {
-	p := BootParams{
-		Hostname: "waggle",
-		Address:  netip.MustParsePrefix("192.168.127.2/24"),
-		Gateway:  netip.MustParseAddr("192.168.127.1"),
-		DNS:      netip.MustParseAddr("192.168.127.1"),
-	}
+	p := DefaultBootParams()
 	var key string
 	for _, word := range splitCmdline(cmdline) {
 		if word == "--" {
 			break
 		}
 		name, value, hasValue := strings.Cut(word, "=")
-		if !strings.HasPrefix(name, "waggle.") {
+		if !strings.HasPrefix(name, paramPrefix) {
 			continue
 		}
 		var err error
 		switch name {
-		case "waggle.key":
+		case ParamKey:
 			key = value
-		case "waggle.hostname":
-			if err = checkHostname(value); err == nil {
+		case ParamHostname:
+			if err = CheckHostname(value); err == nil {
 				p.Hostname = value
 			}
-		case "waggle.debug":
+		case ParamDebug:
 			switch {
 			case !hasValue || value == "1" || value == "true":
 				p.Debug = true
@@ -69,14 +81,14 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 			default:
 				err = fmt.Errorf("want 0 or 1, got %q", value)
 			}
-		case "waggle.ip":
+		case ParamIP:
 			p.Address, err = netip.ParsePrefix(value)
 			if err == nil && !p.Address.Addr().Is4() {
 				err = errors.New("not an IPv4 prefix")
 			}
-		case "waggle.gw":
+		case ParamGateway:
 			p.Gateway, err = parseIPv4(value)
-		case "waggle.dns":
+		case ParamDNS:
 			p.DNS, err = parseIPv4(value)
 		default:
 			p.Unknown = append(p.Unknown, name)
@@ -86,16 +98,62 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 		}
 	}
 	if key == "" {
-		return BootParams{}, errors.New("kernel command line: waggle.key is missing")
+		return BootParams{}, errors.New("kernel command line: " + ParamKey + " is missing")
 	}
 	line, err := base64.StdEncoding.DecodeString(key)
 	if err != nil {
-		return BootParams{}, fmt.Errorf("kernel command line: waggle.key: %w", err)
+		return BootParams{}, fmt.Errorf("kernel command line: %s: %w", ParamKey, err)
 	}
 	if p.AuthorizedKey, _, _, _, err = ssh.ParseAuthorizedKey(line); err != nil {
-		return BootParams{}, fmt.Errorf("kernel command line: waggle.key: %w", err)
+		return BootParams{}, fmt.Errorf("kernel command line: %s: %w", ParamKey, err)
 	}
 	return p, nil
+}
+
+// DefaultBootParams are the settings of a guest whose command line names only its key: the
+// addresses of every VM's private network (network.go).
+func DefaultBootParams() BootParams {
+	return BootParams{
+		Hostname: DefaultHostname,
+		Address:  netip.PrefixFrom(netip.MustParseAddr(GuestIP), SubnetBits),
+		Gateway:  netip.MustParseAddr(GatewayIP),
+		DNS:      netip.MustParseAddr(GatewayIP),
+	}
+}
+
+// Cmdline encodes p as kernel command line words for ParseCmdline; settings equal to the
+// defaults are left out. It fails for what ParseCmdline would refuse.
+func (p BootParams) Cmdline() (string, error) {
+	if p.AuthorizedKey == nil {
+		return "", errors.New("boot params: no authorized key")
+	}
+	if err := CheckHostname(p.Hostname); err != nil {
+		return "", fmt.Errorf("boot params: %w", err)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.AuthorizedKey)))
+	words := []string{ParamKey + "=" + base64.StdEncoding.EncodeToString([]byte(line)), ParamHostname + "=" + p.Hostname}
+	def := DefaultBootParams()
+	if p.Debug {
+		words = append(words, ParamDebug+"=1")
+	}
+	for _, a := range []struct {
+		name     string
+		is4, def bool
+		value    string
+	}{
+		{ParamIP, p.Address.Addr().Is4(), p.Address == def.Address, p.Address.String()},
+		{ParamGateway, p.Gateway.Is4(), p.Gateway == def.Gateway, p.Gateway.String()},
+		{ParamDNS, p.DNS.Is4(), p.DNS == def.DNS, p.DNS.String()},
+	} {
+		switch {
+		case a.def:
+		case !a.is4:
+			return "", fmt.Errorf("boot params: %s: not IPv4: %s", a.name, a.value)
+		default:
+			words = append(words, a.name+"="+a.value)
+		}
+	}
+	return strings.Join(words, " "), nil
 }
 
 // splitCmdline splits a command line into words like the kernel's next_arg: white space outside
@@ -137,8 +195,8 @@ func parseIPv4(s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// checkHostname accepts RFC 1123 host names of at most 64 bytes (the kernel's limit).
-func checkHostname(h string) error {
+// CheckHostname accepts RFC 1123 host names of at most 64 bytes (the kernel's limit).
+func CheckHostname(h string) error {
 	if h == "" || len(h) > 64 {
 		return fmt.Errorf("host name must have 1 to 64 bytes, got %d", len(h))
 	}

@@ -1,7 +1,7 @@
 // SPDX-FileCopyrightText: 2026 The waggle authors
 // SPDX-License-Identifier: Apache-2.0
 
-package guest
+package wire
 
 import (
 	"crypto/ed25519"
@@ -127,7 +127,7 @@ func FuzzParseCmdline(f *testing.F) {
 		if p.AuthorizedKey == nil {
 			t.Fatal("no key but no error")
 		}
-		if checkHostname(p.Hostname) != nil || !p.Address.Addr().Is4() || !p.Gateway.Is4() || !p.DNS.Is4() {
+		if CheckHostname(p.Hostname) != nil || !p.Address.Addr().Is4() || !p.Gateway.Is4() || !p.DNS.Is4() {
 			t.Fatalf("invalid params accepted: %+v", p)
 		}
 		for _, w := range splitCmdline(cmdline) {
@@ -135,5 +135,45 @@ func FuzzParseCmdline(f *testing.F) {
 				t.Fatalf("word %q kept a quote", w)
 			}
 		}
+		line, err := p.Cmdline()
+		if err != nil {
+			t.Fatalf("Cmdline of accepted params: %v", err)
+		}
+		again, err := ParseCmdline(line)
+		if err != nil || again.Hostname != p.Hostname || again.Address != p.Address || again.Debug != p.Debug {
+			t.Fatalf("%q does not round-trip: %+v %v", line, again, err)
+		}
 	})
+}
+
+func TestCmdlineRoundTrip(t *testing.T) {
+	key, _ := testKey(t)
+	def := DefaultBootParams()
+	def.AuthorizedKey = key
+	custom := def
+	custom.Hostname, custom.Debug = "env-1", true
+	custom.Address, custom.Gateway, custom.DNS = netip.MustParsePrefix("10.0.0.5/8"), netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("1.1.1.1")
+	for _, p := range []BootParams{def, custom} {
+		line, err := p.Cmdline()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseCmdline("console=ttyS0 quiet " + line)
+		if err != nil {
+			t.Fatalf("ParseCmdline(%q): %v", line, err)
+		}
+		if got.Hostname != p.Hostname || got.Debug != p.Debug || got.Address != p.Address || got.Gateway != p.Gateway ||
+			got.DNS != p.DNS || string(got.AuthorizedKey.Marshal()) != string(key.Marshal()) {
+			t.Errorf("round trip of %q: %+v, want %+v", line, got, p)
+		}
+	}
+	if line, _ := def.Cmdline(); strings.Contains(line, ParamIP) || strings.Contains(line, ParamDebug) {
+		t.Errorf("defaults spelled out: %q", line)
+	}
+	bad := []BootParams{{}, {AuthorizedKey: key, Hostname: "-x"}, {AuthorizedKey: key, Hostname: "h", Address: netip.MustParsePrefix("fd00::1/64")}}
+	for _, p := range bad {
+		if line, err := p.Cmdline(); err == nil {
+			t.Errorf("Cmdline(%+v) = %q, want an error", p, line)
+		}
+	}
 }
