@@ -706,8 +706,11 @@ func testUpInspector(t *testing.T, up *upProc, calls *callLog) {
 	for _, tool := range list.Tools {
 		names = append(names, tool.Name)
 	}
-	if !slices.Contains(names, "create_environment") || !slices.Contains(names, "execute") || len(names) != 13 {
-		t.Errorf("inspector tools/list: %v", names)
+	want := []string{"create_environment", "destroy_environment", "execute", "fork_environment", "get_environment",
+		"install_packages", "kill_process", "list_environments", "list_files", "pause_environment", "read_file",
+		"read_process", "resume_environment", "start_process", "wait_process", "write_file"}
+	if slices.Sort(names); !slices.Equal(names, want) {
+		t.Errorf("inspector tools/list: %v, want %v", names, want)
 	}
 	var env envOut
 	call(&env, "create_environment", "runtime=shell", "timeout_minutes=5")
