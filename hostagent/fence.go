@@ -89,16 +89,8 @@ func (a *Agent) fenceHost(ctx context.Context, ev *events.Event) error {
 	if err := a.markHostLost(ctx, a.cfg.HostID); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	var ids []string
-	for id, e := range a.envs {
-		if e.machine != nil {
-			ids = append(ids, id)
-		}
-	}
-	a.mu.Unlock()
 	var errs []error
-	for _, id := range ids {
+	for _, id := range a.envsWithVM() {
 		errs = append(errs, a.fenceEnv(ctx, id))
 	}
 	if err := errors.Join(errs...); err != nil {

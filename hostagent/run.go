@@ -221,18 +221,23 @@ func (a *Agent) announce(ctx context.Context, typ string) (uint64, error) {
 	return 0, fmt.Errorf("announce %s: still conflicting after %d attempts", typ, maxAppendAttempts)
 }
 
-// drainAll destroys every environment of this host (reason host_left).
-func (a *Agent) drainAll(ctx context.Context) error {
+// envsWithVM lists the environments of this host that hold a VM.
+func (a *Agent) envsWithVM() []string {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	var ids []string
 	for id, e := range a.envs {
 		if e.machine != nil {
 			ids = append(ids, id)
 		}
 	}
-	a.mu.Unlock()
+	return ids
+}
+
+// drainAll destroys every environment of this host (reason host_left).
+func (a *Agent) drainAll(ctx context.Context) error {
 	var errs []error
-	for _, id := range ids {
+	for _, id := range a.envsWithVM() {
 		e := a.lockEntry(id)
 		ok, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyRequested, a.principal, "",
 			events.DestroyRequested{By: a.principal, Reason: events.ReasonHostLeft})
