@@ -155,6 +155,10 @@ func Permissions(r Role, durable string) jwt.Permissions {
 			"$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.INFO.*.*",
 			"$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.API.CONSUMER.DELETE.*.*", "$JS.ACK.>", "$JS.FC.>", "$SRV.>")
 		p.denyPub("$JS.API.CONSUMER.NAMES."+events.StreamName, "$JS.API.CONSUMER.LIST."+events.StreamName)
+		// Stored snapshots hold guest memory: an operator sees the bucket's size, not its contents.
+		snaps := "OBJ_" + hostrpc.SnapshotBucket
+		p.denyPub("$JS.API.STREAM.MSG.GET."+snaps, "$JS.API.DIRECT.GET."+snaps, "$JS.API.DIRECT.GET."+snaps+".>",
+			"$JS.API.CONSUMER.CREATE."+snaps, "$JS.API.CONSUMER.CREATE."+snaps+".>")
 	case Router:
 		for _, t := range routerEnvTypes {
 			p.pub(events.EnvSubject("*", "*", t))
@@ -192,6 +196,9 @@ func Permissions(r Role, durable string) jwt.Permissions {
 		p.readEvents()
 		p.durable(events.StreamName, durable)
 		p.objects(hostrpc.TransferBucket)
+		// Paused environments' snapshots (--snapshot-store objects): any host agent may
+		// restore one whose host failed. No other role reads them (they hold guest memory).
+		p.objects(hostrpc.SnapshotBucket)
 	}
 	return p.jwt()
 }

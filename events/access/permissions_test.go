@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -85,8 +86,10 @@ func startCluster(t *testing.T) *cluster {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.admin.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: hostrpc.TransferBucket}); err != nil {
-		t.Fatal(err)
+	for _, b := range []string{hostrpc.TransferBucket, hostrpc.SnapshotBucket} {
+		if _, err := c.admin.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The durable consumers other roles must not take over.
 	for _, d := range []struct{ id, filter string }{{h1, "waggle.env.h1.>"}, {proj, "waggle.>"}} {
@@ -292,6 +295,10 @@ func TestRolePermissions(t *testing.T) {
 		return cfg
 	}
 	api := func(s string) string { return "$JS.API." + s }
+	snapFile := filepath.Join(t.TempDir(), "memory") // a stored snapshot's one file
+	if err := os.WriteFile(snapFile, []byte("memory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	actions := []action{
 		// The event log: each role appends only its own event types, on its own host.
 		{"append requested", []string{admin, router}, envAppend("h1", events.EnvRequested)},
@@ -387,6 +394,55 @@ func TestRolePermissions(t *testing.T) {
 				return err
 			}
 			return t.Delete(ctx, ref)
+		}},
+		// Stored snapshots (guest memory): host agents only.
+		{"put, get and delete a stored snapshot", []string{admin, h1, h2}, func(ctx context.Context, _ *cluster, cn *conn) error {
+			s := hostrpc.NewSnapshots(cn.js)
+			if _, err := s.Put(ctx, "env1", []string{snapFile}); err != nil {
+				return err
+			}
+			if _, err := s.Get(ctx, "env1", filepath.Join(t.TempDir(), "d"), 100); err != nil {
+				return err
+			}
+			return s.Delete(ctx, "env1")
+		}},
+		{"read a stored snapshot", []string{admin, h1, h2}, func(ctx context.Context, c *cluster, cn *conn) error {
+			if _, err := hostrpc.NewSnapshots(c.admin.js).Put(ctx, "env2", []string{snapFile}); err != nil {
+				return err
+			}
+			_, err := hostrpc.NewSnapshots(cn.js).Get(ctx, "env2", filepath.Join(t.TempDir(), "d"), 100)
+			return err
+		}},
+		{"delete a stored snapshot", []string{admin, h1, h2}, func(ctx context.Context, c *cluster, cn *conn) error {
+			if _, err := hostrpc.NewSnapshots(c.admin.js).Put(ctx, "env3", []string{snapFile}); err != nil {
+				return err
+			}
+			return hostrpc.NewSnapshots(cn.js).Delete(ctx, "env3")
+		}},
+		{"list the stored snapshots", []string{admin}, func(ctx context.Context, _ *cluster, cn *conn) error {
+			store, err := cn.js.ObjectStore(ctx, hostrpc.SnapshotBucket)
+			if err != nil {
+				return err
+			}
+			_, err = store.List(ctx)
+			if errors.Is(err, jetstream.ErrNoObjectsFound) {
+				return nil
+			}
+			return err
+		}},
+		{"read a stored snapshot's chunks from its stream", []string{admin}, func(ctx context.Context, c *cluster, cn *conn) error {
+			if _, err := hostrpc.NewSnapshots(c.admin.js).Put(ctx, "env4", []string{snapFile}); err != nil {
+				return err
+			}
+			stream, err := cn.js.Stream(ctx, "OBJ_"+hostrpc.SnapshotBucket)
+			if err != nil {
+				return err
+			}
+			if _, err := stream.GetMsg(ctx, stream.CachedInfo().State.FirstSeq); err != nil {
+				return err
+			}
+			_, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+			return err
 		}},
 		{"list the transfer objects", []string{admin, operator}, func(ctx context.Context, _ *cluster, cn *conn) error {
 			store, err := cn.js.ObjectStore(ctx, hostrpc.TransferBucket)
