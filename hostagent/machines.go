@@ -35,9 +35,11 @@ type Machines interface {
 
 // Paused is what Machines.Pause saved.
 type Paused struct {
-	Bytes    int64         // size of the snapshot on disk
-	Location string        // where it lives: host:<dir>
-	Took     time.Duration // the save, guest paused
+	Bytes    int64  // size of the snapshot on disk
+	Location string // where it lives: host:<dir>
+	// Files are the snapshot's files, the manifest last: what to copy to move it.
+	Files []string
+	Took  time.Duration // the save, guest paused
 }
 
 // LaunchSpec describes the VM of one environment.

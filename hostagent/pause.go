@@ -6,6 +6,7 @@ package hostagent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/waggle-dev/waggle/events"
@@ -85,6 +86,9 @@ func (a *Agent) pauseLocked(ctx context.Context, e *envEntry, principal, correla
 	}
 	a.setMachine(e, nil)
 	a.pool.unclaim(env)
+	if a.cfg.SnapshotStore == SnapshotStoreObjects {
+		p.Location = a.storeSnapshot(ctx, env, p)
+	}
 	data := events.Paused{SnapshotBytes: p.Bytes, Location: p.Location, PausedMillis: p.Took.Milliseconds(), Reason: reason}
 	if _, err := e.agg.appendEvent(ctx, a.log, events.EnvPaused, principal, correlation, data); err != nil {
 		// The VM is saved and stopped, the log still says running: calls fail until the
@@ -94,6 +98,33 @@ func (a *Agent) pauseLocked(ctx context.Context, e *envEntry, principal, correla
 	a.logger.Info("environment paused", "env", env, "reason", reason, "snapshot_bytes", p.Bytes, "location", p.Location,
 		"pause_ms", p.Took.Milliseconds())
 	return hostrpc.PauseResult{SnapshotBytes: p.Bytes, Location: p.Location, PauseMS: p.Took.Milliseconds()}, nil
+}
+
+// storedPrefix starts the location of a snapshot also kept in the object store
+// (hostrpc.Snapshots, under the environment's id).
+const storedPrefix = "objects:"
+
+// storeSnapshot copies the saved snapshot p of env into the object store and returns its
+// location there. When that fails, the snapshot stays only on this host (its location
+// unchanged): the environment resumes here, not elsewhere.
+func (a *Agent) storeSnapshot(ctx context.Context, env string, p Paused) string {
+	start := time.Now()
+	n, err := a.snapshots.Put(ctx, env, p.Files)
+	if err != nil {
+		a.logger.Warn("snapshot not stored in the object store; it stays on this host only", "env", env, "err", err)
+		return p.Location
+	}
+	a.logger.Info("snapshot stored", "env", env, "bytes", n, "ms", time.Since(start).Milliseconds())
+	return storedPrefix + env
+}
+
+// dropStored deletes the stored copy of env's snapshot, if it has one: after a resume it is
+// out of date, after a destroy nobody needs it.
+func (a *Agent) dropStored(ctx context.Context, env string, snap *events.Paused) error {
+	if snap == nil || !strings.HasPrefix(snap.Location, storedPrefix) {
+		return nil
+	}
+	return a.snapshots.Delete(ctx, strings.TrimPrefix(snap.Location, storedPrefix))
 }
 
 // resume starts a paused environment's VM from its snapshot, once its capacity is free again,
@@ -133,9 +164,13 @@ func (a *Agent) resume(ctx context.Context, env, principal, correlation string, 
 		a.setMachine(e, m)
 	}
 	took := time.Since(start)
+	stored := e.agg.Snapshot
 	if _, err := e.agg.appendEvent(ctx, a.log, events.EnvResumed, principal, correlation,
 		events.Resumed{ResumeMillis: took.Milliseconds(), Transparent: transparent}); err != nil {
 		return hostrpc.ResumeResult{}, fmt.Errorf("resume %s: running, but resumed not appended: %w", env, err)
+	}
+	if err := a.dropStored(ctx, env, stored); err != nil {
+		a.logger.Warn("resumed; stored snapshot not deleted", "env", env, "err", err)
 	}
 	a.updateServing(e)
 	a.markActive(e, time.Now(), false)

@@ -4,6 +4,8 @@
 package hostagent
 
 import (
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +111,52 @@ func TestPauseResume(t *testing.T) {
 	waitState(t, c, "h1", env, events.StateDestroyed, 10*time.Second)
 	if fm.isPaused(env) {
 		t.Error("the snapshot of a destroyed paused environment is kept")
+	}
+}
+
+// TestPauseStoresSnapshot: with --snapshot-store objects a paused environment's snapshot is
+// also in the object store, named by its location; resuming it, or destroying it while
+// paused, deletes that copy.
+func TestPauseStoresSnapshot(t *testing.T) {
+	c := eventstest.Start(t)
+	fm := newFakeMachines()
+	cfg := testConfig(t, "h1")
+	cfg.SnapshotStore = SnapshotStoreObjects
+	runAgent(t, c, cfg, fm)
+	env := newEnvID()
+	place(t, c, "h1", env, events.Requested{Runtime: "python", Resources: events.Resources{CPUs: 1, MemoryMiB: 512}})
+	waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
+	store := hostrpc.NewSnapshots(c.Log.JetStream())
+	stored := func() bool {
+		t.Helper()
+		_, err := store.Get(t.Context(), env, filepath.Join(t.TempDir(), "s"), 1<<20)
+		if err != nil && !errors.Is(err, hostrpc.ErrSnapshotNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	pause := func() {
+		t.Helper()
+		var paused hostrpc.PauseResult
+		if herr := call(t, c.NC, "h1", hostrpc.OpPause, hostrpc.EnvRequest{Env: env}, &paused); herr != nil {
+			t.Fatal(herr)
+		}
+		if paused.Location != "objects:"+env || !stored() {
+			t.Fatalf("pause result %+v; stored %v", paused, stored())
+		}
+	}
+	pause()
+	if herr := call(t, c.NC, "h1", hostrpc.OpResume, hostrpc.EnvRequest{Env: env}, nil); herr != nil {
+		t.Fatal(herr)
+	}
+	if stored() {
+		t.Error("the stored snapshot of a resumed environment is kept")
+	}
+	pause()
+	appendEnv(t, c, "h1", env, mustEvent(t, "h1", env, events.EnvDestroyRequested, events.DestroyRequested{By: "tenant-1/key-1"}))
+	waitState(t, c, "h1", env, events.StateDestroyed, 10*time.Second)
+	if stored() {
+		t.Error("the stored snapshot of a destroyed paused environment is kept")
 	}
 }
 

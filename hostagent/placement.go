@@ -268,6 +268,9 @@ func (a *Agent) finishDestroy(ctx context.Context, e *envEntry, correlation stri
 		if err := a.machines.DropPaused(ctx, e.id); err != nil {
 			return fmt.Errorf("drop the snapshot of paused %s: %w", e.id, err)
 		}
+		if err := a.dropStored(ctx, e.id, e.agg.Snapshot); err != nil {
+			return fmt.Errorf("drop the stored snapshot of paused %s: %w", e.id, err)
+		}
 	}
 	if e.agg.State == events.StateDestroying {
 		if _, err := e.agg.appendEvent(ctx, a.log, events.EnvDestroyed, a.principal, correlation, nil); err != nil {

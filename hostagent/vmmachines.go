@@ -79,7 +79,7 @@ func (v *VMMachines) Pause(ctx context.Context, m Machine) (Paused, error) {
 	if err != nil {
 		return Paused{}, fmt.Errorf("pause %s: %w", m.ID(), err)
 	}
-	return Paused{Bytes: size, Location: "host:" + dir, Took: took}, nil
+	return Paused{Bytes: size, Location: "host:" + dir, Files: snap.Files(), Took: took}, nil
 }
 
 // Resume restores the VM paused under spec.ID and deletes the snapshot once it runs (the VM
