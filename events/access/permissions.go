@@ -116,7 +116,9 @@ func (r Role) durableBase() string {
 var (
 	routerEnvTypes = []string{events.EnvRequested, events.EnvPlaced, events.EnvDestroyRequested,
 		// an environment stuck on a host that is gone: nobody else will end it
-		events.EnvLost}
+		events.EnvLost,
+		// a lost paused environment resumed on another host
+		events.EnvMoved}
 	hostEnvTypes = []string{events.EnvRejected, events.EnvStarting, events.EnvStarted, events.EnvFailed,
 		events.EnvTouched, events.EnvExec, events.EnvFileWritten, events.EnvFileRead,
 		events.EnvDestroyRequested, events.EnvDestroyed, events.EnvLost, events.EnvPaused, events.EnvResumed}

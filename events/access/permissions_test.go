@@ -311,6 +311,7 @@ func TestRolePermissions(t *testing.T) {
 		{"append paused on h1", []string{admin, h1}, envAppend("h1", events.EnvPaused, events.EnvPlaced, events.EnvStarting, events.EnvStarted)},
 		{"append resumed on h1", []string{admin, h1}, envAppend("h1", events.EnvResumed, events.EnvPlaced, events.EnvStarting, events.EnvStarted, events.EnvPaused)},
 		{"append lost on h1 (failure detection)", []string{admin, router, h1, h2}, envAppend("h1", events.EnvLost)},
+		{"append moved on h1 (resumed elsewhere)", []string{admin, router}, envAppend("h1", events.EnvMoved, events.EnvLost)},
 		{"append host h1 joined", []string{admin, h1}, hostAppend("h1", events.HostJoined)},
 		{"append host h1 failed", []string{admin, h1, h2}, hostAppend("h1", events.HostFailed)},
 		{"append an audit digest", []string{admin, proj}, func(ctx context.Context, _ *cluster, cn *conn) error {
