@@ -114,7 +114,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 		return nil // handled before (or moved on by someone else)
 	}
 	res := a.resources(e.agg.Env)
-	warm, reason := a.admit(e, e.agg.Runtime, res, e.agg.ForkOf == "")
+	warm, reason := a.admit(e, e.agg.Runtime, res, e.agg.ForkOf == "" && e.agg.ResumeOf == "")
 	if reason != "" {
 		a.metrics.placements.WithLabelValues(placeRejected).Inc()
 		a.logger.Info("placement rejected", "env", env, "reason", reason)
@@ -132,6 +132,8 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	switch {
 	case e.agg.ForkOf != "":
 		m, err = a.fork(ctx, e.agg.ForkOf, spec)
+	case e.agg.ResumeOf != "":
+		m, err = a.resumeMoved(ctx, e.agg.ResumeOf, spec, e.agg.Owner)
 	case m == nil:
 		m, err = a.launch(ctx, spec)
 	default:

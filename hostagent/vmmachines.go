@@ -138,6 +138,9 @@ func (v *VMMachines) Fork(ctx context.Context, src Machine, spec LaunchSpec) (Ma
 	return fork, nil
 }
 
+// PausedDir is where Pause saves id's snapshot.
+func (v *VMMachines) PausedDir(id string) (string, error) { return v.mgr.SnapshotDir(id) }
+
 // DropPaused deletes the snapshot a Pause of id saved.
 func (v *VMMachines) DropPaused(_ context.Context, id string) error {
 	dir, err := v.mgr.SnapshotDir(id)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -30,6 +31,19 @@ const (
 	// the memory of the largest environment (16 GiB) plus its disk layers.
 	SnapshotMaxBytes = 32 << 30
 )
+
+// storedPrefix starts the location (events.Paused.Location) of a snapshot also in the store.
+const storedPrefix = "objects:"
+
+// StoredLocation is the location of env's snapshot in the store.
+func StoredLocation(env string) string { return storedPrefix + env }
+
+// StoredName is the name in the store of the snapshot at location, and whether it is there
+// at all (a "host:" location is not).
+func StoredName(location string) (string, bool) {
+	name, ok := strings.CutPrefix(location, storedPrefix)
+	return name, ok && events.ValidID(name) == nil
+}
 
 // Errors of Snapshots that callers branch on.
 var (
