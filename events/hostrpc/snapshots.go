@@ -145,7 +145,8 @@ func addFile(tw *tar.Writer, path, name string, total *int64) error {
 	return nil
 }
 
-// Get writes env's stored snapshot into dir, which must not exist (created 0700, files 0600),
+// Get writes env's stored snapshot into dir, which must not exist (created 0700 with its
+// parents, files 0600),
 // and returns the bytes read. The stored files must be flat regular files of at most max bytes
 // together: else ErrInvalidSnapshot or ErrSnapshotTooLarge, and dir is removed. No stored
 // snapshot is ErrSnapshotNotFound.
@@ -165,7 +166,7 @@ func (s *Snapshots) Get(ctx context.Context, env, dir string, max int64) (int64,
 		return 0, fmt.Errorf("get snapshot of %s: %w", env, err)
 	}
 	defer obj.Close()
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := errors.Join(os.MkdirAll(filepath.Dir(dir), 0o700), os.Mkdir(dir, 0o700)); err != nil {
 		return 0, fmt.Errorf("get snapshot of %s: %w", env, err)
 	}
 	// The object's reader checks its digest at the end, which readTar reaches.
