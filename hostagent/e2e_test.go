@@ -303,11 +303,10 @@ func TestTwoAgentProcesses(t *testing.T) {
 	}
 }
 
-// TestPausedHostFenced stops a host agent's process (SIGSTOP) past the failure detection time
-// and continues it: the other agent declares it failed and its environment lost; afterwards no
-// call on that environment succeeds, its VM is gone, the audit log holds every call that was
-// answered, and the host (a new incarnation) takes new environments.
-func TestPausedHostFenced(t *testing.T) {
+// startAgentPair starts two `waggle hostagent` processes a and b (with extra flags) on a
+// secure node for shell environments, and checks at cleanup that no QEMU of theirs survives.
+func startAgentPair(t *testing.T, extra ...string) (*eventstest.Node, *agentProc, *agentProc) {
+	t.Helper()
 	vmtest.Require(t)
 	vmtest.Image(t, "shell")
 	bins := vmtest.Build(t)
@@ -316,6 +315,9 @@ func TestPausedHostFenced(t *testing.T) {
 	bindA, bindB := freeAddr(t), freeAddr(t)
 	a := newAgentProc(t, bins, c, "a", bindA, bindB)
 	b := newAgentProc(t, bins, c, "b", bindB, bindA)
+	for _, p := range []*agentProc{a, b} {
+		p.args = append(p.args, extra...)
+	}
 	t.Cleanup(func() {
 		if procs := qemuProcesses(a.dataDir, b.dataDir); len(procs) > 0 {
 			t.Errorf("QEMU processes survive: %v", procs)
@@ -323,6 +325,15 @@ func TestPausedHostFenced(t *testing.T) {
 	})
 	a.start(t, bins, c)
 	b.start(t, bins, c)
+	return c, a, b
+}
+
+// TestPausedHostFenced stops a host agent's process (SIGSTOP) past the failure detection time
+// and continues it: the other agent declares it failed and its environment lost; afterwards no
+// call on that environment succeeds, its VM is gone, the audit log holds every call that was
+// answered, and the host (a new incarnation) takes new environments.
+func TestPausedHostFenced(t *testing.T) {
+	c, a, b := startAgentPair(t)
 
 	env := newEnvID()
 	place(t, c, "b", env, events.Requested{Runtime: "shell", TTLSeconds: 600})
@@ -384,24 +395,7 @@ func TestPausedHostFenced(t *testing.T) {
 // environment is lost, a new environment placed on a with resume_of (as resume_environment
 // does) starts from that snapshot on real VMs, with the file, and the stored copy is gone.
 func TestResumeOnAnotherHost(t *testing.T) {
-	vmtest.Require(t)
-	vmtest.Image(t, "shell")
-	bins := vmtest.Build(t)
-	vmtest.Kernel(t)
-	c := eventstest.StartSecure(t)
-	bindA, bindB := freeAddr(t), freeAddr(t)
-	a := newAgentProc(t, bins, c, "a", bindA, bindB)
-	b := newAgentProc(t, bins, c, "b", bindB, bindA)
-	for _, p := range []*agentProc{a, b} {
-		p.args = append(p.args, "--snapshot-store", SnapshotStoreObjects)
-	}
-	t.Cleanup(func() {
-		if procs := qemuProcesses(a.dataDir, b.dataDir); len(procs) > 0 {
-			t.Errorf("QEMU processes survive: %v", procs)
-		}
-	})
-	a.start(t, bins, c)
-	b.start(t, bins, c)
+	c, a, b := startAgentPair(t, "--snapshot-store", SnapshotStoreObjects)
 
 	req := events.Requested{Runtime: "shell", Owner: "acme", TTLSeconds: 600, Resources: events.Resources{CPUs: 1, MemoryMiB: 512}}
 	env := newEnvID()

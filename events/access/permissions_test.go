@@ -420,17 +420,7 @@ func TestRolePermissions(t *testing.T) {
 			}
 			return hostrpc.NewSnapshots(cn.js).Delete(ctx, "env3")
 		}},
-		{"list the stored snapshots", []string{admin}, func(ctx context.Context, _ *cluster, cn *conn) error {
-			store, err := cn.js.ObjectStore(ctx, hostrpc.SnapshotBucket)
-			if err != nil {
-				return err
-			}
-			_, err = store.List(ctx)
-			if errors.Is(err, jetstream.ErrNoObjectsFound) {
-				return nil
-			}
-			return err
-		}},
+		{"list the stored snapshots", []string{admin}, listObjects(hostrpc.SnapshotBucket)},
 		{"read a stored snapshot's chunks from its stream", []string{admin}, func(ctx context.Context, c *cluster, cn *conn) error {
 			if _, err := hostrpc.NewSnapshots(c.admin.js).Put(ctx, "env4", []string{snapFile}); err != nil {
 				return err
@@ -445,17 +435,7 @@ func TestRolePermissions(t *testing.T) {
 			_, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 			return err
 		}},
-		{"list the transfer objects", []string{admin, operator}, func(ctx context.Context, _ *cluster, cn *conn) error {
-			store, err := cn.js.ObjectStore(ctx, hostrpc.TransferBucket)
-			if err != nil {
-				return err
-			}
-			_, err = store.List(ctx)
-			if errors.Is(err, jetstream.ErrNoObjectsFound) {
-				return nil
-			}
-			return err
-		}},
+		{"list the transfer objects", []string{admin, operator}, listObjects(hostrpc.TransferBucket)},
 	}
 	for _, a := range actions {
 		for _, id := range all {
@@ -471,6 +451,21 @@ func TestRolePermissions(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// listObjects lists the objects of an object store bucket.
+func listObjects(bucket string) func(context.Context, *cluster, *conn) error {
+	return func(ctx context.Context, _ *cluster, cn *conn) error {
+		store, err := cn.js.ObjectStore(ctx, bucket)
+		if err != nil {
+			return err
+		}
+		_, err = store.List(ctx)
+		if errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return nil
+		}
+		return err
 	}
 }
 
