@@ -26,6 +26,14 @@ type Requested struct {
 	// ForkOf, when set, is the environment (on the same host) whose running copy this one
 	// starts as: its files and processes at the moment of the fork.
 	ForkOf string `json:"fork_of,omitempty"`
+	// ResumeOf, when set, is the lost paused environment (of a failed host) whose snapshot in
+	// the object store this one starts from: its files and processes when it was paused.
+	ResumeOf string `json:"resume_of,omitempty"`
+}
+
+// Moved is the data of EnvMoved: the environment that runs on as To.
+type Moved struct {
+	To string `json:"to"`
 }
 
 // What an environment's idle timeout does (Requested.OnTimeout).
@@ -38,7 +46,7 @@ const (
 // disk layers) lives and how large it is.
 type Paused struct {
 	SnapshotBytes int64  `json:"snapshot_bytes"`
-	Location      string `json:"location"`         // "host:<dir>" on the environment's host
+	Location      string `json:"location"`         // "host:<dir>" on the environment's host, or "objects:<name>" also in the object store
 	PausedMillis  int64  `json:"paused_ms"`        // the save, guest paused
 	Reason        string `json:"reason,omitempty"` // "call" or "idle timeout"
 }

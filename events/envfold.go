@@ -29,6 +29,8 @@ type Env struct {
 	LastError  string            `json:"last_error,omitempty"`
 	OnTimeout  string            `json:"on_timeout,omitempty"` // see Requested.OnTimeout
 	ForkOf     string            `json:"fork_of,omitempty"`    // see Requested.ForkOf
+	ResumeOf   string            `json:"resume_of,omitempty"`  // see Requested.ResumeOf
+	MovedTo    string            `json:"moved_to,omitempty"`   // see Moved
 	// Snapshot is where a paused environment's snapshot lives (nil unless paused).
 	Snapshot *Paused   `json:"snapshot,omitempty"`
 	PausedAt time.Time `json:"paused_at,omitzero"`
@@ -87,7 +89,7 @@ func (e *Env) apply(ev *Event) error {
 			return err
 		}
 		*e = Env{ID: ev.Env, Name: d.Name, Owner: d.Owner, Runtime: d.Runtime, Resources: d.Resources,
-			Host: ev.Host, TTLSeconds: d.TTLSeconds, Labels: d.Labels, OnTimeout: d.OnTimeout, ForkOf: d.ForkOf, Created: at}
+			Host: ev.Host, TTLSeconds: d.TTLSeconds, Labels: d.Labels, OnTimeout: d.OnTimeout, ForkOf: d.ForkOf, ResumeOf: d.ResumeOf, Created: at}
 	case EnvStarted:
 		var d Started
 		if err := ev.DecodeData(&d); err != nil {
@@ -106,6 +108,15 @@ func (e *Env) apply(ev *Event) error {
 			return err
 		}
 		e.Snapshot, e.PausedAt, e.LastActive = nil, time.Time{}, later(e.LastActive, at)
+	case EnvMoved:
+		var d Moved
+		if err := ev.DecodeData(&d); err != nil {
+			return err
+		}
+		if err := ValidID(d.To); err != nil {
+			return fmt.Errorf("moved: %w", err)
+		}
+		e.MovedTo = d.To
 	case EnvRejected, EnvFailed, EnvLost:
 		var d Reason
 		if err := ev.DecodeData(&d); err != nil {

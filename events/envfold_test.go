@@ -51,6 +51,9 @@ func TestFoldEnvLifecycle(t *testing.T) {
 			Env{State: StateRunning, Started: at(3), LastActive: at(6)}},
 		{"paused then destroyed", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted, EnvPaused, EnvDestroyRequested, EnvDestroyed},
 			Env{State: StateDestroyed, Started: at(3), LastActive: at(3), Snapshot: &pausedData, PausedAt: at(4)}},
+		{"paused, lost with its host, resumed elsewhere", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted, EnvPaused, EnvLost, EnvMoved},
+			Env{State: StateMoved, Started: at(3), LastActive: at(3), Snapshot: &pausedData, PausedAt: at(4),
+				LastError: "host h1 failed", MovedTo: "e2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var evs []*Event
@@ -67,6 +70,8 @@ func TestFoldEnvLifecycle(t *testing.T) {
 					data = Resumed{ResumeMillis: 200}
 				case EnvLost, EnvRejected, EnvFailed:
 					data = Reason{Reason: "host h1 failed"}
+				case EnvMoved:
+					data = Moved{To: "e2"}
 				}
 				evs = append(evs, foldEvent(t, uint64(i+1), i, typ, data))
 			}
@@ -83,7 +88,7 @@ func TestFoldEnvLifecycle(t *testing.T) {
 			if got.State != want.State || got.Started != want.Started || got.LastActive != want.LastActive ||
 				got.LastError != want.LastError || got.Seq != want.Seq || got.Created != want.Created ||
 				got.BootMillis != want.BootMillis || got.Owner != want.Owner || got.Host != want.Host ||
-				!reflect.DeepEqual(got.Snapshot, want.Snapshot) || got.PausedAt != want.PausedAt {
+				!reflect.DeepEqual(got.Snapshot, want.Snapshot) || got.PausedAt != want.PausedAt || got.MovedTo != want.MovedTo {
 				t.Fatalf("fold of %v:\n got %+v\nwant %+v", tc.types, got, want)
 			}
 		})
@@ -107,13 +112,18 @@ func TestFoldEnvRefuses(t *testing.T) {
 		{"unknown type", []string{EnvRequested}, "no-such-type"},
 		{"paused while starting", []string{EnvRequested, EnvPlaced, EnvStarting}, EnvPaused},
 		{"resumed while running", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted}, EnvResumed},
+		{"moved while running", []string{EnvRequested, EnvPlaced, EnvStarting, EnvStarted}, EnvMoved},
+		{"moved twice", []string{EnvRequested, EnvLost, EnvMoved}, EnvMoved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e Env
 			for i, typ := range tc.before {
 				var data any
-				if typ == EnvRequested {
+				switch typ {
+				case EnvRequested:
 					data = req
+				case EnvMoved:
+					data = Moved{To: "e2"}
 				}
 				if err := e.Apply(foldEvent(t, uint64(i+1), i, typ, data)); err != nil {
 					t.Fatal(err)

@@ -34,6 +34,7 @@ const (
 	EnvLost             = "lost"
 	EnvPaused           = "paused"
 	EnvResumed          = "resumed"
+	EnvMoved            = "moved"
 )
 
 // Event types of a host aggregate (subject waggle.host.<host>.<type>).

@@ -23,12 +23,13 @@ const (
 	StateFailed     = "failed"
 	StateLost       = "lost"
 	StatePaused     = "paused" // saved on its host, no VM running
+	StateMoved      = "moved"  // lost, then resumed on another host as a new environment
 )
 
 // Terminal reports whether no further lifecycle event may follow state.
 func Terminal(state string) bool {
 	switch state {
-	case StateDestroyed, StateRejected, StateFailed, StateLost:
+	case StateDestroyed, StateRejected, StateFailed, StateLost, StateMoved:
 		return true
 	}
 	return false
@@ -65,6 +66,10 @@ var transitions = map[string]map[string]string{
 	// A paused environment has no VM: resumed runs it again from its snapshot.
 	StatePaused:     {EnvResumed: StateRunning, EnvDestroyRequested: StateDestroying, EnvFailed: StateFailed, EnvLost: StateLost},
 	StateDestroying: {EnvDestroyed: StateDestroyed, EnvLost: StateLost, EnvFailed: StateFailed},
+	// A paused environment lost with its host, whose snapshot is in the object store, is
+	// resumed on another host as a new environment (Requested.ResumeOf); moved names it. The
+	// one lifecycle event after a terminal state: it changes nothing on the failed host.
+	StateLost: {EnvMoved: StateMoved},
 }
 
 // IsAudit reports whether typ is an audit event: a record of a call (exec, file_written,

@@ -29,6 +29,7 @@ type Agent struct {
 	nc        *nats.Conn
 	machines  Machines
 	transfers *hostrpc.Transfers // file contents too large for one message
+	snapshots *hostrpc.Snapshots // paused environments' snapshots, with SnapshotStoreObjects
 	procs     *processTable      // background processes of the environments
 	packages  *pkgproxy.Proxy    // nil without Config.PackageSocket
 	logger    *slog.Logger
@@ -92,6 +93,7 @@ func New(cfg Config, log EventLog, nc *nats.Conn, machines Machines) (*Agent, er
 		nc:        nc,
 		machines:  machines,
 		transfers: hostrpc.NewTransfers(log.JetStream()),
+		snapshots: hostrpc.NewSnapshots(log.JetStream()),
 		logger:    cfg.Logger.With("host", cfg.HostID),
 		principal: "host:" + cfg.HostID,
 		envs:      map[string]*envEntry{},

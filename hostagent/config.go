@@ -25,6 +25,12 @@ const (
 	DrainKeep    = "keep"    // leave the VMs running; the next start adopts them
 )
 
+// Snapshot stores (Config.SnapshotStore): where a paused environment's snapshot lives.
+const (
+	SnapshotStoreLocal   = "local"   // this host's state directory only
+	SnapshotStoreObjects = "objects" // also the object store, for a restore on another host
+)
+
 // Capacity is what a host offers to environments (warm pool VMs included).
 type Capacity struct {
 	MemoryMiB       int
@@ -55,6 +61,10 @@ type Config struct {
 	WarmRuntimes []string
 
 	Drain string // DrainDestroy or DrainKeep
+	// SnapshotStore is where a paused environment's snapshot lives: SnapshotStoreLocal (only
+	// in this host's state directory) or SnapshotStoreObjects (also in the JetStream object
+	// store hostrpc.SnapshotBucket, so that another host can restore it when this one fails).
+	SnapshotStore string
 
 	BootTimeout time.Duration // one VM boot, pool or cold (waiting for a boot slot included)
 	// MaxConcurrentBoots bounds the boots in progress at once; more placements wait their turn
@@ -104,6 +114,7 @@ func DefaultConfig() Config {
 		Membership:         membership.DefaultConfig(),
 		WarmRuntimes:       []string{"python", "node", "shell"},
 		Drain:              DrainDestroy,
+		SnapshotStore:      SnapshotStoreLocal,
 		BootTimeout:        2 * time.Minute,
 		MaxConcurrentBoots: max(1, runtime.NumCPU()),
 		StopTimeout:        15 * time.Second,
@@ -135,6 +146,9 @@ func (c Config) validate() error {
 	}
 	if c.Drain != DrainDestroy && c.Drain != DrainKeep {
 		return fmt.Errorf("drain must be %q or %q, not %q", DrainDestroy, DrainKeep, c.Drain)
+	}
+	if c.SnapshotStore != SnapshotStoreLocal && c.SnapshotStore != SnapshotStoreObjects {
+		return fmt.Errorf("snapshot store must be %q or %q, not %q", SnapshotStoreLocal, SnapshotStoreObjects, c.SnapshotStore)
 	}
 	if c.MaxConcurrentRPCs < 1 || c.MaxRPCsPerEnv < 1 {
 		return fmt.Errorf("max concurrent RPCs %d and per environment %d must be at least 1", c.MaxConcurrentRPCs, c.MaxRPCsPerEnv)

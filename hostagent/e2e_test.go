@@ -6,6 +6,7 @@ package hostagent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -302,11 +303,10 @@ func TestTwoAgentProcesses(t *testing.T) {
 	}
 }
 
-// TestPausedHostFenced stops a host agent's process (SIGSTOP) past the failure detection time
-// and continues it: the other agent declares it failed and its environment lost; afterwards no
-// call on that environment succeeds, its VM is gone, the audit log holds every call that was
-// answered, and the host (a new incarnation) takes new environments.
-func TestPausedHostFenced(t *testing.T) {
+// startAgentPair starts two `waggle hostagent` processes a and b (with extra flags) on a
+// secure node for shell environments, and checks at cleanup that no QEMU of theirs survives.
+func startAgentPair(t *testing.T, extra ...string) (*eventstest.Node, *agentProc, *agentProc) {
+	t.Helper()
 	vmtest.Require(t)
 	vmtest.Image(t, "shell")
 	bins := vmtest.Build(t)
@@ -315,6 +315,9 @@ func TestPausedHostFenced(t *testing.T) {
 	bindA, bindB := freeAddr(t), freeAddr(t)
 	a := newAgentProc(t, bins, c, "a", bindA, bindB)
 	b := newAgentProc(t, bins, c, "b", bindB, bindA)
+	for _, p := range []*agentProc{a, b} {
+		p.args = append(p.args, extra...)
+	}
 	t.Cleanup(func() {
 		if procs := qemuProcesses(a.dataDir, b.dataDir); len(procs) > 0 {
 			t.Errorf("QEMU processes survive: %v", procs)
@@ -322,6 +325,15 @@ func TestPausedHostFenced(t *testing.T) {
 	})
 	a.start(t, bins, c)
 	b.start(t, bins, c)
+	return c, a, b
+}
+
+// TestPausedHostFenced stops a host agent's process (SIGSTOP) past the failure detection time
+// and continues it: the other agent declares it failed and its environment lost; afterwards no
+// call on that environment succeeds, its VM is gone, the audit log holds every call that was
+// answered, and the host (a new incarnation) takes new environments.
+func TestPausedHostFenced(t *testing.T) {
+	c, a, b := startAgentPair(t)
 
 	env := newEnvID()
 	place(t, c, "b", env, events.Requested{Runtime: "shell", TTLSeconds: 600})
@@ -376,4 +388,51 @@ func TestPausedHostFenced(t *testing.T) {
 	waitState(t, c, "b", fresh, events.StateDestroyed, 30*time.Second)
 	a.stop(t, syscall.SIGTERM)
 	b.stop(t, syscall.SIGTERM)
+}
+
+// TestResumeOnAnotherHost: agent b, run with --snapshot-store objects, pauses an environment
+// with a file (its snapshot also goes to the object store) and is killed (SIGKILL); once the
+// environment is lost, a new environment placed on a with resume_of (as resume_environment
+// does) starts from that snapshot on real VMs, with the file, and the stored copy is gone.
+func TestResumeOnAnotherHost(t *testing.T) {
+	c, a, b := startAgentPair(t, "--snapshot-store", SnapshotStoreObjects)
+
+	req := events.Requested{Runtime: "shell", Owner: "acme", TTLSeconds: 600, Resources: events.Resources{CPUs: 1, MemoryMiB: 512}}
+	env := newEnvID()
+	place(t, c, "b", env, req)
+	waitState(t, c, "b", env, events.StateRunning, 2*time.Minute)
+	if e := call(t, c.NC, "b", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/kept.txt", Content: []byte("kept")}, nil); e != nil {
+		t.Fatalf("write_file: %+v", e)
+	}
+	var paused hostrpc.PauseResult
+	start := time.Now()
+	if e := call(t, c.NC, "b", hostrpc.OpPause, hostrpc.EnvRequest{Env: env}, &paused); e != nil || paused.Location != hostrpc.StoredLocation(env) {
+		t.Fatalf("pause: %+v %+v", paused, e)
+	}
+	t.Logf("pause with the upload: %s (snapshot %d MiB, guest paused %d ms)", time.Since(start).Round(time.Millisecond),
+		paused.SnapshotBytes>>20, paused.PauseMS)
+
+	b.stop(t, syscall.SIGKILL)
+	waitState(t, c, "b", env, events.StateLost, 15*time.Second)
+
+	moved := newEnvID()
+	r := req
+	r.ResumeOf = env
+	start = time.Now()
+	place(t, c, "a", moved, r)
+	waitState(t, c, "a", moved, events.StateRunning, 2*time.Minute)
+	t.Logf("placed with resume_of -> running on a: %s", time.Since(start).Round(time.Millisecond))
+	var rf hostrpc.ReadFileResult
+	if e := call(t, c.NC, "a", hostrpc.OpReadFile, hostrpc.ReadFileRequest{Env: moved, Path: "/home/sandbox/kept.txt"}, &rf); e != nil || string(rf.Content) != "kept" {
+		t.Fatalf("read_file on a: %+v %q", e, rf.Content)
+	}
+	if got := execIn(t, c, "a", moved, "hostname").Stdout; got != moved+"\n" {
+		t.Errorf("hostname %q, want the new environment's id", got)
+	}
+	if _, err := hostrpc.NewSnapshots(c.Log.JetStream()).Get(t.Context(), env, filepath.Join(t.TempDir(), "s"), hostrpc.SnapshotMaxBytes); !errors.Is(err, hostrpc.ErrSnapshotNotFound) {
+		t.Errorf("stored snapshot after the move: %v, want it deleted", err)
+	}
+	appendEnv(t, c, "a", moved, mustEvent(t, "a", moved, events.EnvDestroyRequested, events.DestroyRequested{By: "test", Reason: events.ReasonUser}))
+	waitState(t, c, "a", moved, events.StateDestroyed, 30*time.Second)
+	a.stop(t, syscall.SIGTERM)
 }

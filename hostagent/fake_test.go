@@ -5,9 +5,12 @@ package hostagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -28,6 +31,10 @@ type fakeMachines struct {
 	gate      chan struct{}      // "gate" commands wait until it is closed
 	paused    map[string]*fakeVM // saved by Pause, by id
 	resumes   atomic.Int32
+	// dir, when set, is where Pause also writes a paused VM's files (one JSON file in
+	// PausedDir), which Resume reads when it has no paused VM of that id (one fetched from
+	// another host's snapshot).
+	dir string
 }
 
 func newFakeMachines() *fakeMachines {
@@ -43,7 +50,32 @@ func (f *fakeMachines) Pause(ctx context.Context, m Machine) (Paused, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paused[vm.id] = vm
-	return Paused{Bytes: 1 << 20, Location: "host:fake/" + vm.id, Took: time.Millisecond}, nil
+	p := Paused{Bytes: 1 << 20, Location: "host:fake/" + vm.id, Took: time.Millisecond}
+	if f.dir != "" {
+		dir := filepath.Join(f.dir, vm.id)
+		vm.mu.Lock()
+		data, err := json.Marshal(vm.files)
+		vm.mu.Unlock()
+		if err := errors.Join(err, os.MkdirAll(dir, 0o700)); err != nil {
+			return Paused{}, err
+		}
+		file := filepath.Join(dir, fakeSnapshotFile)
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			return Paused{}, err
+		}
+		p.Files = []string{file}
+	}
+	return p, nil
+}
+
+// fakeSnapshotFile names the file of a fake snapshot in its PausedDir.
+const fakeSnapshotFile = "files.json"
+
+func (f *fakeMachines) PausedDir(id string) (string, error) {
+	if f.dir == "" {
+		return "", errors.New("fake: no snapshot directory")
+	}
+	return filepath.Join(f.dir, id), nil
 }
 
 // Resume starts a VM with the files of the paused one.
@@ -53,7 +85,7 @@ func (f *fakeMachines) Resume(_ context.Context, spec LaunchSpec) (Machine, erro
 	delete(f.paused, spec.ID)
 	f.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("fake: %s was not paused", spec.ID)
+		return f.resumeFromDir(spec)
 	}
 	f.resumes.Add(1)
 	vm := f.add(spec.ID, old.runtime)
@@ -61,6 +93,28 @@ func (f *fakeMachines) Resume(_ context.Context, spec LaunchSpec) (Machine, erro
 	vm.files, vm.lease = old.files, spec.Lease
 	old.mu.Unlock()
 	return vm, nil
+}
+
+// resumeFromDir starts a VM with the files of a snapshot in PausedDir (and removes it).
+func (f *fakeMachines) resumeFromDir(spec LaunchSpec) (Machine, error) {
+	dir, err := f.PausedDir(spec.ID)
+	if err != nil {
+		return nil, fmt.Errorf("fake: %s was not paused: %w", spec.ID, err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, fakeSnapshotFile))
+	if err != nil {
+		return nil, fmt.Errorf("fake: %s was not paused: %w", spec.ID, err)
+	}
+	var files map[string][]byte
+	if err := json.Unmarshal(data, &files); err != nil {
+		return nil, err
+	}
+	f.resumes.Add(1)
+	vm := f.add(spec.ID, spec.Runtime)
+	vm.mu.Lock()
+	vm.files, vm.lease = files, spec.Lease
+	vm.mu.Unlock()
+	return vm, os.RemoveAll(dir)
 }
 
 // Fork starts a VM with a copy of src's files.

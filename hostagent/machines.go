@@ -26,6 +26,9 @@ type Machines interface {
 	// Resume starts the VM paused under spec.ID again, with its files and processes and a new
 	// identity, and forgets the saved state once the VM runs.
 	Resume(ctx context.Context, spec LaunchSpec) (Machine, error)
+	// PausedDir is the directory Pause saves id's snapshot in and Resume restores it from (a
+	// snapshot fetched from another host goes there).
+	PausedDir(id string) (string, error)
 	// DropPaused deletes what Pause saved under id (nothing saved is no error).
 	DropPaused(ctx context.Context, id string) error
 	// Fork starts a VM (spec.ID) as a copy of the running src: its files and processes, with
@@ -35,9 +38,11 @@ type Machines interface {
 
 // Paused is what Machines.Pause saved.
 type Paused struct {
-	Bytes    int64         // size of the snapshot on disk
-	Location string        // where it lives: host:<dir>
-	Took     time.Duration // the save, guest paused
+	Bytes    int64  // size of the snapshot on disk
+	Location string // where it lives: host:<dir>
+	// Files are the snapshot's files, the manifest last: what to copy to move it.
+	Files []string
+	Took  time.Duration // the save, guest paused
 }
 
 // LaunchSpec describes the VM of one environment.

@@ -5,7 +5,9 @@ package hostagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/waggle-dev/waggle/events"
@@ -85,6 +87,9 @@ func (a *Agent) pauseLocked(ctx context.Context, e *envEntry, principal, correla
 	}
 	a.setMachine(e, nil)
 	a.pool.unclaim(env)
+	if a.cfg.SnapshotStore == SnapshotStoreObjects {
+		p.Location = a.storeSnapshot(ctx, env, p)
+	}
 	data := events.Paused{SnapshotBytes: p.Bytes, Location: p.Location, PausedMillis: p.Took.Milliseconds(), Reason: reason}
 	if _, err := e.agg.appendEvent(ctx, a.log, events.EnvPaused, principal, correlation, data); err != nil {
 		// The VM is saved and stopped, the log still says running: calls fail until the
@@ -94,6 +99,33 @@ func (a *Agent) pauseLocked(ctx context.Context, e *envEntry, principal, correla
 	a.logger.Info("environment paused", "env", env, "reason", reason, "snapshot_bytes", p.Bytes, "location", p.Location,
 		"pause_ms", p.Took.Milliseconds())
 	return hostrpc.PauseResult{SnapshotBytes: p.Bytes, Location: p.Location, PauseMS: p.Took.Milliseconds()}, nil
+}
+
+// storeSnapshot copies the saved snapshot p of env into the object store and returns its
+// location there. When that fails, the snapshot stays only on this host (its location
+// unchanged): the environment resumes here, not elsewhere.
+func (a *Agent) storeSnapshot(ctx context.Context, env string, p Paused) string {
+	start := time.Now()
+	n, err := a.snapshots.Put(ctx, env, p.Files)
+	if err != nil {
+		a.logger.Warn("snapshot not stored in the object store; it stays on this host only", "env", env, "err", err)
+		return p.Location
+	}
+	a.logger.Info("snapshot stored", "env", env, "bytes", n, "ms", time.Since(start).Milliseconds())
+	return hostrpc.StoredLocation(env)
+}
+
+// dropStored deletes the stored copy of env's snapshot, if it has one: after a resume it is
+// out of date, after a destroy nobody needs it.
+func (a *Agent) dropStored(ctx context.Context, env string, snap *events.Paused) error {
+	if snap == nil {
+		return nil
+	}
+	name, ok := hostrpc.StoredName(snap.Location)
+	if !ok {
+		return nil
+	}
+	return a.snapshots.Delete(ctx, name)
 }
 
 // resume starts a paused environment's VM from its snapshot, once its capacity is free again,
@@ -133,9 +165,13 @@ func (a *Agent) resume(ctx context.Context, env, principal, correlation string, 
 		a.setMachine(e, m)
 	}
 	took := time.Since(start)
+	stored := e.agg.Snapshot
 	if _, err := e.agg.appendEvent(ctx, a.log, events.EnvResumed, principal, correlation,
 		events.Resumed{ResumeMillis: took.Milliseconds(), Transparent: transparent}); err != nil {
 		return hostrpc.ResumeResult{}, fmt.Errorf("resume %s: running, but resumed not appended: %w", env, err)
+	}
+	if err := a.dropStored(ctx, env, stored); err != nil {
+		a.logger.Warn("resumed; stored snapshot not deleted", "env", env, "err", err)
 	}
 	a.updateServing(e)
 	a.markActive(e, time.Now(), false)
@@ -167,4 +203,56 @@ func (a *Agent) fork(ctx context.Context, src string, spec LaunchSpec) (Machine,
 	}
 	a.logger.Info("environment forked", "env", spec.ID, "from", src, "ms", time.Since(start).Milliseconds())
 	return fm, nil
+}
+
+// resumeMoved starts spec's VM from the stored snapshot of src, a paused environment of the
+// same tenant lost with its failed host (the router's resume_environment placed spec with
+// resume_of), and deletes that snapshot once the VM runs: it is out of date from then on.
+// Only a snapshot the log says is src's, stored by its host, is used.
+func (a *Agent) resumeMoved(ctx context.Context, src string, spec LaunchSpec, owner string) (Machine, error) {
+	evs, _, err := a.log.Load(ctx, events.EnvAggregate("*", src))
+	if err != nil {
+		return nil, fmt.Errorf("resume of %s: load it: %w", src, err)
+	}
+	old, err := events.FoldEnv(evs)
+	if err != nil {
+		return nil, fmt.Errorf("resume of %s: %w", src, err)
+	}
+	var name string
+	if old.Snapshot != nil {
+		name, _ = hostrpc.StoredName(old.Snapshot.Location)
+	}
+	switch {
+	case len(evs) == 0 || old.Owner != owner:
+		return nil, fmt.Errorf("resume of %s: no such environment of this tenant", src)
+	case old.State != events.StateLost:
+		return nil, fmt.Errorf("resume of %s: it is %s, not lost with its host", src, old.State)
+	case name == "":
+		return nil, fmt.Errorf("resume of %s: its snapshot is not in the object store", src)
+	}
+	dir, err := a.machines.PausedDir(spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(dir); err != nil { // left by an attempt that failed half-way
+		return nil, fmt.Errorf("resume of %s: %w", src, err)
+	}
+	start := time.Now()
+	n, err := a.snapshots.Get(ctx, name, dir, hostrpc.SnapshotMaxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("resume of %s: %w", src, err)
+	}
+	fetched := time.Since(start)
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.BootTimeout)
+	defer cancel()
+	m, err := a.machines.Resume(rctx, spec)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("resume of %s: %w", src, err), a.machines.DropPaused(ctx, spec.ID))
+	}
+	if err := a.snapshots.Delete(ctx, name); err != nil {
+		a.logger.Warn("resumed elsewhere; stored snapshot not deleted", "env", spec.ID, "from", src, "err", err)
+	}
+	a.logger.Info("environment resumed from the object store", "env", spec.ID, "from", src, "bytes", n,
+		"fetch_ms", fetched.Milliseconds(), "ms", time.Since(start).Milliseconds())
+	return m, nil
 }

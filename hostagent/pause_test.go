@@ -4,6 +4,8 @@
 package hostagent
 
 import (
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +114,52 @@ func TestPauseResume(t *testing.T) {
 	}
 }
 
+// TestPauseStoresSnapshot: with --snapshot-store objects a paused environment's snapshot is
+// also in the object store, named by its location; resuming it, or destroying it while
+// paused, deletes that copy.
+func TestPauseStoresSnapshot(t *testing.T) {
+	c := eventstest.Start(t)
+	fm := newFakeMachines()
+	cfg := testConfig(t, "h1")
+	cfg.SnapshotStore = SnapshotStoreObjects
+	runAgent(t, c, cfg, fm)
+	env := newEnvID()
+	place(t, c, "h1", env, events.Requested{Runtime: "python", Resources: events.Resources{CPUs: 1, MemoryMiB: 512}})
+	waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
+	store := hostrpc.NewSnapshots(c.Log.JetStream())
+	stored := func() bool {
+		t.Helper()
+		_, err := store.Get(t.Context(), env, filepath.Join(t.TempDir(), "s"), 1<<20)
+		if err != nil && !errors.Is(err, hostrpc.ErrSnapshotNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	pause := func() {
+		t.Helper()
+		var paused hostrpc.PauseResult
+		if herr := call(t, c.NC, "h1", hostrpc.OpPause, hostrpc.EnvRequest{Env: env}, &paused); herr != nil {
+			t.Fatal(herr)
+		}
+		if paused.Location != "objects:"+env || !stored() {
+			t.Fatalf("pause result %+v; stored %v", paused, stored())
+		}
+	}
+	pause()
+	if herr := call(t, c.NC, "h1", hostrpc.OpResume, hostrpc.EnvRequest{Env: env}, nil); herr != nil {
+		t.Fatal(herr)
+	}
+	if stored() {
+		t.Error("the stored snapshot of a resumed environment is kept")
+	}
+	pause()
+	appendEnv(t, c, "h1", env, mustEvent(t, "h1", env, events.EnvDestroyRequested, events.DestroyRequested{By: "tenant-1/key-1"}))
+	waitState(t, c, "h1", env, events.StateDestroyed, 10*time.Second)
+	if stored() {
+		t.Error("the stored snapshot of a destroyed paused environment is kept")
+	}
+}
+
 // TestTTLPausesWhenAsked: an environment created with on_timeout pause is paused, not
 // destroyed, once idle past its timeout.
 func TestTTLPausesWhenAsked(t *testing.T) {
@@ -170,5 +218,65 @@ func TestFork(t *testing.T) {
 	var reason events.Reason
 	if err := lastOf(history(t, c, "h1", orphan), events.EnvFailed).DecodeData(&reason); err != nil || !strings.Contains(reason.Reason, "not found on host h1") {
 		t.Errorf("fork of an unknown environment: %+v %v", reason, err)
+	}
+}
+
+// TestResumeMoved: a paused environment stored in the object store by h1, lost with h1,
+// starts on h2 as a new environment placed with resume_of: with its files, and the stored
+// snapshot is deleted. A resume_of that names another tenant's environment, one that is not
+// lost, or one whose snapshot stayed on its host fails the placement.
+func TestResumeMoved(t *testing.T) {
+	c := eventstest.Start(t)
+	fm1, fm2 := newFakeMachines(), newFakeMachines()
+	fm1.dir, fm2.dir = t.TempDir(), t.TempDir()
+	cfg1 := testConfig(t, "h1")
+	cfg1.SnapshotStore = SnapshotStoreObjects
+	_, stop1 := runAgent(t, c, cfg1, fm1)
+	runAgent(t, c, testConfig(t, "h2"), fm2)
+	req := events.Requested{Runtime: "python", Owner: "acme", Resources: events.Resources{CPUs: 1, MemoryMiB: 512}}
+	env, running := newEnvID(), newEnvID()
+	place(t, c, "h1", env, req)
+	place(t, c, "h1", running, req)
+	waitState(t, c, "h1", env, events.StateRunning, 10*time.Second)
+	waitState(t, c, "h1", running, events.StateRunning, 10*time.Second)
+	if herr := call(t, c.NC, "h1", hostrpc.OpWriteFile, hostrpc.WriteFileRequest{Env: env, Path: "/home/sandbox/kept", Content: []byte("k")}, nil); herr != nil {
+		t.Fatal(herr)
+	}
+	if herr := call(t, c.NC, "h1", hostrpc.OpPause, hostrpc.EnvRequest{Env: env}, nil); herr != nil {
+		t.Fatal(herr)
+	}
+	stop1()
+	appendEnv(t, c, "h1", env, mustEvent(t, "h1", env, events.EnvLost, events.Reason{Reason: "host h1 failed"}))
+
+	for _, tc := range []struct {
+		name, of, owner, msg string
+	}{
+		{"another tenant's", env, "other", "no such environment of this tenant"},
+		{"not lost", running, "acme", "not lost with its host"},
+		{"unknown", newEnvID(), "acme", "no such environment"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := newEnvID()
+			r := req
+			r.Owner, r.ResumeOf = tc.owner, tc.of
+			place(t, c, "h2", bad, r)
+			waitState(t, c, "h2", bad, events.StateFailed, 10*time.Second)
+			if e, err := events.FoldEnv(history(t, c, "h2", bad)); err != nil || !strings.Contains(e.LastError, tc.msg) {
+				t.Fatalf("failed with %q (%v), want %q", e.LastError, err, tc.msg)
+			}
+		})
+	}
+
+	moved := newEnvID()
+	r := req
+	r.ResumeOf = env
+	place(t, c, "h2", moved, r)
+	waitState(t, c, "h2", moved, events.StateRunning, 10*time.Second)
+	var read hostrpc.ReadFileResult
+	if herr := call(t, c.NC, "h2", hostrpc.OpReadFile, hostrpc.ReadFileRequest{Env: moved, Path: "/home/sandbox/kept"}, &read); herr != nil || string(read.Content) != "k" {
+		t.Fatalf("read on the moved environment: %q %v", read.Content, herr)
+	}
+	if _, err := hostrpc.NewSnapshots(c.Log.JetStream()).Get(t.Context(), env, filepath.Join(t.TempDir(), "s"), 1<<20); !errors.Is(err, hostrpc.ErrSnapshotNotFound) {
+		t.Errorf("stored snapshot after the move: %v, want it deleted", err)
 	}
 }

@@ -114,7 +114,7 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 		return nil // handled before (or moved on by someone else)
 	}
 	res := a.resources(e.agg.Env)
-	warm, reason := a.admit(e, e.agg.Runtime, res, e.agg.ForkOf == "")
+	warm, reason := a.admit(e, e.agg.Runtime, res, e.agg.ForkOf == "" && e.agg.ResumeOf == "")
 	if reason != "" {
 		a.metrics.placements.WithLabelValues(placeRejected).Inc()
 		a.logger.Info("placement rejected", "env", env, "reason", reason)
@@ -132,6 +132,8 @@ func (a *Agent) place(ctx context.Context, env, correlation string) error {
 	switch {
 	case e.agg.ForkOf != "":
 		m, err = a.fork(ctx, e.agg.ForkOf, spec)
+	case e.agg.ResumeOf != "":
+		m, err = a.resumeMoved(ctx, e.agg.ResumeOf, spec, e.agg.Owner)
 	case m == nil:
 		m, err = a.launch(ctx, spec)
 	default:
@@ -267,6 +269,9 @@ func (a *Agent) finishDestroy(ctx context.Context, e *envEntry, correlation stri
 	if e.agg.Snapshot != nil { // destroyed while paused
 		if err := a.machines.DropPaused(ctx, e.id); err != nil {
 			return fmt.Errorf("drop the snapshot of paused %s: %w", e.id, err)
+		}
+		if err := a.dropStored(ctx, e.id, e.agg.Snapshot); err != nil {
+			return fmt.Errorf("drop the stored snapshot of paused %s: %w", e.id, err)
 		}
 	}
 	if e.agg.State == events.StateDestroying {

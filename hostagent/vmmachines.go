@@ -79,7 +79,7 @@ func (v *VMMachines) Pause(ctx context.Context, m Machine) (Paused, error) {
 	if err != nil {
 		return Paused{}, fmt.Errorf("pause %s: %w", m.ID(), err)
 	}
-	return Paused{Bytes: size, Location: "host:" + dir, Took: took}, nil
+	return Paused{Bytes: size, Location: "host:" + dir, Files: snap.Files(), Took: took}, nil
 }
 
 // Resume restores the VM paused under spec.ID and deletes the snapshot once it runs (the VM
@@ -137,6 +137,9 @@ func (v *VMMachines) Fork(ctx context.Context, src Machine, spec LaunchSpec) (Ma
 	}
 	return fork, nil
 }
+
+// PausedDir is where Pause saves id's snapshot.
+func (v *VMMachines) PausedDir(id string) (string, error) { return v.mgr.SnapshotDir(id) }
 
 // DropPaused deletes the snapshot a Pause of id saved.
 func (v *VMMachines) DropPaused(_ context.Context, id string) error {

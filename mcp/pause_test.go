@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/waggle-dev/waggle/events"
+	"github.com/waggle-dev/waggle/hostagent"
 	"github.com/waggle-dev/waggle/projector"
 	"github.com/waggle-dev/waggle/router"
 )
@@ -147,5 +148,75 @@ func TestForkTool(t *testing.T) {
 	acme.ok(toolDestroy, envArgs(src.ID), nil)
 	if msg := acme.fails(toolFork, envArgs(src.ID)); !strings.Contains(msg, "only a running or paused environment can be forked") {
 		t.Errorf("fork of a destroyed environment: %q", msg)
+	}
+}
+
+// TestResumeOnAnotherHostTool: an environment paused on a host agent run with
+// --snapshot-store objects, lost when that host goes away, is resumed by resume_environment on
+// the other host as a new environment with its files; the old one's get_environment names it
+// (moved_to) and a second resume of the old id says where it went. A paused environment whose
+// snapshot stayed on its failed host cannot be resumed, and says why.
+func TestResumeOnAnotherHostTool(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	stored := func(cfg *hostagent.Config) {
+		cfg.SnapshotStore, cfg.Drain = hostagent.SnapshotStoreObjects, hostagent.DrainKeep
+	}
+	mm1 := startRealAgent(t, c, "real-1", stored)
+	acme, globex := c.client(c.key("acme"), ""), c.client(c.key("globex"), "")
+	var env, local envResult
+	acme.ok(toolCreate, map[string]any{"runtime": "python", "memory_mib": 256, "name": "keep"}, &env)
+	acme.ok(toolWrite, envArgs(env.ID, "path", "/home/sandbox/kept.txt", "content", "kept"), nil)
+	acme.ok(toolPause, envArgs(env.ID), nil)
+	mm1.stop()
+	mm2 := startRealAgent(t, c, "real-2", func(cfg *hostagent.Config) { cfg.Drain = hostagent.DrainKeep })
+	acme.ok(toolCreate, map[string]any{"runtime": "python"}, &local)
+	acme.ok(toolPause, envArgs(local.ID), nil)
+	mm2.stop()
+	startRealAgent(t, c, "real-3")
+	// What failure detection does when a host dies (the agents here stopped cleanly).
+	for _, e := range []envResult{env, local} {
+		appendLost(t, c, e.Host, e.ID)
+	}
+
+	if msg := globex.fails(toolResume, envArgs(env.ID)); !strings.Contains(msg, "not found") {
+		t.Errorf("another tenant resumes: %q", msg)
+	}
+	if msg := acme.fails(toolResume, envArgs(local.ID)); !strings.Contains(msg, "only on that host") {
+		t.Errorf("resume of a lost environment whose snapshot stayed on its host: %q", msg)
+	}
+	var resumed router.ResumeResult
+	acme.ok(toolResume, envArgs(env.ID), &resumed)
+	if resumed.ID == env.ID || resumed.MovedFrom != env.ID || resumed.Host != "real-3" || resumed.Status != events.StateRunning {
+		t.Fatalf("resume on another host: %+v", resumed)
+	}
+	var file fileContent
+	acme.ok(toolRead, envArgs(resumed.ID, "path", "/home/sandbox/kept.txt"), &file)
+	if file.Content != "kept" {
+		t.Fatalf("file after the move: %+v", file)
+	}
+	var old, moved router.EnvDetail
+	acme.ok(toolGet, envArgs(env.ID), &old)
+	acme.ok(toolGet, envArgs(resumed.ID), &moved)
+	if old.Status != events.StateMoved || old.MovedTo != resumed.ID || moved.ResumedFrom != env.ID || moved.Name != "keep" || moved.MemoryMiB != 256 {
+		t.Fatalf("after the move: old %+v, new %+v", old.EnvInfo, moved.EnvInfo)
+	}
+	if msg := acme.fails(toolResume, envArgs(env.ID)); !strings.Contains(msg, resumed.ID) {
+		t.Errorf("second resume of the moved environment: %q, want it to name %s", msg, resumed.ID)
+	}
+}
+
+// appendLost appends lost to env on host, as the failure detection does.
+func appendLost(t *testing.T, c *cluster, host, env string) {
+	t.Helper()
+	head, err := c.Log.Head(c.ctx, events.EnvAggregate(host, env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.NewEnvEvent(host, env, events.EnvLost, "host:test", events.Reason{Reason: "host " + host + " failed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Log.Append(c.ctx, ev, head); err != nil {
+		t.Fatal(err)
 	}
 }

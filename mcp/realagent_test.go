@@ -8,11 +8,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +39,10 @@ type memMachines struct {
 
 	gate    chan struct{} // closed by open
 	waiting atomic.Int32  // execs waiting at the gate
+	// dir is where Pause also writes a paused VM's files (JSON), for the agent to store and
+	// another host's Resume to read; stop ends the agent running on these machines.
+	dir  string
+	stop func()
 }
 
 func newMemMachines() *memMachines {
@@ -60,22 +67,44 @@ func (mm *memMachines) Pause(ctx context.Context, m hostagent.Machine) (hostagen
 	if err := m.Stop(ctx); err != nil {
 		return hostagent.Paused{}, err
 	}
-	return hostagent.Paused{Bytes: 4096, Location: "host:mem/" + m.ID(), Took: time.Millisecond}, nil
+	vm := m.(*memVM)
+	vm.mu.Lock()
+	data, err := json.Marshal(vm.files)
+	vm.mu.Unlock()
+	dir, _ := mm.PausedDir(m.ID())
+	file := filepath.Join(dir, "files.json")
+	if err := errors.Join(err, os.MkdirAll(dir, 0o700), os.WriteFile(file, data, 0o600)); err != nil {
+		return hostagent.Paused{}, err
+	}
+	return hostagent.Paused{Bytes: 4096, Location: "host:mem/" + m.ID(), Files: []string{file}, Took: time.Millisecond}, nil
 }
+
+func (mm *memMachines) PausedDir(id string) (string, error) { return filepath.Join(mm.dir, id), nil }
 
 // Resume starts a VM with the paused one's files.
 func (mm *memMachines) Resume(_ context.Context, spec hostagent.LaunchSpec) (hostagent.Machine, error) {
 	mm.mu.Lock()
 	defer mm.mu.Unlock()
 	old := mm.vms[spec.ID]
-	if old == nil || old.IsAlive() {
+	vm := &memVM{id: spec.ID, mm: mm}
+	switch {
+	case old == nil: // fetched from another host
+		data, err := os.ReadFile(filepath.Join(mm.dir, spec.ID, "files.json"))
+		if err != nil {
+			return nil, fmt.Errorf("mem: %s is not paused: %w", spec.ID, err)
+		}
+		if err := json.Unmarshal(data, &vm.files); err != nil {
+			return nil, err
+		}
+	case old.IsAlive():
 		return nil, fmt.Errorf("mem: %s is not paused", spec.ID)
+	default:
+		old.mu.Lock()
+		vm.files = old.files
+		old.mu.Unlock()
 	}
-	old.mu.Lock()
-	vm := &memVM{id: spec.ID, files: old.files, mm: mm}
-	old.mu.Unlock()
 	mm.vms[spec.ID] = vm
-	return vm, nil
+	return vm, os.RemoveAll(filepath.Join(mm.dir, spec.ID))
 }
 
 func (*memMachines) DropPaused(context.Context, string) error { return nil }
@@ -238,6 +267,7 @@ func startRealAgent(t testing.TB, c *cluster, id string, adjust ...func(*hostage
 	}
 	nc, _ := c.Connect(t)
 	mm := newMemMachines()
+	mm.dir = filepath.Join(cfg.DataDir, "paused")
 	agent, err := hostagent.New(cfg, c.Log, nc, mm)
 	if err != nil {
 		t.Fatal(err)
@@ -245,12 +275,16 @@ func startRealAgent(t testing.TB, c *cluster, id string, adjust ...func(*hostage
 	ctx, cancel := context.WithCancel(c.ctx)
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	var once sync.Once
+	mm.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(mm.stop)
 	c.waitHosts(1)
 	return mm
 }

@@ -77,7 +77,9 @@ func tools(cfg router.Config) map[string]mcpgo.Tool {
 		),
 		toolResume: mcpgo.NewTool(toolResume,
 			mcpgo.WithDescription("Resume a paused environment from its snapshot: its files are there and its processes go on running. "+
-				"Returns status and resume_ms."),
+				"If its host has failed and the snapshot was also stored in the cluster (--snapshot-store objects), it is resumed on "+
+				"another host as a new environment: the result's environment_id is then the new id (moved_from the old one, whose "+
+				"get_environment names it as moved_to); use the new id from then on. Returns environment_id, status and resume_ms."),
 			envID,
 			mcpgo.WithIdempotentHintAnnotation(true), mcpgo.WithOpenWorldHintAnnotation(false),
 		),

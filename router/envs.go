@@ -40,6 +40,11 @@ type EnvInfo struct {
 	// PausedAt and SnapshotBytes describe a paused environment's snapshot.
 	PausedAt      *time.Time `json:"paused_at,omitempty"`
 	SnapshotBytes int64      `json:"snapshot_bytes,omitempty"`
+	// MovedTo is the environment this one runs on as (status moved: lost with its host while
+	// paused, then resumed on another host); ResumedFrom is, on that one, the environment it
+	// was.
+	MovedTo     string `json:"moved_to,omitempty"`
+	ResumedFrom string `json:"resumed_from,omitempty"`
 }
 
 // HistoryEntry is one event of an environment as get_environment shows it.
@@ -156,7 +161,7 @@ func envInfo(e events.Env) EnvInfo {
 	info := EnvInfo{ID: e.ID, Name: e.Name, Runtime: e.Runtime, Status: e.State, Host: e.Host,
 		CPUs: e.Resources.CPUs, MemoryMiB: e.Resources.MemoryMiB, TimeoutMinutes: e.TTLSeconds / 60,
 		CreatedAt: e.Created, StartedAt: timePtr(e.Started), LastActive: timePtr(e.LastActive),
-		BootMS: e.BootMillis, LastError: e.LastError}
+		BootMS: e.BootMillis, LastError: e.LastError, MovedTo: e.MovedTo, ResumedFrom: e.ResumeOf}
 	if e.State == events.StatePaused && e.Snapshot != nil {
 		info.PausedAt, info.SnapshotBytes = timePtr(e.PausedAt), e.Snapshot.SnapshotBytes
 	}

@@ -23,6 +23,9 @@ import (
 const (
 	reasonBootTimeout = "boot_timeout"
 	reasonCallerGone  = "caller_gone"
+	// reasonMovedMeanwhile: a resume on another host found the paused environment moved by
+	// another call meanwhile.
+	reasonMovedMeanwhile = "moved_meanwhile"
 )
 
 // maxNameLen bounds an environment's name.
@@ -44,6 +47,9 @@ type CreateRequest struct {
 	// ForkOf, when set, is the caller's environment the new one is a running copy of (see
 	// Fork); it is placed on that environment's host.
 	ForkOf string
+	// ResumeOf, when set, is the caller's lost paused environment whose stored snapshot the new
+	// one starts from (see Resume); it is placed on any live host.
+	ResumeOf string
 }
 
 // normalize fills defaults and checks ranges, naming the allowed values in its errors.
@@ -284,6 +290,7 @@ func (r *Router) placeOn(ctx context.Context, p Principal, pl placement, req Cre
 		TTLSeconds: int64(req.TTL / time.Second),
 		OnTimeout:  req.OnTimeout,
 		ForkOf:     req.ForkOf,
+		ResumeOf:   req.ResumeOf,
 	})
 	if err != nil {
 		return nil, "", err

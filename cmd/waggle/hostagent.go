@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/waggle-dev/waggle/events"
 	"github.com/waggle-dev/waggle/events/access"
@@ -65,6 +66,7 @@ func newHostAgentCmd() *cobra.Command {
 	f.IntVar(&cfg.WarmPool, "warm-pool", 0, "pre-booted VMs kept per runtime (0: none)")
 	f.StringSliceVar(&cfg.WarmRuntimes, "warm-runtimes", cfg.WarmRuntimes, "runtimes the warm pool keeps")
 	f.StringVar(&cfg.Drain, "drain", cfg.Drain, "on stop: destroy the environments, or keep their VMs for the next start")
+	addSnapshotStoreFlag(f, &cfg.SnapshotStore)
 	o.vm.addFlags(f, vnet.EgressNone)
 	o.packages.addFlags(f)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -122,4 +124,10 @@ func runHostAgent(cmd *cobra.Command, cfg hostagent.Config, o hostAgentOptions, 
 		return err
 	}
 	return serveMetricsWhile(ctx, o.metricsListen, reg, logger, agent.Run)
+}
+
+// addSnapshotStoreFlag adds --snapshot-store, where paused environments' snapshots live.
+func addSnapshotStoreFlag(f *pflag.FlagSet, store *string) {
+	f.StringVar(store, "snapshot-store", hostagent.SnapshotStoreLocal,
+		"where a paused environment's snapshot lives: local (this host), or objects (also the JetStream object store: resume_environment restores it on another host when this one failed)")
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
@@ -15,7 +16,7 @@ import (
 )
 
 // setupCluster is the admin's part of a cluster's start, on a connection with the admin
-// credential: the event stream, the buckets beside it and the transfer object store, each
+// credential: the event stream, the buckets beside it and the transfer and snapshot object stores, each
 // with replicas copies (0: keep an existing stream's count, 1 for a new one).
 func setupCluster(ctx context.Context, nc *nats.Conn, replicas int) (*events.Log, error) {
 	var opts []events.LogOption
@@ -29,7 +30,9 @@ func setupCluster(ctx context.Context, nc *nats.Conn, replicas int) (*events.Log
 	// Every node of a cluster runs this at its start, at once: an attempt that times out while
 	// the others create the same store is tried again.
 	err = events.RetryTransient(ctx, func(ctx context.Context) error {
-		return hostrpc.SetupTransfers(ctx, l.JetStream(), l.Stream().CachedInfo().Config.Replicas)
+		replicas := l.Stream().CachedInfo().Config.Replicas
+		return errors.Join(hostrpc.SetupTransfers(ctx, l.JetStream(), replicas),
+			hostrpc.SetupSnapshots(ctx, l.JetStream(), replicas))
 	})
 	if err != nil {
 		return nil, err
@@ -43,7 +46,7 @@ func newSetupCmd() *cobra.Command {
 		Use:   "setup",
 		Short: "Create the event stream and the buckets on a NATS cluster (admin credential); safe to run again",
 		Long: "Create the event stream " + events.StreamName + " (audit-grade: no delete, purge or age limit),\n" +
-			"the KV buckets and the transfer object store, or bring their settings back. `waggle up` and\n" +
+			"the KV buckets and the transfer and snapshot object stores, or bring their settings back. `waggle up` and\n" +
 			"`waggle nats` do this at every start; run it against a stock nats-server cluster.",
 		Args: cobra.NoArgs,
 	}

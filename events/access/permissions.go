@@ -116,7 +116,9 @@ func (r Role) durableBase() string {
 var (
 	routerEnvTypes = []string{events.EnvRequested, events.EnvPlaced, events.EnvDestroyRequested,
 		// an environment stuck on a host that is gone: nobody else will end it
-		events.EnvLost}
+		events.EnvLost,
+		// a lost paused environment resumed on another host
+		events.EnvMoved}
 	hostEnvTypes = []string{events.EnvRejected, events.EnvStarting, events.EnvStarted, events.EnvFailed,
 		events.EnvTouched, events.EnvExec, events.EnvFileWritten, events.EnvFileRead,
 		events.EnvDestroyRequested, events.EnvDestroyed, events.EnvLost, events.EnvPaused, events.EnvResumed}
@@ -155,6 +157,10 @@ func Permissions(r Role, durable string) jwt.Permissions {
 			"$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.INFO.*.*",
 			"$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.API.CONSUMER.DELETE.*.*", "$JS.ACK.>", "$JS.FC.>", "$SRV.>")
 		p.denyPub("$JS.API.CONSUMER.NAMES."+events.StreamName, "$JS.API.CONSUMER.LIST."+events.StreamName)
+		// Stored snapshots hold guest memory: an operator sees the bucket's size, not its contents.
+		snaps := "OBJ_" + hostrpc.SnapshotBucket
+		p.denyPub("$JS.API.STREAM.MSG.GET."+snaps, "$JS.API.DIRECT.GET."+snaps, "$JS.API.DIRECT.GET."+snaps+".>",
+			"$JS.API.CONSUMER.CREATE."+snaps, "$JS.API.CONSUMER.CREATE."+snaps+".>")
 	case Router:
 		for _, t := range routerEnvTypes {
 			p.pub(events.EnvSubject("*", "*", t))
@@ -192,6 +198,9 @@ func Permissions(r Role, durable string) jwt.Permissions {
 		p.readEvents()
 		p.durable(events.StreamName, durable)
 		p.objects(hostrpc.TransferBucket)
+		// Paused environments' snapshots (--snapshot-store objects): any host agent may
+		// restore one whose host failed. No other role reads them (they hold guest memory).
+		p.objects(hostrpc.SnapshotBucket)
 	}
 	return p.jwt()
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -85,8 +86,10 @@ func startCluster(t *testing.T) *cluster {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.admin.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: hostrpc.TransferBucket}); err != nil {
-		t.Fatal(err)
+	for _, b := range []string{hostrpc.TransferBucket, hostrpc.SnapshotBucket} {
+		if _, err := c.admin.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The durable consumers other roles must not take over.
 	for _, d := range []struct{ id, filter string }{{h1, "waggle.env.h1.>"}, {proj, "waggle.>"}} {
@@ -292,6 +295,10 @@ func TestRolePermissions(t *testing.T) {
 		return cfg
 	}
 	api := func(s string) string { return "$JS.API." + s }
+	snapFile := filepath.Join(t.TempDir(), "memory") // a stored snapshot's one file
+	if err := os.WriteFile(snapFile, []byte("memory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	actions := []action{
 		// The event log: each role appends only its own event types, on its own host.
 		{"append requested", []string{admin, router}, envAppend("h1", events.EnvRequested)},
@@ -304,6 +311,7 @@ func TestRolePermissions(t *testing.T) {
 		{"append paused on h1", []string{admin, h1}, envAppend("h1", events.EnvPaused, events.EnvPlaced, events.EnvStarting, events.EnvStarted)},
 		{"append resumed on h1", []string{admin, h1}, envAppend("h1", events.EnvResumed, events.EnvPlaced, events.EnvStarting, events.EnvStarted, events.EnvPaused)},
 		{"append lost on h1 (failure detection)", []string{admin, router, h1, h2}, envAppend("h1", events.EnvLost)},
+		{"append moved on h1 (resumed elsewhere)", []string{admin, router}, envAppend("h1", events.EnvMoved, events.EnvLost)},
 		{"append host h1 joined", []string{admin, h1}, hostAppend("h1", events.HostJoined)},
 		{"append host h1 failed", []string{admin, h1, h2}, hostAppend("h1", events.HostFailed)},
 		{"append an audit digest", []string{admin, proj}, func(ctx context.Context, _ *cluster, cn *conn) error {
@@ -388,17 +396,46 @@ func TestRolePermissions(t *testing.T) {
 			}
 			return t.Delete(ctx, ref)
 		}},
-		{"list the transfer objects", []string{admin, operator}, func(ctx context.Context, _ *cluster, cn *conn) error {
-			store, err := cn.js.ObjectStore(ctx, hostrpc.TransferBucket)
+		// Stored snapshots (guest memory): host agents only.
+		{"put, get and delete a stored snapshot", []string{admin, h1, h2}, func(ctx context.Context, _ *cluster, cn *conn) error {
+			s := hostrpc.NewSnapshots(cn.js)
+			if _, err := s.Put(ctx, "env1", []string{snapFile}); err != nil {
+				return err
+			}
+			if _, err := s.Get(ctx, "env1", filepath.Join(t.TempDir(), "d"), 100); err != nil {
+				return err
+			}
+			return s.Delete(ctx, "env1")
+		}},
+		{"read a stored snapshot", []string{admin, h1, h2}, func(ctx context.Context, c *cluster, cn *conn) error {
+			if _, err := hostrpc.NewSnapshots(c.admin.js).Put(ctx, "env2", []string{snapFile}); err != nil {
+				return err
+			}
+			_, err := hostrpc.NewSnapshots(cn.js).Get(ctx, "env2", filepath.Join(t.TempDir(), "d"), 100)
+			return err
+		}},
+		{"delete a stored snapshot", []string{admin, h1, h2}, func(ctx context.Context, c *cluster, cn *conn) error {
+			if _, err := hostrpc.NewSnapshots(c.admin.js).Put(ctx, "env3", []string{snapFile}); err != nil {
+				return err
+			}
+			return hostrpc.NewSnapshots(cn.js).Delete(ctx, "env3")
+		}},
+		{"list the stored snapshots", []string{admin}, listObjects(hostrpc.SnapshotBucket)},
+		{"read a stored snapshot's chunks from its stream", []string{admin}, func(ctx context.Context, c *cluster, cn *conn) error {
+			if _, err := hostrpc.NewSnapshots(c.admin.js).Put(ctx, "env4", []string{snapFile}); err != nil {
+				return err
+			}
+			stream, err := cn.js.Stream(ctx, "OBJ_"+hostrpc.SnapshotBucket)
 			if err != nil {
 				return err
 			}
-			_, err = store.List(ctx)
-			if errors.Is(err, jetstream.ErrNoObjectsFound) {
-				return nil
+			if _, err := stream.GetMsg(ctx, stream.CachedInfo().State.FirstSeq); err != nil {
+				return err
 			}
+			_, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 			return err
 		}},
+		{"list the transfer objects", []string{admin, operator}, listObjects(hostrpc.TransferBucket)},
 	}
 	for _, a := range actions {
 		for _, id := range all {
@@ -414,6 +451,21 @@ func TestRolePermissions(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// listObjects lists the objects of an object store bucket.
+func listObjects(bucket string) func(context.Context, *cluster, *conn) error {
+	return func(ctx context.Context, _ *cluster, cn *conn) error {
+		store, err := cn.js.ObjectStore(ctx, bucket)
+		if err != nil {
+			return err
+		}
+		_, err = store.List(ctx)
+		if errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return nil
+		}
+		return err
 	}
 }
 

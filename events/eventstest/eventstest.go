@@ -102,6 +102,9 @@ func start(t testing.TB, trust *access.Trust) *Node {
 	if err := hostrpc.SetupTransfers(ctx, n.Log.JetStream(), 1); err != nil {
 		t.Fatal(err)
 	}
+	if err := hostrpc.SetupSnapshots(ctx, n.Log.JetStream(), 1); err != nil {
+		t.Fatal(err)
+	}
 	n.NC = nc
 	return n
 }

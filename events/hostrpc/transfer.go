@@ -60,28 +60,36 @@ func SetupTransfers(ctx context.Context, js jetstream.JetStream, replicas int) e
 
 // Transfers puts, gets and deletes transfer objects. It binds to the bucket on first use, so a
 // process that never moves a large file never touches it.
-type Transfers struct {
-	js jetstream.JetStream
+type Transfers struct{ b lazyBucket }
+
+// NewTransfers returns the transfers of the JetStream domain js talks to.
+func NewTransfers(js jetstream.JetStream) *Transfers {
+	return &Transfers{b: lazyBucket{js: js, name: TransferBucket}}
+}
+
+// bucket binds to the transfer bucket.
+func (t *Transfers) bucket(ctx context.Context) (jetstream.ObjectStore, error) { return t.b.open(ctx) }
+
+// lazyBucket binds to an object store bucket on first use.
+type lazyBucket struct {
+	js   jetstream.JetStream
+	name string
 
 	mu    sync.Mutex
 	store jetstream.ObjectStore // nil until first use
 }
 
-// NewTransfers returns the transfers of the JetStream domain js talks to.
-func NewTransfers(js jetstream.JetStream) *Transfers { return &Transfers{js: js} }
-
-// bucket binds to the transfer bucket.
-func (t *Transfers) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.store != nil {
-		return t.store, nil
+func (b *lazyBucket) open(ctx context.Context) (jetstream.ObjectStore, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.store != nil {
+		return b.store, nil
 	}
-	store, err := t.js.ObjectStore(ctx, TransferBucket)
+	store, err := b.js.ObjectStore(ctx, b.name)
 	if err != nil {
-		return nil, fmt.Errorf("open transfer bucket %s: %w", TransferBucket, err)
+		return nil, fmt.Errorf("open object store bucket %s: %w", b.name, err)
 	}
-	t.store = store
+	b.store = store
 	return store, nil
 }
 
