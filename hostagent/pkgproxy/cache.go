@@ -217,7 +217,7 @@ func (c *cache) get(ctx context.Context, spec fetchSpec) (*body, error) {
 	}
 	fl := c.flights[spec.key]
 	if fl == nil {
-		fl = newFlight()
+		fl = newFlight(func() { c.ground(spec.key, fl) })
 		fl.refs = 1 // the fetch's, released when it ends
 		c.flights[spec.key] = fl
 		c.wg.Go(func() { c.fly(fl, spec) })
@@ -275,11 +275,7 @@ func (c *cache) release(fl *flight) {
 // fly runs one upstream fetch into a temporary file, verifies it and keeps it.
 func (c *cache) fly(fl *flight, spec fetchSpec) {
 	defer c.release(fl)
-	defer func() {
-		c.mu.Lock()
-		delete(c.flights, spec.key)
-		c.mu.Unlock()
-	}()
+	defer c.ground(spec.key, fl) // on every path; failHeaders and finish did it already
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	// The upstream must keep sending: a body that stalls for idle fails.
@@ -322,6 +318,16 @@ func (c *cache) fly(fl *flight, spec fetchSpec) {
 		c.logger.Warn("package cache: response not kept", "key", spec.key, "err", err)
 	}
 	fl.finish(sum, nil)
+}
+
+// ground takes fl off the flights if it is still key's, so that a fetch of key asked for
+// from now on starts a flight of its own.
+func (c *cache) ground(key string, fl *flight) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.flights[key] == fl {
+		delete(c.flights, key)
+	}
 }
 
 // copyBody copies src into fl's file, hashing it, and checks its size and digest.
@@ -399,6 +405,10 @@ type flight struct {
 	f           *os.File
 
 	refs int // under cache.mu: the fetch and each reader
+	// ground takes the flight off the cache's flights; it runs before the flight tells its
+	// readers that it ended, so that a request made after a reader saw the end (a retry after
+	// a failure) never joins this flight.
+	ground func()
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -408,13 +418,14 @@ type flight struct {
 	sha256  string
 }
 
-func newFlight() *flight {
-	fl := &flight{ready: make(chan struct{})}
+func newFlight(ground func()) *flight {
+	fl := &flight{ready: make(chan struct{}), ground: ground}
 	fl.cond = sync.NewCond(&fl.mu)
 	return fl
 }
 
 func (fl *flight) failHeaders(err error) {
+	fl.ground()
 	fl.headerErr = err
 	close(fl.ready)
 }
@@ -427,6 +438,7 @@ func (fl *flight) advance(n int64) {
 }
 
 func (fl *flight) finish(sum string, err error) {
+	fl.ground()
 	fl.mu.Lock()
 	fl.done, fl.sha256, fl.err = true, sum, err
 	fl.mu.Unlock()
