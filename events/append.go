@@ -117,7 +117,7 @@ func (l *Log) Append(ctx context.Context, ev *Event, head Head) (_ Head, err err
 		// which checks the message id first): the event is stored already, at ack.Sequence.
 		l.metrics.lostAck.Inc()
 		return l.adoptDuplicate(ctx, ev, subject, ack.Sequence)
-	case isWrongLastSeq(err):
+	case IsWrongLastSeq(err):
 		return l.resolveConflict(ctx, ev, subject, aggregate, head, err)
 	default:
 		return Head{}, fmt.Errorf("event log: append %s event %s to %s: %w", ev.Type, ev.ID, subject, err)
@@ -202,7 +202,10 @@ func adopt(ev *Event, subject string, msg *jetstream.RawStreamMsg) error {
 	return nil
 }
 
-func isWrongLastSeq(err error) bool {
+// IsWrongLastSeq reports an append or a revision-checked KV update that lost against another
+// writer: JetStream's answer when the expected last sequence (or revision) does not hold, in
+// either of its two codes.
+func IsWrongLastSeq(err error) bool {
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
 		return false

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -161,5 +162,22 @@ func TestDerivedID(t *testing.T) {
 	}
 	if _, err := ulid.ParseStrict(DerivedID(time.Time{}, "x")); err != nil {
 		t.Errorf("zero time: %v", err)
+	}
+}
+
+func TestIsWrongLastSeq(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{&jetstream.APIError{ErrorCode: 10071}, true},
+		{fmt.Errorf("update: %w", &jetstream.APIError{ErrorCode: 10164}), true}, // a replicated stream or bucket
+		{&jetstream.APIError{ErrorCode: 10077}, false},
+		{errors.New("wrong last sequence"), false},
+		{nil, false},
+	} {
+		if got := IsWrongLastSeq(tt.err); got != tt.want {
+			t.Errorf("IsWrongLastSeq(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }

@@ -117,7 +117,7 @@ func (c *claims) write(ctx context.Context, tenant, key string, cl claim, rev ui
 	} else {
 		_, err = kv.Update(ctx, claimKey(tenant, key), raw, rev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || isWrongRevision(err) {
+	if errors.Is(err, jetstream.ErrKeyExists) || events.IsWrongLastSeq(err) {
 		return errClaimTaken
 	}
 	if err != nil {

@@ -85,7 +85,7 @@ func (rs *reservations) reserve(ctx context.Context, tenant, env string, memoryM
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongRevision(err) {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !events.IsWrongLastSeq(err) {
 			return fmt.Errorf("reserve environment %s for tenant %s: %w", env, tenant, err)
 		}
 		// Another router reserved meanwhile: count again.
@@ -113,7 +113,7 @@ func (rs *reservations) release(ctx context.Context, tenant, env string) error {
 			return err
 		}
 		_, err = kv.Update(ctx, tenant, raw, rev)
-		if err == nil || !isWrongRevision(err) {
+		if err == nil || !events.IsWrongLastSeq(err) {
 			return err
 		}
 	}
@@ -170,10 +170,4 @@ func totals(rec tenantRecord) (count, memoryMiB int) {
 		memoryMiB += r.MemoryMiB
 	}
 	return count, memoryMiB
-}
-
-// isWrongRevision reports a KV update that lost against another writer.
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
