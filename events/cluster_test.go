@@ -25,8 +25,29 @@ func startCluster(t *testing.T, n int) []*Server {
 }
 
 // startClusterTLS is startCluster with client and route connections over TLS when files is set.
+// The ports are free when chosen, but another process (a test of another package) may take
+// one before its node listens and answer the routes: a cluster that does not come up is
+// started again on other ports.
 func startClusterTLS(t *testing.T, n int, files *TLSFiles) []*Server {
 	t.Helper()
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		nodes, err := tryStartCluster(t, n, files)
+		if err == nil {
+			for _, srv := range nodes {
+				t.Cleanup(srv.Shutdown)
+			}
+			return nodes
+		}
+		if attempt == attempts {
+			t.Fatal(err)
+		}
+		t.Logf("cluster attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+// tryStartCluster starts the n nodes on fresh ports, or none.
+func tryStartCluster(t *testing.T, n int, files *TLSFiles) ([]*Server, error) {
 	ports := freePorts(t, n)
 	var routes []string
 	for _, p := range ports {
@@ -43,12 +64,14 @@ func startClusterTLS(t *testing.T, n int, files *TLSFiles) []*Server {
 			TLS:         files,
 		})
 		if err != nil {
-			t.Fatalf("start node %d: %v", i, err)
+			for _, started := range nodes {
+				started.Shutdown()
+			}
+			return nil, fmt.Errorf("start node %d: %w", i, err)
 		}
-		t.Cleanup(srv.Shutdown)
 		nodes = append(nodes, srv)
 	}
-	return nodes
+	return nodes, nil
 }
 
 // freePorts finds n free loopback TCP ports (free when this returns; another process may
