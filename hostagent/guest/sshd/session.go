@@ -193,13 +193,7 @@ func (ss *session) startAptInstall(names []string) bool {
 	}
 	if err != nil {
 		ss.log.Warn("apt install refused", "err", err)
-		ss.mu.Lock()
-		defer ss.mu.Unlock()
-		if ss.started {
-			return false
-		}
-		ss.failLocked(2, fmt.Errorf("apt install refused: %w", err))
-		return true
+		return ss.failBeforeStart(2, fmt.Errorf("apt install refused: %w", err))
 	}
 	ss.log.Info("apt install", "packages", names)
 	argv := append(append(slices.Clone(c.AptInstall), "--"), names...)
@@ -241,13 +235,7 @@ func (ss *session) start(cmd command, report bool) bool {
 func (ss *session) startInlineProgram(prog wire.Program) bool {
 	path, err := ss.srv.saveProgram(bytes.NewReader(prog.Source))
 	if err != nil {
-		ss.mu.Lock()
-		defer ss.mu.Unlock()
-		if ss.started {
-			return false
-		}
-		ss.failLocked(126, err)
-		return true
+		return ss.failBeforeStart(126, err)
 	}
 	if !ss.start(ss.userCommand(append(slices.Clone(prog.Interp), path)), true) {
 		os.Remove(path)
@@ -306,6 +294,18 @@ func (ss *session) serve(p *process, argv0 string) {
 func (ss *session) fail(err error, code int) {
 	fmt.Fprintf(ss.ch.Stderr(), "waggle: %v\n", err)
 	ss.finish(exitStatus{code: code})
+}
+
+// failBeforeStart ends the session's one command before it ran (err on stderr, then exit
+// status code) and reports whether the request is accepted: not if a command started already.
+func (ss *session) failBeforeStart(code int, err error) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.started {
+		return false
+	}
+	ss.failLocked(code, err)
+	return true
 }
 
 // failLocked ends the session's command before it ran: err on stderr, then exit status code.
